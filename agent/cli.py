@@ -1,0 +1,41 @@
+"""The `disco` command. Heavy libraries are imported inside commands so that `--help` is instant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.home import set_home
+
+app = typer.Typer(
+    name="disco",
+    help="disco: an agentic research assistant that discovers algorithms with LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Data dir (caches, runs, memory). Default: $DISCO_HOME or ./.disco."),
+    ] = None,
+) -> None:
+    set_home(home)
+
+
+def _register() -> None:
+    from agent.commands.bench import bench_app
+    from agent.commands.losses import losses_app
+
+    app.add_typer(losses_app, name="losses")
+    app.add_typer(bench_app, name="bench")
+
+
+_register()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Sub-commands of the `disco` CLI, one module per group."""

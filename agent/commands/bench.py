@@ -1,0 +1,160 @@
+"""`disco bench losses`: train and score losses on the toy task and print the reward–KL table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+bench_app = typer.Typer(help="Benchmarks of candidates on a target's evaluator.", no_args_is_help=True)
+err = Console(stderr=True)
+
+
+def _parse_floats(text: str, flag: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{flag} takes numbers separated by commas, e.g. 0.1,0.5") from None
+    if not values or any(v <= 0 for v in values):
+        raise typer.BadParameter(f"{flag} needs at least one positive number")
+    return values
+
+
+def resolve_losses(spec: str) -> dict[str, str]:
+    """Names from the zoo, or paths to candidate files: name → code."""
+    from targets.dpo.zoo import get_zoo_loss, list_zoo
+
+    out: dict[str, str] = {}
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        path = Path(item)
+        if item.endswith(".py"):
+            if not path.is_file():
+                raise typer.BadParameter(f"no candidate file at {item}")
+            out[path.stem] = path.read_text()
+            continue
+        try:
+            out[item] = get_zoo_loss(item).code
+        except KeyError:
+            names = ", ".join(z.name for z in list_zoo())
+            raise typer.BadParameter(
+                f"unknown loss {item!r}; known: {names} (or give a path to a .py file)"
+            ) from None
+    if not out:
+        raise typer.BadParameter("--losses is empty")
+    return out
+
+
+@bench_app.command("losses")
+def bench_losses(
+    losses: Annotated[
+        str, typer.Option(help="Zoo names or candidate .py files, comma-separated.")
+    ] = "dpo,ipo,slic,lrml",
+    betas: Annotated[
+        str | None, typer.Option(help="β values, comma-separated (default: the quick sweep).")
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Training seeds per β.")] = 2,
+    full_grid: Annotated[bool, typer.Option("--full-grid", help="The paper's β grid 0.01 … 5.")] = False,
+    kl_penalty: Annotated[float | None, typer.Option(help="λ of the fitness r − λ·KL.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: up to 2).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Write runs.csv, summary.json and frontier.png here.")
+    ] = None,
+) -> None:
+    """Train each loss at each (β, seed) on the toy task; report reward, KL, status and fitness ± 95% CI."""
+    from agent.home import cache_dir
+    from targets.dpo.bench import run_bench, write_outputs
+    from targets.dpo.fitness import FULL_BETA_GRID
+    from targets.dpo.sweep import SweepSpec
+
+    chosen = resolve_losses(losses)
+    spec = SweepSpec(seeds=list(range(seeds)))
+    if full_grid:
+        spec.betas = list(FULL_BETA_GRID)
+    if betas:
+        spec.betas = _parse_floats(betas, "--betas")
+    if kl_penalty is not None:
+        spec.fitness.kl_penalty = kl_penalty
+    if workers is not None:
+        spec.workers = workers
+
+    n_jobs = (len(chosen) + ("dpo" not in chosen)) * len(spec.betas) * len(spec.seeds)
+    show_progress = not as_json or sys.stderr.isatty()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
+        task_id = bar.add_task("training runs", total=n_jobs)
+
+        def progress(run, done: int, total: int) -> None:
+            bar.update(
+                task_id,
+                completed=done,
+                description=f"{run.loss} β={run.beta:g} seed={run.seed}: {run.status}",
+            )
+
+        report = run_bench(chosen, spec, cache_dir(), progress=progress)
+
+    written = write_outputs(report, out) if out else []
+    if as_json:
+        typer.echo(json.dumps(report.summary(), indent=2))
+        return
+    console = Console()
+    console.print(run_table(report))
+    console.print(fitness_table(report))
+    console.print(
+        f"{len(report.runs)} runs in {report.seconds:.0f} s "
+        f"({report.seconds_per_loss:.0f} s per loss on {spec.workers} worker(s))."
+    )
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+def run_table(report) -> Table:
+    table = Table(title="Reward and KL per β (mean over seeds)")
+    table.add_column("loss")
+    for beta in report.spec.betas:
+        table.add_column(f"β={beta:g}\nreward / KL", justify="right")
+    for name in report.losses:
+        cells = []
+        for point in report.fitness[name].frontier:
+            if point.reward is None:
+                cells.append(f"[red]{'/'.join(sorted(set(point.statuses)))}[/]")
+            else:
+                failed = f" [red]({point.n_failed} failed)[/]" if point.n_failed else ""
+                cells.append(f"{point.reward:+.3f} / {point.kl:.2f}{failed}")
+        table.add_row(name, *cells)
+    return table
+
+
+def fitness_table(report) -> Table:
+    table = Table(title=f"Fitness = reward − {report.spec.fitness.kl_penalty:g}·KL, mean over β (95% CI)")
+    for col in ("loss", "fitness", "95% CI", "vs dpo", "95% CI of diff", "separated"):
+        table.add_column(col, justify="right" if col != "loss" else "left")
+    ranked = sorted(report.losses, key=lambda n: -report.fitness[n].fitness.value)
+    for name in ranked:
+        fit = report.fitness[name]
+        vs = fit.vs_baseline
+        table.add_row(
+            name,
+            f"{fit.fitness.value:+.4f}",
+            f"[{fit.fitness.ci_low:+.4f}, {fit.fitness.ci_high:+.4f}]",
+            f"{vs.diff.value:+.4f}" if vs else "—",
+            f"[{vs.diff.ci_low:+.4f}, {vs.diff.ci_high:+.4f}]" if vs else "—",
+            ("yes" if vs.separated else "no") if vs else "baseline",
+        )
+    return table

@@ -1,0 +1,41 @@
+"""Structured results of a target's checks: what a model reads to repair a candidate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class CheckResult(BaseModel):
+    """One validity check on one candidate.
+
+    `message` is written for the model that must repair the candidate: it says what went wrong and
+    where, not only that something did.
+    """
+
+    name: str
+    passed: bool
+    message: str
+    level: Literal["error", "warning", "info"] = "error"
+    """`error` fails the candidate; `warning` is reported but does not (e.g. batch dependence)."""
+    numbers: dict[str, float] = Field(default_factory=dict)
+    """Figures behind the verdict, e.g. the margin at which the loss went NaN."""
+    line: int | None = None
+    """1-based line of the candidate's code that the message is about, when known."""
+    traceback: str | None = None
+
+
+class CheckReport(BaseModel):
+    """All checks on one candidate; `passed` is true when no error-level check failed."""
+
+    passed: bool
+    checks: list[CheckResult]
+
+    @classmethod
+    def from_checks(cls, checks: list[CheckResult]) -> CheckReport:
+        passed = all(c.passed or c.level != "error" for c in checks)
+        return cls(passed=passed, checks=checks)
+
+    def failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed and c.level == "error"]
