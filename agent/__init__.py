@@ -1,0 +1,1 @@
+"""The `disco` command (`cli`, `commands/`) and the data dir (`home`); the meta-agent will live here."""

@@ -8,6 +8,8 @@ built once (cached on disk) and loaded once per worker. The parent process never
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -20,18 +22,23 @@ from pydantic import BaseModel, Field
 from targets.dpo.fitness import FULL_BETA_GRID, FitnessConfig, RunResult
 from targets.dpo.toy.config import ToyTaskConfig
 
-DEFAULT_BETAS: tuple[float, ...] = (0.05, 0.1, 0.3, 1.0, 3.0)
+DEFAULT_BETAS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class ToyTrainSettings(BaseModel):
     """DPO hyper-parameters shared by every run of a sweep (β and seed vary per run)."""
 
-    learning_rate: float = 3e-4
+    learning_rate: float = 2e-4
     """A tiny SFT model on CPU needs ~1e-4…1e-3 (TRL's default 1e-6 would not move it)."""
     batch_size: int = 32
     """Preference pairs per step."""
-    num_train_epochs: float = 4.0
-    """Several epochs over few pairs: where DPO over-fits and IPO-style regularisation pays."""
+    max_steps: int = 100
+    """Optimiser steps: ~6 epochs over the toy task's 512 pairs, the over-fitting regime in which
+    DPO's margins grow without bound on near-deterministic labels and IPO's stay finite."""
+    lr_scheduler_type: str = "constant"
+    """Constant, as in the paper's IMDb runs: a decaying schedule would hide late over-fitting."""
+    max_grad_norm: float = 10.0
+    """Loose clipping: only a blow-up is clipped, so losses differ by their gradients, not by the clip."""
     max_length: int = 48
     """Prompt + completion tokens; the toy language's sequences are shorter."""
 
@@ -65,15 +72,26 @@ class SweepJob(BaseModel):
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (killed, Ctrl-C) must not train on alone: poll and exit."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import torch
 
     torch.set_num_threads(threads)
-    import targets.dpo.trainer  # noqa: F401  (warm the heavy imports before the first job)
+    from targets.dpo.trainer import quiet_hf  # warms the heavy imports before the first job
+
+    quiet_hf()
 
 
 def _worker_state(spec: SweepSpec, cache_dir: Path) -> dict[str, Any]:
@@ -106,13 +124,18 @@ def prepare(spec: SweepSpec, cache_dir: Path) -> dict[str, Any]:
 
 def run_job(job: SweepJob, spec: SweepSpec, cache_dir: Path) -> RunResult:
     """Train the SFT model with one loss at one β and seed, then evaluate it. Never raises for a bad loss."""
+    from sandbox.policy import check_policy
     from targets.dpo.candidate import CandidateError, load_candidate
+    from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
     from targets.dpo.toy.evaluate import evaluate_policy
     from targets.dpo.trainer import DPOTrainConfig, train_candidate
 
     state = _worker_state(spec, cache_dir)
     task = state["task"]
     base = RunResult(loss=job.loss, beta=job.beta, seed=job.seed, status="error")
+    violations = check_policy(job.code, LOSS_ALLOWED_IMPORTS)
+    if violations:  # never train code that the static policy refuses
+        return base.model_copy(update={"reason": "policy: " + "; ".join(v.message for v in violations[:3])})
     try:
         candidate = load_candidate(job.code)
     except CandidateError as exc:
@@ -123,7 +146,9 @@ def run_job(job: SweepJob, spec: SweepSpec, cache_dir: Path) -> RunResult:
         seed=job.seed,
         learning_rate=spec.train.learning_rate,
         per_device_train_batch_size=spec.train.batch_size,
-        num_train_epochs=spec.train.num_train_epochs,
+        max_steps=spec.train.max_steps,
+        lr_scheduler_type=spec.train.lr_scheduler_type,
+        max_grad_norm=spec.train.max_grad_norm,
         max_length=spec.train.max_length,
     )
     outcome = train_candidate(candidate, policy, task.tokenizer, state["prepared"], config)
@@ -165,7 +190,7 @@ def run_sweep(
             max_workers=spec.workers,
             mp_context=get_context("spawn"),
             initializer=_worker_init,
-            initargs=(threads,),
+            initargs=(threads, os.getpid()),
         ) as pool:
             pool.submit(prepare, spec, cache_dir).result()
             futures: dict[Future[RunResult], int] = {
