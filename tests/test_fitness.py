@@ -109,3 +109,19 @@ def test_mismatched_grids_are_an_error_not_a_silent_score() -> None:
     b = [r for r in make_runs("b", 0.0) if not (r.beta == 1.0 and r.seed == 2)]
     with pytest.raises(ValueError, match="no run of b"):
         compute_fitness({"a": a, "b": b}, FitnessConfig())
+
+
+def test_max_aggregate_scores_each_loss_at_its_best_beta() -> None:
+    runs = make_runs("a", 0.0, kl=0.0)
+    for r in runs:  # β=1.0 is much better than β=0.1
+        if r.beta == 1.0:
+            r.rewards = [x + 0.5 for x in r.rewards]
+    mean_fit = compute_fitness({"a": runs}, FitnessConfig(kl_penalty=0.0), baseline=None)["a"].fitness
+    max_fit = compute_fitness({"a": runs}, FitnessConfig(kl_penalty=0.0, aggregate="max"), baseline=None)[
+        "a"
+    ].fitness
+    best = np.mean([np.mean(r.rewards) for r in runs if r.beta == 1.0])
+    assert max_fit.value == pytest.approx(best)
+    assert mean_fit.value == pytest.approx(np.mean([np.mean(r.rewards) for r in runs]))
+    assert max_fit.value > mean_fit.value + 0.2
+    assert max_fit.ci_low < max_fit.value < max_fit.ci_high

@@ -8,8 +8,9 @@ KL-regularised reward of RLHF,
 
 whose mean over prompts estimates E[r] - λ·KL(π‖π_ref). A run that failed (NaN, crash, degenerate
 text) scores `failure_score` on every item: failing at a β costs, it is not skipped. A loss's fitness
-is the mean of o over β, seeds and prompts; its 95% CI comes from a seeded bootstrap that resamples
-seeds and prompts, and the paired comparison with a baseline resamples the same indices for both.
+is the mean of o over β, seeds and prompts (with `aggregate="max"`: at its best β); its 95% CI comes
+from a seeded bootstrap that resamples seeds and prompts, and the paired comparison with a baseline
+resamples the same indices for both.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class FitnessConfig(BaseModel):
     """Seed of the bootstrap, so that a fitness is reproducible."""
     confidence: float = 0.95
     """Two-sided confidence level of the intervals."""
+    aggregate: Literal["mean", "max"] = "mean"
+    """Over β: `mean` rewards a loss that is good at every β; `max` scores each loss at its best β
+    (as a practitioner who tunes β would use it), at the price of an upward bias for noisy losses."""
 
 
 class RunResult(BaseModel):
@@ -142,12 +146,20 @@ def _bootstrap_indices(n_seeds: int, n_items: int, cfg: FitnessConfig) -> tuple[
     return seed_idx, item_idx
 
 
-def _bootstrap_means(scores: np.ndarray, seed_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-    """Mean item score of each resample: scores (B, S, N) → (n_bootstrap,)."""
-    # Average over β first (β is fixed by the sweep, not sampled), then resample seeds × prompts.
-    per_seed_item = scores.mean(axis=0)  # (S, N)
-    # (K, S, N) gathered in one go: K resamples of S seeds × N prompts
-    return per_seed_item[seed_idx[:, :, None], item_idx[:, None, :]].mean(axis=(1, 2))
+def _bootstrap_means(
+    scores: np.ndarray, seed_idx: np.ndarray, item_idx: np.ndarray, aggregate: str
+) -> np.ndarray:
+    """Fitness of each resample: scores (B, S, N) → (n_bootstrap,); seeds and prompts are resampled, β not."""
+    # (K, B): per β, the mean over K resamples of S seeds × N prompts, gathered one β at a time
+    per_beta = np.stack(
+        [s[seed_idx[:, :, None], item_idx[:, None, :]].mean(axis=(1, 2)) for s in scores], axis=1
+    )
+    return per_beta.max(axis=1) if aggregate == "max" else per_beta.mean(axis=1)
+
+
+def _point(scores: np.ndarray, aggregate: str) -> float:
+    per_beta = scores.mean(axis=(1, 2))  # (B,)
+    return float(per_beta.max() if aggregate == "max" else per_beta.mean())
 
 
 def _interval(point: float, samples: np.ndarray, confidence: float) -> Interval:
@@ -201,12 +213,12 @@ def compute_fitness(
     betas, seeds, n_items = _grid(all_runs)
     seed_idx, item_idx = _bootstrap_indices(len(seeds), n_items, cfg)
     scores = {name: _score_tensor(runs, betas, seeds, n_items, cfg) for name, runs in runs_by_loss.items()}
-    boots = {name: _bootstrap_means(s, seed_idx, item_idx) for name, s in scores.items()}
+    boots = {name: _bootstrap_means(s, seed_idx, item_idx, cfg.aggregate) for name, s in scores.items()}
     results: dict[str, LossFitness] = {}
     for name, runs in runs_by_loss.items():
         results[name] = LossFitness(
             loss=name,
-            fitness=_interval(scores[name].mean(), boots[name], cfg.confidence),
+            fitness=_interval(_point(scores[name], cfg.aggregate), boots[name], cfg.confidence),
             frontier=frontier(runs, cfg),
         )
     if baseline is not None and baseline in scores:
@@ -214,7 +226,8 @@ def compute_fitness(
             if name == baseline:
                 continue
             delta = boots[name] - boots[baseline]
-            diff = _interval(scores[name].mean() - scores[baseline].mean(), delta, cfg.confidence)
+            point = _point(scores[name], cfg.aggregate) - _point(scores[baseline], cfg.aggregate)
+            diff = _interval(point, delta, cfg.confidence)
             results[name].vs_baseline = PairedComparison(
                 baseline=baseline,
                 diff=diff,
@@ -233,12 +246,13 @@ def pairwise_separation(
     betas, seeds, n_items = _grid(all_runs)
     seed_idx, item_idx = _bootstrap_indices(len(seeds), n_items, cfg)
     scores = {n: _score_tensor(runs_by_loss[n], betas, seeds, n_items, cfg) for n in names}
-    boots = {n: _bootstrap_means(scores[n], seed_idx, item_idx) for n in names}
+    boots = {n: _bootstrap_means(scores[n], seed_idx, item_idx, cfg.aggregate) for n in names}
     out = {}
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             delta = boots[a] - boots[b]
-            diff = _interval(scores[a].mean() - scores[b].mean(), delta, cfg.confidence)
+            point = _point(scores[a], cfg.aggregate) - _point(scores[b], cfg.aggregate)
+            diff = _interval(point, delta, cfg.confidence)
             out[(a, b)] = PairedComparison(
                 baseline=b, diff=diff, prob_better=float((delta > 0).mean()), separated=diff.excludes_zero()
             )
