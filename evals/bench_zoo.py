@@ -115,6 +115,12 @@ def main() -> None:
     parser.add_argument("--losses", default=",".join(z.name for z in list_zoo()))
     parser.add_argument("--reuse-default", action="store_true", help="re-analyse the saved default runs")
     parser.add_argument("--reuse-full", action="store_true", help="keep the full-grid results of report.json")
+    parser.add_argument(
+        "--classic-seeds",
+        type=int,
+        default=0,
+        help="train the classic losses on more seeds for their pairwise study",
+    )
     args = parser.parse_args()
 
     zoo = {z.name: z.code for z in list_zoo()}
@@ -139,6 +145,7 @@ def main() -> None:
         "betas": default.betas,
         "seeds": default.seeds,
         "kl_penalty": default.fitness.kl_penalty,
+        "aggregate": default.fitness.aggregate,
         "workers": default.workers,
         "seconds": seconds,
         "seconds_per_candidate": seconds / len(names) * 2 / len(default.seeds),
@@ -146,24 +153,40 @@ def main() -> None:
         "vs_dpo": {n: rep.fitness[n].vs_baseline.model_dump() for n in names if rep.fitness[n].vs_baseline},
         "failed_runs": {n: sum(r.status != "ok" for r in runs if r.loss == n) for n in names},
     }
-    result["classic"] = classic_analysis(runs, names, default)
+    classic_runs = [r for r in runs if r.loss in CLASSIC]
+    if args.classic_seeds > len(default.seeds):
+        extra_seeds = list(range(len(default.seeds), args.classic_seeds))
+        extra_items = OUT / "default" / "classic_extra_items.jsonl.gz"
+        extra = load_runs(extra_items) if args.reuse_default and extra_items.exists() else []
+        if {r.seed for r in extra} != set(extra_seeds):
+            spec = SweepSpec(seeds=extra_seeds)
+            print(f"classic losses on extra seeds {extra_seeds}", flush=True)
+            extra, _ = sweep({n: losses[n] for n in CLASSIC if n in losses}, spec, "classic")
+            save_runs(extra, extra_items)
+        classic_runs += extra
+    classic_seeds = sorted({r.seed for r in classic_runs})
+    result["classic"] = classic_analysis(
+        classic_runs, names, default.model_copy(update={"seeds": classic_seeds})
+    )
+    result["classic"]["seeds"] = classic_seeds
 
-    if args.reuse_full and "full_grid" in previous:
-        result["full_grid"] = previous["full_grid"]
+    full = SweepSpec(betas=list(FULL_BETA_GRID), seeds=list(range(args.seeds_full)))
+    full_items = OUT / "full_grid" / "runs_items.jsonl.gz"
+    if args.reuse_full and full_items.exists():
+        runs_full, seconds_full = load_runs(full_items), previous["full_grid"]["seconds"]
     else:
-        full = SweepSpec(betas=list(FULL_BETA_GRID), seeds=list(range(args.seeds_full)))
         print(f"full grid: β={full.betas}, seeds={full.seeds}", flush=True)
         runs_full, seconds_full = sweep(losses, full, "full")
-        rep_full = report_for(runs_full, full, names, seconds_full)
-        write_outputs(rep_full, OUT / "full_grid")
-        save_runs(runs_full, OUT / "full_grid" / "runs_items.jsonl.gz")
-        result["full_grid"] = {
-            "betas": full.betas,
-            "seeds": full.seeds,
-            "seconds": seconds_full,
-            "fitness": {n: rep_full.fitness[n].fitness.model_dump() for n in names},
-            "failed_runs": {n: sum(r.status != "ok" for r in runs_full if r.loss == n) for n in names},
-        }
+    rep_full = report_for(runs_full, full, names, seconds_full)
+    write_outputs(rep_full, OUT / "full_grid")
+    save_runs(runs_full, full_items)
+    result["full_grid"] = {
+        "betas": full.betas,
+        "seeds": full.seeds,
+        "seconds": seconds_full,
+        "fitness": {n: rep_full.fitness[n].fitness.model_dump() for n in names},
+        "failed_runs": {n: sum(r.status != "ok" for r in runs_full if r.loss == n) for n in names},
+    }
 
     (OUT / "report.json").write_text(json.dumps(result, indent=2))
     (OUT / "report.md").write_text(render_markdown(result))
@@ -179,9 +202,9 @@ def render_markdown(result: dict) -> str:
     lines = [
         "# Zoo benchmark of the DPO-loss fitness",
         "",
-        f"Default sweep: β = {d['betas']}, seeds = {d['seeds']}; fitness = mean over β of reward − "
-        f"{d['kl_penalty']}·KL; 95% CI by a seeded bootstrap over seeds × prompts, paired with DPO on the "
-        "same seeds and prompts. A failed run (NaN, degenerate text) scores the reward floor, −1.",
+        f"Default sweep: β = {d['betas']}, seeds = {d['seeds']}; fitness = {d['aggregate']} over β of "
+        f"reward − {d['kl_penalty']}·KL; 95% CI by a seeded bootstrap over seeds × prompts, paired with "
+        "DPO on the same seeds and prompts. A failed run (NaN, degenerate text) scores the reward floor, −1.",
         "",
         f"Wall clock: {d['seconds']:.0f} s for {len(result['losses'])} losses × {len(d['betas'])} β × "
         f"{len(d['seeds'])} seeds on {d['workers']} worker processes: "
@@ -199,11 +222,12 @@ def render_markdown(result: dict) -> str:
         lines.append(
             f"| {n} | {f['value']:+.4f} | {_interval(f)} | {diff} | {ci} | {sep} | {d['failed_runs'][n]} |"
         )
-    for aggregate, title in (("mean", "mean over β"), ("max", "best β of each loss")):
+    for aggregate, title in (("max", "best β of each loss"), ("mean", "mean over β")):
         c = result["classic"][aggregate]
         lines += [
             "",
-            f"## Classic losses, paired differences (row − column), fitness = {title}",
+            f"## Classic losses, paired differences (row − column), fitness = {title}, "
+            f"seeds {result['classic']['seeds']}",
             "",
             "| pair | difference | 95% CI | separated |",
             "|---|---:|---:|:---:|",

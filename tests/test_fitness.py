@@ -45,9 +45,9 @@ def make_runs(
     return runs
 
 
-def test_fitness_is_mean_objective_and_ci_contains_it() -> None:
+def test_mean_aggregate_is_the_mean_objective_and_ci_contains_it() -> None:
     runs = make_runs("a", 0.2, kl=2.0)
-    cfg = FitnessConfig(kl_penalty=0.1)
+    cfg = FitnessConfig(kl_penalty=0.1, aggregate="mean")
     fit = compute_fitness({"a": runs}, cfg, baseline=None)["a"].fitness
     expected = np.mean([np.mean(r.rewards) - 0.1 * 2.0 for r in runs])
     assert fit.value == pytest.approx(expected)
@@ -116,10 +116,11 @@ def test_max_aggregate_scores_each_loss_at_its_best_beta() -> None:
     for r in runs:  # β=1.0 is much better than β=0.1
         if r.beta == 1.0:
             r.rewards = [x + 0.5 for x in r.rewards]
-    mean_fit = compute_fitness({"a": runs}, FitnessConfig(kl_penalty=0.0), baseline=None)["a"].fitness
-    max_fit = compute_fitness({"a": runs}, FitnessConfig(kl_penalty=0.0, aggregate="max"), baseline=None)[
+    mean_cfg = FitnessConfig(kl_penalty=0.0, aggregate="mean")
+    mean_fit = compute_fitness({"a": runs}, mean_cfg, baseline=None)["a"].fitness
+    max_fit = compute_fitness({"a": runs}, FitnessConfig(kl_penalty=0.0), baseline=None)[
         "a"
-    ].fitness
+    ].fitness  # default
     best = np.mean([np.mean(r.rewards) for r in runs if r.beta == 1.0])
     assert max_fit.value == pytest.approx(best)
     assert mean_fit.value == pytest.approx(np.mean([np.mean(r.rewards) for r in runs]))

@@ -62,6 +62,9 @@ def bench_losses(
     seeds: Annotated[int, typer.Option(min=1, help="Training seeds per β.")] = 2,
     full_grid: Annotated[bool, typer.Option("--full-grid", help="The paper's β grid 0.01 … 5.")] = False,
     kl_penalty: Annotated[float | None, typer.Option(help="λ of the fitness r − λ·KL.")] = None,
+    aggregate: Annotated[
+        str, typer.Option(help="Over β: max (each loss at its best β) or mean (good at every β).")
+    ] = "max",
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: up to 2).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
     out: Annotated[
@@ -82,6 +85,9 @@ def bench_losses(
         spec.betas = _parse_floats(betas, "--betas")
     if kl_penalty is not None:
         spec.fitness.kl_penalty = kl_penalty
+    if aggregate not in ("max", "mean"):
+        raise typer.BadParameter("--aggregate is max or mean")
+    spec.fitness.aggregate = aggregate
     if workers is not None:
         spec.workers = workers
 
@@ -142,7 +148,8 @@ def run_table(report) -> Table:
 
 
 def fitness_table(report) -> Table:
-    table = Table(title=f"Fitness = reward − {report.spec.fitness.kl_penalty:g}·KL, mean over β (95% CI)")
+    over = "at the best β" if report.spec.fitness.aggregate == "max" else "mean over β"
+    table = Table(title=f"Fitness = reward − {report.spec.fitness.kl_penalty:g}·KL, {over} (95% CI)")
     for col in ("loss", "fitness", "95% CI", "vs dpo", "95% CI of diff", "separated"):
         table.add_column(col, justify="right" if col != "loss" else "left")
     ranked = sorted(report.losses, key=lambda n: -report.fitness[n].fitness.value)

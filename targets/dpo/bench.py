@@ -32,6 +32,7 @@ class BenchReport(BaseModel):
             "betas": self.spec.betas,
             "seeds": self.spec.seeds,
             "kl_penalty": self.spec.fitness.kl_penalty,
+            "aggregate": self.spec.fitness.aggregate,
             "seconds": round(self.seconds, 2),
             "seconds_per_loss": round(self.seconds_per_loss, 2),
             "results": {name: self.fitness[name].model_dump() for name in self.losses},
@@ -116,22 +117,34 @@ def plot_frontier(fitness: dict[str, LossFitness], path: Path, title: str = "Rew
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
-    for name, fit in fitness.items():
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    colors = plt.get_cmap("tab20").colors
+    markers = "osD^v<>pP*Xh"
+    for i, (name, fit) in enumerate(fitness.items()):
         pts = [(p.kl, p.reward, p.beta) for p in fit.frontier if p.reward is not None and p.kl is not None]
         if not pts:
             continue
         pts.sort(key=lambda p: p[2])  # along β, so the line traces the trade-off
         xs, ys, _ = zip(*pts, strict=True)
         label = f"{name} ({fit.fitness.value:+.3f})"
-        ax.plot(xs, ys, marker="o", lw=2 if name == BASELINE else 1.2, label=label)
+        ax.plot(
+            xs,
+            ys,
+            marker=markers[i % len(markers)],
+            color=colors[i % len(colors)],
+            ms=4,
+            lw=2.5 if name == BASELINE else 1.2,
+            label=label,
+        )
         for x, y, b in pts:
             ax.annotate(f"{b:g}", (x, y), fontsize=6, alpha=0.6, xytext=(2, 2), textcoords="offset points")
     ax.set_xlabel("KL(π ‖ π_ref) [nats]")
     ax.set_ylabel("mean exact reward")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(
+        fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="loss (fitness)", title_fontsize=7
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

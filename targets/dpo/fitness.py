@@ -8,9 +8,9 @@ KL-regularised reward of RLHF,
 
 whose mean over prompts estimates E[r] - λ·KL(π‖π_ref). A run that failed (NaN, crash, degenerate
 text) scores `failure_score` on every item: failing at a β costs, it is not skipped. A loss's fitness
-is the mean of o over β, seeds and prompts (with `aggregate="max"`: at its best β); its 95% CI comes
-from a seeded bootstrap that resamples seeds and prompts, and the paired comparison with a baseline
-resamples the same indices for both.
+is the mean of o over seeds and prompts at its best β (or, with `aggregate="mean"`, averaged over β);
+its 95% CI comes from a seeded bootstrap that resamples seeds and prompts, and the paired comparison
+with a baseline resamples the same indices for both.
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ class FitnessConfig(BaseModel):
     """Seed of the bootstrap, so that a fitness is reproducible."""
     confidence: float = 0.95
     """Two-sided confidence level of the intervals."""
-    aggregate: Literal["mean", "max"] = "mean"
-    """Over β: `mean` rewards a loss that is good at every β; `max` scores each loss at its best β
-    (as a practitioner who tunes β would use it), at the price of an upward bias for noisy losses."""
+    aggregate: Literal["max", "mean"] = "max"
+    """Over β: `max` scores each loss at its best β, as a practitioner who tunes β uses it, and is fair
+    to losses whose β means something else (IPO's β sets a target margin 1/(2β), DPO's a temperature);
+    `mean` instead rewards a loss that is good at every β. The bootstrap takes the max in each resample,
+    so the CI carries the max's upward bias for noisy losses. In evals/results/zoo, `max` separated
+    more of the classic losses from each other than `mean`."""
 
 
 class RunResult(BaseModel):
