@@ -68,8 +68,17 @@ def check_loss(
     file: Annotated[Path, typer.Argument(help="A Python file holding one candidate loss function.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     time_budget: Annotated[float, typer.Option(help="Seconds for all checks together.")] = 10.0,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            "--sandbox",
+            help="local | docker | e2b (default: $DISCO_SANDBOX or local); `none` runs the checks in "
+            "this process, unisolated.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the validity checks on a loss file. Exit 0 when it passes, 1 when not, 2 when unreadable."""
+    """Run the validity checks on a loss file (in the sandbox). Exit 0 when it passes, 1 when not, 2 when
+    unreadable or when the sandbox is unavailable."""
     try:
         code = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -83,14 +92,51 @@ def check_loss(
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror or exc}.") from None
 
-    from targets.dpo.checks import check_candidate
+    from agent.commands.sandbox import backend_name
 
-    report = check_candidate(code, time_budget_s=time_budget)
+    backend = backend_name(sandbox)
+    if backend == "none":
+        from targets.dpo.checks import check_candidate
+
+        report = check_candidate(code, time_budget_s=time_budget)
+    else:
+        report = _check_in_sandbox(code, time_budget, backend)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
         _print_report(file, report)
     raise typer.Exit(0 if report.passed else 1)
+
+
+def _check_in_sandbox(code: str, time_budget: float, backend: str) -> CheckReport:
+    """`check_candidate` run inside the sandbox; a run that does not return a report (killed, out of
+    memory) becomes a failed `sandbox` check that says why."""
+    from agent.commands.sandbox import open_backend
+    from sandbox.models import SandboxLimits, SandboxRequest
+    from sandbox.registry import SandboxUnavailable
+    from targets.results import CheckReport, CheckResult
+
+    request = SandboxRequest(
+        call="targets.dpo.checks:check_candidate",
+        kwargs={"code": code, "time_budget_s": time_budget},
+        preload=("torch", "targets.dpo.checks"),
+        # The checks bound themselves (time_budget); the sandbox's clock is the backstop, with room for
+        # a cold start's imports.
+        limits=SandboxLimits(timeout_s=time_budget + 60, cpu_s=time_budget + 60, memory_mb=4096),
+    )
+    try:
+        sandbox = open_backend(backend)
+        try:
+            result = sandbox.run(request)
+        finally:
+            sandbox.close()
+    except SandboxUnavailable as exc:
+        raise _fail(f"{exc}.") from None
+    if result.status == "ok" and isinstance(result.value, dict):
+        return CheckReport.model_validate(result.value)
+    message = f"the checks did not complete in the sandbox: {result.status}, {result.reason}"
+    failed = CheckResult(name="sandbox", passed=False, message=message, traceback=result.stderr or None)
+    return CheckReport.from_checks([failed])
 
 
 def _print_report(file: Path, report: CheckReport) -> None:

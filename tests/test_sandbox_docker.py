@@ -1,0 +1,81 @@
+"""Docker backend specifics against a real engine (podman's Docker API here; see tests/sandbox_backends.py).
+The shared escape suite runs on it in tests/test_sandbox_escapes.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sandbox_backends import DOCKER_HOST, open_sandbox
+
+from sandbox.base import Sandbox
+from sandbox.models import SandboxLimits, SandboxRequest
+from sandbox.registry import SandboxUnavailable, get_sandbox
+from targets.dpo.zoo import get_zoo_loss
+
+pytestmark = pytest.mark.skipif(
+    not DOCKER_HOST, reason="DISCO_DOCKER_HOST is unset (run `make sandbox-deps` to start podman)"
+)
+
+
+@pytest.fixture(scope="module")
+def docker_sandbox() -> Iterator[Sandbox]:
+    yield from open_sandbox("docker")
+
+
+def test_container_is_unprivileged_and_read_only(docker_sandbox: Sandbox) -> None:
+    code = (
+        "import os\n"
+        "print(os.getuid(), open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+        "open('written.txt', 'w').write('ok')\n"
+        "try:\n    open('/usr/x', 'w')\nexcept OSError as exc:\n    print(exc.strerror)\n"
+    )
+    result = docker_sandbox.run(SandboxRequest(code=code, return_files=["*.txt"]))
+    assert result.status == "ok", result.stderr
+    assert result.stdout.split("\n")[:2] == ["61000 0000000000000000", "Read-only file system"]
+    assert result.files == {"written.txt": b"ok"}
+
+
+def test_memory_limit_is_the_engines(docker_sandbox: Sandbox) -> None:
+    code = "hog = []\nwhile True:\n    hog.append(bytearray(64 << 20))"
+    result = docker_sandbox.run(SandboxRequest(code=code, limits=SandboxLimits(memory_mb=256)))
+    assert result.status == "oom", result.reason
+    assert result.peak_memory_mb is None or result.peak_memory_mb <= 300
+
+
+def test_loss_check_runs_in_a_container(docker_sandbox: Sandbox) -> None:
+    request = SandboxRequest(
+        call="targets.dpo.checks:check_candidate",
+        kwargs={"code": get_zoo_loss("ipo").code, "time_budget_s": 20},
+        preload=("torch",),
+        limits=SandboxLimits(timeout_s=120, memory_mb=4096),
+    )
+    result = docker_sandbox.run(request)
+    assert result.status == "ok", result.stderr
+    assert result.value["passed"] is True and result.value["checks"][0]["name"] == "policy"
+
+
+def test_unreachable_engine_is_one_clear_error() -> None:
+    with pytest.raises(SandboxUnavailable, match=r"no Docker engine answers at unix:///nonexistent\.sock"):
+        get_sandbox("docker", base_url="unix:///nonexistent.sock")
+
+
+def test_missing_image_says_how_to_build_it() -> None:
+    with pytest.raises(SandboxUnavailable, match=r"build it with `python sandbox/image/build\.py`"):
+        get_sandbox("docker", base_url=DOCKER_HOST, image="disco-sandbox:missing")
+
+
+def test_losses_check_cli_through_docker(tmp_path: Path) -> None:
+    file = tmp_path / "dpo.py"
+    file.write_text(get_zoo_loss("dpo").code, encoding="utf-8")
+    disco = Path(sys.executable).with_name("disco")
+    proc = subprocess.run(
+        [str(disco), "losses", "check", str(file), "--json", "--sandbox", "docker"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["passed"] is True
