@@ -7,6 +7,7 @@ built once (cached on disk) and loaded once per worker. The parent process never
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -21,6 +22,8 @@ from pydantic import BaseModel, Field
 
 from targets.dpo.fitness import FULL_BETA_GRID, FitnessConfig, RunResult
 from targets.dpo.toy.config import ToyTaskConfig
+
+log = logging.getLogger("disco.sweep")
 
 DEFAULT_BETAS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -79,7 +82,12 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker_init(threads: int, parent: int) -> None:
+def _worker_init(threads: int, parent: int, cache_dir: str) -> None:
+    # Confine first (namespaces are per thread, so before any thread starts): candidate code trains in
+    # here, so no network, a read-only file system but the cache, a scrubbed environment, rlimits.
+    from sandbox.confine import Confinement, confine_current_process
+
+    _WORKER["isolation"] = confine_current_process(Confinement(writable=[Path(cache_dir)]))
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -111,7 +119,6 @@ def _worker_state(spec: SweepSpec, cache_dir: Path) -> dict[str, Any]:
             max_length=spec.train.max_length,
             batch_size=64,
         )
-        _WORKER.clear()
         _WORKER.update(key=key, task=task, reference=reference, prepared=prepared)
     return _WORKER
 
@@ -119,7 +126,11 @@ def _worker_state(spec: SweepSpec, cache_dir: Path) -> dict[str, Any]:
 def prepare(spec: SweepSpec, cache_dir: Path) -> dict[str, Any]:
     """Build (or load) the task and the reference log-probs; returns the task's build stats."""
     state = _worker_state(spec, cache_dir)
-    return {"n_pairs": len(state["prepared"]), "n_eval_prompts": len(state["task"].eval_prompts)}
+    return {
+        "n_pairs": len(state["prepared"]),
+        "n_eval_prompts": len(state["task"].eval_prompts),
+        "isolation": state.get("isolation", []),
+    }
 
 
 def run_job(job: SweepJob, spec: SweepSpec, cache_dir: Path) -> RunResult:
@@ -190,9 +201,13 @@ def run_sweep(
             max_workers=spec.workers,
             mp_context=get_context("spawn"),
             initializer=_worker_init,
-            initargs=(threads, os.getpid()),
+            initargs=(threads, os.getpid(), str(cache_dir)),
         ) as pool:
-            pool.submit(prepare, spec, cache_dir).result()
+            cache_dir.mkdir(parents=True, exist_ok=True)  # must exist before a worker makes it writable
+            info = pool.submit(prepare, spec, cache_dir).result()
+            for line in info["isolation"]:
+                if "NOT" in line:  # say plainly what the host refused
+                    log.warning("training workers: %s", line)
             futures: dict[Future[RunResult], int] = {
                 pool.submit(run_job, jobs[i], spec, cache_dir): i for i in pending
             }
