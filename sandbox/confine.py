@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import sys
 import threading
 from pathlib import Path
 
@@ -90,14 +91,29 @@ def _mounts() -> list[tuple[str, int]]:
     return sorted(set(found), key=lambda m: m[0].count("/"))
 
 
+def _code_under_tmp() -> set[str]:
+    """Top directories under /tmp that hold this interpreter's code (a checkout or venv cloned into
+    /tmp): the private /tmp would hide them, so they are bound back (read-only like the rest)."""
+    found = set()
+    for entry in (os.getcwd(), sys.prefix, sys.base_prefix, *sys.path):
+        if not entry:
+            continue
+        parts = Path(entry).resolve().parts
+        if len(parts) > 2 and parts[1] == "tmp" and Path("/tmp", parts[2]).is_dir():
+            found.add(str(Path("/tmp", parts[2])))
+    return found
+
+
 def _filesystem(libc: ctypes.CDLL, conf: Confinement) -> list[str]:
     err = _unshare(libc, CLONE_NEWNS)
     if err:
         return [f"file system: NOT read-only (mount namespace refused: {err})"]
     failures = [e for e in [_mount(libc, None, "/", None, MS_REC | MS_PRIVATE)] if e]
     keep = {str(p.resolve()) for p in conf.writable}
-    # Held open so that a writable dir under /tmp can be bound back on top of the private tmpfs.
-    held = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in sorted(keep)}
+    # Held open so that dirs under /tmp can be bound back on top of the private tmpfs: code first, then
+    # the writable dirs (which may lie inside it) on top.
+    code = sorted(_code_under_tmp() - keep) if conf.private_tmp else []
+    held = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in [*code, *sorted(keep)]}
     if conf.private_tmp:
         flags = MS_NOSUID | MS_NODEV
         failures += [e for e in [_mount(libc, "tmpfs", "/tmp", "tmpfs", flags, "mode=1777")] if e]

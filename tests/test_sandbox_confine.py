@@ -113,3 +113,32 @@ def test_dpo_training_runs_in_a_confined_worker(tmp_path: Path) -> None:
     assert out["status"] == "ok", out["reason"]
     assert "network: none (network namespace)" in out["achieved"]  # type: ignore[operator]
     assert any(cache.rglob("*")), "the reference log-prob cache was written to the writable dir"
+
+
+def test_code_under_tmp_stays_importable_and_read_only(tmp_path: Path) -> None:
+    """A checkout cloned under /tmp (as CI may do) must still import after /tmp turns private."""
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "checkout"
+    (pkg / "mymod").mkdir(parents=True)
+    (pkg / "mymod" / "__init__.py").write_text("VALUE = 42\n")
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from sandbox.confine import Confinement, confine_current_process\n"
+        "confine_current_process(Confinement())\n"
+        "import mymod\n"
+        "print(mymod.VALUE)\n"
+        "try:\n"
+        "    open(sys.argv[1] + '/written', 'w')\n"
+        "    print('writable')\n"
+        "except OSError:\n"
+        "    print('read-only')\n"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(pkg)], capture_output=True, text=True, cwd=repo, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["42", "read-only"]
+    assert not (pkg / "written").exists()
