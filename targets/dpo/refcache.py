@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import hash_module
 
+from targets.cache_dirs import build_dir_once
 from targets.dpo.trainer import (
     REFCACHE_INFO_KEY,
     preset_reference_hash,
@@ -171,18 +169,11 @@ def prepare_preference_dataset(
 
 
 def store_atomically(prepared: Dataset, final: Path, meta: dict[str, object]) -> Path:
-    """Save into a private temp dir beside `final`, then rename it into place; first writer wins."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    """Publish `prepared` at `final` with its meta.json (written last); the first writer wins."""
+
+    def build(tmp: Path) -> None:
         prepared.save_to_disk(str(tmp))
-        # meta.json is written last: its presence marks a complete entry.
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "meta.json").exists():  # not a lost race: a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    build_dir_once(final, build, "meta.json")
     return final

@@ -13,23 +13,19 @@ the same thing twice; a directory without manifest.json is never read.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
 import random
-import shutil
 import statistics
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from targets.cache_dirs import build_dir_once
 from targets.dpo.toy import language as lang
 from targets.dpo.toy.config import ToyTaskConfig
 
@@ -142,8 +138,8 @@ def load_toy_task(config: ToyTaskConfig, cache_dir: Path) -> ToyTask:
     root = Path(cache_dir) / "toy"
     sft_dir = root / f"sft-{config.sft_key()}"
     task_dir = root / config.key()
-    built_sft = _build_once(sft_dir, lambda tmp: _build_sft(config, tmp))
-    built_task = _build_once(task_dir, lambda tmp: _build_pairs(config, sft_dir, tmp))
+    built_sft = build_dir_once(sft_dir, lambda tmp: _build_sft(config, tmp), MANIFEST)
+    built_task = build_dir_once(task_dir, lambda tmp: _build_pairs(config, sft_dir, tmp), MANIFEST)
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(sft_dir)
     rows = [json.loads(line) for line in (task_dir / "pairs.jsonl").read_text().splitlines()]
@@ -163,41 +159,6 @@ def load_toy_task(config: ToyTaskConfig, cache_dir: Path) -> ToyTask:
 
 # ----------------------------------------------------------------------------------------------
 # atomic, once-only builds
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _build_once(final: Path, build: Callable[[Path], None]) -> bool:
-    """Make `final` by `build(tmp)` + rename unless it exists; True if this call built it."""
-    if (final / MANIFEST).exists():
-        return False
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(final.parent / f".{final.name}.lock"):
-        if (final / MANIFEST).exists():  # another process finished while we waited
-            return False
-        if final.exists():  # left by a process killed mid-rename on a non-POSIX file system
-            shutil.rmtree(final)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-        try:
-            build(tmp)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                # a builder that did not take the lock (another machine on a shared disk) won
-                if (final / MANIFEST).exists():
-                    return False
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return True
 
 
 # ----------------------------------------------------------------------------------------------
