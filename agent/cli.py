@@ -31,12 +31,17 @@ def _register() -> None:
     from agent.commands.bench import bench_app
     from agent.commands.losses import losses_app
     from agent.commands.memory import memory_app
+    from agent.commands.run import control, resume, run, runs_app
     from agent.commands.sandbox import sandbox_app
 
     app.add_typer(losses_app, name="losses")
     app.add_typer(bench_app, name="bench")
     app.add_typer(memory_app, name="memory")
     app.add_typer(sandbox_app, name="sandbox")
+    app.command("run")(run)
+    app.command("resume")(resume)
+    app.command("control")(control)
+    app.add_typer(runs_app, name="runs")
 
 
 _register()

@@ -181,35 +181,60 @@ def run_job(job: SweepJob, spec: SweepSpec, cache_dir: Path) -> RunResult:
 ProgressFn = Callable[[RunResult, int, int], None]
 
 
-def run_sweep(
-    losses: dict[str, str], spec: SweepSpec, cache_dir: Path, progress: ProgressFn | None = None
-) -> list[RunResult]:
-    """Run every loss at every (β, seed); a loss that breaks yields failed runs, never an exception."""
-    jobs = [
-        SweepJob(loss=name, code=code, beta=beta, seed=seed)
-        for name, code in losses.items()
-        for beta in spec.betas
-        for seed in spec.seeds
-    ]
-    threads = 1 if spec.workers > 1 else max(1, os.cpu_count() or 1)
-    results: dict[int, RunResult] = {}
-    pending = list(range(len(jobs)))
-    for _attempt in range(2):  # a worker killed by the OS breaks the pool: restart it once
-        if not pending:
-            break
-        with ProcessPoolExecutor(
-            max_workers=spec.workers,
-            mp_context=get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(threads, os.getpid(), str(cache_dir)),
-        ) as pool:
-            cache_dir.mkdir(parents=True, exist_ok=True)  # must exist before a worker makes it writable
-            info = pool.submit(prepare, spec, cache_dir).result()
+class SweepPool:
+    """Warm training workers kept across sweeps: the agent evaluates one candidate after another, and
+    a fresh pool would pay the 6–9 s imports and the task load again for every candidate."""
+
+    def __init__(self, spec: SweepSpec, cache_dir: Path) -> None:
+        self.spec = spec
+        self.cache_dir = cache_dir
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _open(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            threads = 1 if self.spec.workers > 1 else max(1, os.cpu_count() or 1)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)  # must exist before a worker makes it writable
+            pool = ProcessPoolExecutor(
+                max_workers=self.spec.workers,
+                mp_context=get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(threads, os.getpid(), str(self.cache_dir)),
+            )
+            info = pool.submit(prepare, self.spec, self.cache_dir).result()
             for line in info["isolation"]:
                 if "NOT" in line:  # say plainly what the host refused
                     log.warning("training workers: %s", line)
+            self._pool = pool
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> SweepPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, losses: dict[str, str], progress: ProgressFn | None = None) -> list[RunResult]:
+        """Run every loss at every (β, seed); a loss that breaks yields failed runs, never an exception."""
+        spec = self.spec
+        jobs = [
+            SweepJob(loss=name, code=code, beta=beta, seed=seed)
+            for name, code in losses.items()
+            for beta in spec.betas
+            for seed in spec.seeds
+        ]
+        results: dict[int, RunResult] = {}
+        pending = list(range(len(jobs)))
+        for _attempt in range(2):  # a worker killed by the OS breaks the pool: restart it once
+            if not pending:
+                break
+            pool = self._open()
             futures: dict[Future[RunResult], int] = {
-                pool.submit(run_job, jobs[i], spec, cache_dir): i for i in pending
+                pool.submit(run_job, jobs[i], spec, self.cache_dir): i for i in pending
             }
             try:
                 for fut in as_completed(futures):
@@ -218,15 +243,24 @@ def run_sweep(
                     if progress:
                         progress(results[i], len(results), len(jobs))
             except BrokenProcessPool:
-                pass
-        pending = [i for i in range(len(jobs)) if i not in results]
-    for i in pending:
-        job = jobs[i]
-        results[i] = RunResult(
-            loss=job.loss,
-            beta=job.beta,
-            seed=job.seed,
-            status="error",
-            reason="the worker process died (killed by the OS, e.g. out of memory)",
-        )
-    return [results[i] for i in range(len(jobs))]
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            pending = [i for i in range(len(jobs)) if i not in results]
+        for i in pending:
+            job = jobs[i]
+            results[i] = RunResult(
+                loss=job.loss,
+                beta=job.beta,
+                seed=job.seed,
+                status="error",
+                reason="the worker process died (killed by the OS, e.g. out of memory)",
+            )
+        return [results[i] for i in range(len(jobs))]
+
+
+def run_sweep(
+    losses: dict[str, str], spec: SweepSpec, cache_dir: Path, progress: ProgressFn | None = None
+) -> list[RunResult]:
+    """Run every loss at every (β, seed) in a pool of its own; see SweepPool."""
+    with SweepPool(spec, cache_dir) as pool:
+        return pool.run(losses, progress)

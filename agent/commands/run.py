@@ -1,0 +1,257 @@
+"""`disco run`, `disco resume`, `disco runs list|show` and `disco control`: the headless meta-agent."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from agent.events import Event
+    from agent.runs import RunDir
+
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _runs_root() -> Path:
+    from agent.home import disco_home
+
+    return disco_home() / "runs"
+
+
+def _open_run(run_id: str) -> RunDir:
+    from agent.runs import RunDir, RunError
+
+    try:
+        return RunDir.open(_runs_root(), run_id)
+    except RunError as exc:
+        raise _fail(f"{exc}.") from None
+
+
+class ConsoleProgress:
+    """One line per thing worth seeing: each candidate's design, checks, evaluation and verdict."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        from rich.markup import escape
+
+        p, cid = event.payload, (event.candidate or "").rsplit("-", 1)[-1]
+        if event.kind == "node" and p.get("node") == "design" and "name" in p:
+            self.console.print(f"[bold]#{cid}[/] designed [cyan]{escape(p['name'])}[/] ({p.get('model')})")
+        elif event.kind == "check":
+            verdict = "[green]checks pass[/]" if p["passed"] else "[red]checks fail[/]: " + escape(
+                "; ".join(p.get("failures", []))[:160]
+            )
+            self.console.print(f"  #{cid} {verdict}" + (f" (after repair {p['repairs']})" if p["repairs"] else ""))
+        elif event.kind == "evaluation":
+            fit = p.get("fitness")
+            text = f"fitness {fit['value']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]" if fit else p["reason"]
+            self.console.print(f"  #{cid} evaluated in {p['seconds']:.0f} s: {escape(text)}")
+        elif event.kind == "candidate":
+            self.console.print(f"  #{cid} recorded: {p['status']}")
+        elif event.kind in ("budget", "error") or (event.kind == "human" and "message" in p):
+            self.console.print(f"[yellow]{event.kind}[/]: {escape(str(p.get('reason') or p.get('message')))}")
+
+
+def print_leaderboard(run: RunDir, limit: int = 15) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from agent.leaderboard import candidate_rows, ranked
+
+    rows = ranked(candidate_rows(run))
+    status = run.status()
+    table = Table(title=f"run {run.run_id}: {status.state}" + (f" ({status.reason})" if status.reason else ""))
+    for col in ("#", "candidate", "status", "fitness [95% CI]", "vs DPO [95% CI]", "repairs"):
+        table.add_column(col)
+    for r in rows[:limit]:
+        fit = f"{r.fitness:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" if r.fitness is not None else ""
+        vs = f"{r.vs_baseline:+.3f} [{r.vs_low:+.3f}, {r.vs_high:+.3f}]" if r.vs_baseline is not None else ""
+        table.add_row(str(r.index), escape(r.name), r.status, fit, vs, str(r.repairs))
+    console = Console(width=max(Console().width, 110))
+    console.print(table)
+    if len(rows) > limit:
+        console.print(f"… and {len(rows) - limit} more (`disco runs show {run.run_id}`)")
+
+
+def _execute(runner: Any, run: RunDir) -> None:
+    status = runner.execute()
+    print_leaderboard(run)
+    typer.echo(f"run {run.run_id}: {status.state} — {status.reason}", err=True)
+    if status.state == "failed":
+        raise typer.Exit(1)
+
+
+def run(
+    target: Annotated[str | None, typer.Option(help="What to discover (`disco targets list`); default dpo.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name on the OpenAI-compatible endpoint, or `offline`.")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (else OPENAI_BASE_URL).")] = None,
+    max_candidates: Annotated[int | None, typer.Option(help="Stop after this many candidates.")] = None,
+    hours: Annotated[float | None, typer.Option(help="Stop after this much wall clock.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Stop after this many model tokens.")] = None,
+    max_usd: Annotated[float | None, typer.Option(help="Stop after this much model cost.")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="The target's evaluation preset (dpo: default | quick | tiny).")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Name of the run (default: time-based).")] = None,
+    replay: Annotated[
+        str | None, typer.Option(help="Reproduce RUN's model answers from its recording, with no model.")
+    ] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Run the meta-agent headless: design, reflect, check, repair, evaluate and record candidates."""
+    from agent.config import ConfigError, find_config_file, load_config
+    from agent.home import disco_home
+    from agent.models import ModelConfigError
+    from agent.runner import Runner, create_run
+    from agent.runs import RunError, new_run_id
+
+    overrides: dict[str, Any] = {}
+    if target:
+        overrides["target"] = target
+    meta_model = {k: v for k, v in {"model": model, "base_url": base_url}.items() if v}
+    if meta_model:
+        overrides["models"] = {"meta": meta_model}
+    budget = {"max_candidates": max_candidates, "hours": hours, "max_tokens": max_tokens, "max_usd": max_usd}
+    if any(v is not None for v in budget.values()):
+        overrides["budget"] = {k: v for k, v in budget.items() if v is not None}
+    try:
+        config = load_config(find_config_file(config_file, disco_home()), overrides)
+        if preset:
+            opts = config.targets.setdefault(config.target, {})
+            opts["preset"] = preset
+        _validate_target(config)
+        if not config.models.meta.offline and not replay:
+            config.models.meta.check_usable()
+        replay_dir = _open_run(replay) if replay else None
+        run_dir = create_run(_runs_root(), config, run_id or new_run_id(), replay_of=replay)
+    except (ConfigError, ModelConfigError, RunError) as exc:
+        raise _fail(f"{exc}.") from None
+    typer.echo(f"run {run_dir.run_id} in {run_dir.root}", err=True)
+    _execute(Runner(run_dir, config, replay_of=replay_dir, progress=ConsoleProgress(quiet)), run_dir)
+
+
+def _validate_target(config: Any) -> None:
+    from agent.config import ConfigError
+    from targets.registry import TARGETS
+
+    if config.target not in TARGETS:
+        raise ConfigError(f"unknown target {config.target!r}; choose one of: {', '.join(TARGETS)}")
+
+
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Continue a run after a crash, a kill or a stop: nothing recorded is lost or done twice."""
+    from agent.config import RunConfig
+    from agent.models import settings_from_env
+    from agent.runner import Runner
+    from agent.runs import RunError
+
+    run_dir = _open_run(run_id)
+    meta = run_dir.meta()
+    config = RunConfig.model_validate(meta.config)
+    for role in ("meta", "inner", "judge"):
+        import os
+
+        setattr(config.models, role, settings_from_env(getattr(config.models, role), os.environ))
+    replay_dir = _open_run(meta.replay_of) if meta.replay_of else None
+    status = run_dir.status()
+    if status.state == "finished":
+        typer.echo(f"run {run_id} had finished ({status.reason}); raise its budget to go on, e.g. "
+                   f"`disco control {run_id} budget candidates=N`, then resume.", err=True)  # fmt: skip
+    try:
+        _execute(Runner(run_dir, config, replay_of=replay_dir, progress=ConsoleProgress(quiet)), run_dir)
+    except RunError as exc:
+        raise _fail(f"{exc}.") from None
+
+
+@runs_app.command("list")
+def list_runs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every run under the data dir, with its state."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agent.runs import list_runs as all_runs
+
+    items = []
+    for r in all_runs(_runs_root()):
+        meta, status = r.meta(), r.status()
+        alive = r.runner_alive()
+        state = status.state if alive or status.state not in ("running", "paused", "waiting") else "interrupted"
+        items.append({
+            "run_id": r.run_id, "target": meta.target, "model": meta.model, "state": state,
+            "reason": status.reason, "candidates": status.candidates, "best_fitness": status.best_fitness,
+            "created_at": meta.created_at.isoformat(),
+        })  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    table = Table(title=f"runs in {_runs_root()}")
+    for col in ("run", "target", "model", "state", "candidates", "best"):
+        table.add_column(col)
+    for i in items:
+        best = f"{i['best_fitness']:+.3f}" if i["best_fitness"] is not None else ""
+        table.add_row(i["run_id"], i["target"], i["model"], i["state"], str(i["candidates"]), best)
+    Console().print(table)
+
+
+@runs_app.command("show")
+def show_run(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A run's candidates with their status and fitness."""
+    from agent.leaderboard import candidate_rows
+
+    run_dir = _open_run(run_id)
+    if as_json:
+        doc = {
+            "run": run_dir.meta().model_dump(mode="json", exclude={"config"}),
+            "status": run_dir.status().model_dump(mode="json"),
+            "candidates": [r.model_dump() for r in candidate_rows(run_dir)],
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    print_leaderboard(run_dir, limit=10_000)
+
+
+def control(
+    run_id: Annotated[str, typer.Argument(help="The run to steer.")],
+    action: Annotated[str, typer.Argument(help="pause | resume | stop | hint | pin | veto | approve | deny | budget")],
+    arg: Annotated[list[str] | None, typer.Argument(help="The hint's text, a candidate id, or KEY=VALUE …")] = None,
+) -> None:
+    """Send a command to a run; the runner applies it at its next step boundary."""
+    from agent.control import ControlError, parse_command, send
+
+    run_dir = _open_run(run_id)
+    try:
+        command = parse_command(action, " ".join(arg or []))
+    except ControlError as exc:
+        raise _fail(f"{exc}.") from None
+    send(run_dir.control_path, command)
+    where = "the runner applies it at its next step boundary" if run_dir.runner_alive() else (
+        "no runner is active: it is applied when the run is resumed"
+    )
+    typer.echo(f"sent {action} to {run_id} ({where})")
+    sys.stdout.flush()

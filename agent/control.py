@@ -1,0 +1,159 @@
+"""The control channel of a run: commands a person sends while it runs headless (`disco control`, the TUI).
+
+Commands are appended to the run's `control.jsonl`; the runner reads new ones between steps, applies
+them and writes each as a `human` event. The event log is the record of what was applied, so that after a
+crash a command is applied exactly once: on start the runner replays applied commands from the events and
+applies the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent.events import Event
+
+Action = Literal["pause", "resume", "stop", "hint", "pin", "veto", "approve", "deny", "budget"]
+ACTIONS: tuple[str, ...] = ("pause", "resume", "stop", "hint", "pin", "veto", "approve", "deny", "budget")
+BUDGET_KEYS = {"candidates": "max_candidates", "hours": "hours", "tokens": "max_tokens", "usd": "max_usd"}
+
+
+class ControlError(ValueError):
+    """A command that cannot be sent: one sentence for the person."""
+
+
+class Command(BaseModel):
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    action: Action
+    arg: str = ""
+    source: str = "cli"
+
+
+def parse_command(action: str, arg: str = "", source: str = "cli") -> Command:
+    """Validate a command as typed by a person; errors say what is expected."""
+    if action not in ACTIONS:
+        raise ControlError(f"unknown command {action!r}; use one of: {', '.join(ACTIONS)}")
+    arg = arg.strip()
+    if action in ("hint", "pin", "veto") and not arg:
+        what = "the hint's text" if action == "hint" else "a candidate id"
+        raise ControlError(f"`{action}` needs {what}")
+    if action == "budget":
+        parse_budget(arg)
+    return Command(action=action, arg=arg, source=source)  # type: ignore[arg-type]
+
+
+def parse_budget(arg: str) -> dict[str, float | None]:
+    """`candidates=20 hours=1.5 usd=none` → {"max_candidates": 20, "hours": 1.5, "max_usd": None}."""
+    out: dict[str, float | None] = {}
+    for part in arg.split():
+        key, sep, value = part.partition("=")
+        if not sep or key not in BUDGET_KEYS:
+            keys = ", ".join(BUDGET_KEYS)
+            raise ControlError(f"budget takes KEY=VALUE with KEY one of {keys}; got {part!r}")
+        if value.lower() in ("none", "off", "unlimited"):
+            out[BUDGET_KEYS[key]] = None
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise ControlError(f"budget {key} must be a number or `none`; got {value!r}") from None
+        if number < 0:
+            raise ControlError(f"budget {key} must not be negative")
+        out[BUDGET_KEYS[key]] = number
+    if not out:
+        raise ControlError("budget needs at least one KEY=VALUE, e.g. `budget candidates=20`")
+    return out
+
+
+def send(path: Path, command: Command) -> Command:
+    """Append a command to a run's control file (one line, fsync'd: it is not lost if we crash)."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(command.model_dump_json() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return command
+
+
+def read_commands(path: Path) -> list[Command]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(Command.model_validate_json(line))
+        except ValueError:
+            continue  # a torn line from a killed writer
+    return out
+
+
+class ControlState:
+    """What the person has asked for so far; rebuilt from the `human` events, then kept current."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.applied: set[str] = set()
+        self.paused = False
+        self.stop_requested = False
+        self.hints: list[str] = []
+        self.pinned: list[str] = []
+        self.vetoed: list[str] = []
+        self.decisions: list[str] = []
+        """approve / deny answers not yet consumed by a GPU-job approval."""
+        self.budget: dict[str, float | None] = {}
+
+    def restore(self, events: Iterable[Event]) -> None:
+        """Re-apply the commands that earlier sessions applied (their `human` events)."""
+        for event in events:
+            if event.kind == "human" and "command" in event.payload:
+                command = Command.model_validate(event.payload["command"])
+                self._apply(command)
+                self.applied.add(command.id)
+            elif event.kind == "human" and event.payload.get("consumed") in self.decisions:
+                self.decisions.remove(event.payload["consumed"])
+        self.paused = False if self.stop_requested else self.paused
+
+    def pending(self) -> list[Command]:
+        return [c for c in read_commands(self.path) if c.id not in self.applied]
+
+    def apply(self, command: Command) -> str:
+        """Apply one command; returns what it did, in words (the event's message)."""
+        self.applied.add(command.id)
+        return self._apply(command)
+
+    def _apply(self, c: Command) -> str:
+        match c.action:
+            case "pause":
+                self.paused = True
+                return "paused at the next step boundary"
+            case "resume":
+                self.paused = False
+                return "resumed"
+            case "stop":
+                self.stop_requested = True
+                return "stopping at the next step boundary"
+            case "hint":
+                self.hints.append(c.arg)
+                return f"hint for the next design: {c.arg}"
+            case "pin":
+                if c.arg not in self.pinned:
+                    self.pinned.append(c.arg)
+                return f"pinned {c.arg}: it stays in every design prompt"
+            case "veto":
+                if c.arg not in self.vetoed:
+                    self.vetoed.append(c.arg)
+                return f"vetoed {c.arg}: never evaluated, used as a parent or shown again"
+            case "approve" | "deny":
+                self.decisions.append(c.action)
+                return f"{c.action} the next GPU job launch"
+            case "budget":
+                change = parse_budget(c.arg)
+                self.budget.update(change)
+                return "budget changed: " + ", ".join(f"{k}={v}" for k, v in change.items())
+        return ""

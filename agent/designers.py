@@ -1,0 +1,141 @@
+"""Who writes candidates: a model through the prompt templates, or the target's offline proposer.
+
+Both satisfy `Designer`, so the graph is the same with or without an LLM. Every answer is keyed by its
+step (`<candidate>/design`, `/reflect1`, `/repair2` …) and kept in the run's exchange log: a resumed
+run gets the answer it already paid for, and `--replay` answers every step from a recorded run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from agent.context import DesignContext
+from agent.models import CallUsage, Exchange, ExchangeLog, ModelError
+from agent.prompting import design_messages, reflect_messages, repair_messages
+from agent.schemas import Draft, Reflection
+from targets.base import OfflineProposer, ParentInfo, Proposal
+from targets.results import CheckResult
+
+T = TypeVar("T")
+OFFLINE = "offline"
+
+
+@dataclass
+class StepResult(Generic[T]):
+    value: T
+    usage: CallUsage | None = None
+    parent_ids: list[str] = field(default_factory=list)
+
+
+class AskingModel(Protocol):
+    def ask(self, key: str, messages: list[dict[str, str]], schema: type) -> tuple: ...
+
+
+class Designer(Protocol):
+    model_name: str
+
+    def design(self, key: str, ctx: DesignContext) -> StepResult[Draft]: ...
+
+    def reflect(self, key: str, ctx: DesignContext, draft: Draft, round_: int) -> StepResult[Reflection | None]: ...
+
+    def repair(
+        self, key: str, ctx: DesignContext, draft: Draft, failures: list[CheckResult], traceback: str | None,
+        attempt: int, max_attempts: int,
+    ) -> StepResult[Draft]: ...  # fmt: skip
+
+
+def _inspiration(ctx: DesignContext) -> list[str]:
+    """Lineage of a model's design: the pinned candidates and the best one it was shown."""
+    ids = [p.id for p in ctx.pinned]
+    if ctx.best and ctx.best[0].id not in ids:
+        ids.append(ctx.best[0].id)
+    return ids
+
+
+class ModelDesigner:
+    """An LLM (StructuredModel, or ReplayModel for `--replay`) writing through the prompt templates."""
+
+    def __init__(self, model: AskingModel, model_name: str, own_log: ExchangeLog | None = None) -> None:
+        self.model = model
+        self.model_name = model_name
+        self.own_log = own_log
+        """Set when `model` answers from another run's log (replay): answers are copied into this run's."""
+
+    def _ask(self, key: str, messages: list[dict[str, str]], schema: type[T]) -> tuple[T, CallUsage]:
+        value, usage = self.model.ask(key, messages, schema)
+        if self.own_log is not None and self.own_log.get(key) is None:
+            self.own_log.append(
+                Exchange(key=key, model=usage.model, messages=messages, reply=value.model_dump_json(),
+                         parsed=value.model_dump(), usage=usage)  # fmt: skip
+            )
+        return value, usage
+
+    def design(self, key: str, ctx: DesignContext) -> StepResult[Draft]:
+        draft, usage = self._ask(key, design_messages(ctx), Draft)
+        return StepResult(draft, usage, _inspiration(ctx))
+
+    def reflect(self, key: str, ctx: DesignContext, draft: Draft, round_: int) -> StepResult[Reflection | None]:
+        reflection, usage = self._ask(key, reflect_messages(ctx, draft, round_), Reflection)
+        return StepResult(reflection, usage)
+
+    def repair(
+        self, key: str, ctx: DesignContext, draft: Draft, failures: list[CheckResult], traceback: str | None,
+        attempt: int, max_attempts: int,
+    ) -> StepResult[Draft]:  # fmt: skip
+        messages = repair_messages(ctx, draft, failures, traceback, attempt, max_attempts)
+        fixed, usage = self._ask(key, messages, Draft)
+        return StepResult(fixed, usage)
+
+
+class OfflineDesigner:
+    """The target's proposer in the designer's seat; reflection rounds are recorded as skipped.
+
+    Proposals go into the exchange log like model answers (model "offline"), so that resume and replay
+    treat both designers alike. With `replay` set, answers come only from that log.
+    """
+
+    model_name = OFFLINE
+
+    def __init__(self, proposer: OfflineProposer, log: ExchangeLog, replay: ExchangeLog | None = None) -> None:
+        self.proposer = proposer
+        self.log = log
+        self.replay = replay
+
+    def _answer(self, key: str, make: callable) -> StepResult[Draft]:  # type: ignore[valid-type]
+        for source in (self.log, self.replay):
+            ex = source.get(key) if source is not None else None
+            if ex is not None and ex.parsed is not None:
+                if source is self.replay and self.log.get(key) is None:
+                    self.log.append(ex)
+                parsed = dict(ex.parsed)
+                parents = list(parsed.pop("parent_ids", []))
+                return StepResult(Draft.model_validate(parsed), CallUsage(model=OFFLINE, cached=True), parents)
+        if self.replay is not None:
+            raise ModelError("replay_missing", f"The recorded run has no proposal for step {key}.")
+        started = time.perf_counter()
+        proposal: Proposal = make()
+        usage = CallUsage(model=OFFLINE, latency_s=time.perf_counter() - started, attempts=1)
+        parsed = {"thought": proposal.thought, "name": proposal.name, "code": proposal.code,
+                  "parent_ids": proposal.parent_ids}  # fmt: skip
+        self.log.append(Exchange(key=key, model=OFFLINE, messages=[], reply=json.dumps(parsed), parsed=parsed,
+                                 usage=usage))  # fmt: skip
+        draft = Draft(thought=proposal.thought, name=proposal.name, code=proposal.code)
+        return StepResult(draft, usage, list(proposal.parent_ids))
+
+    def design(self, key: str, ctx: DesignContext) -> StepResult[Draft]:
+        seen: dict[str, ParentInfo] = {}
+        for p in [*ctx.pinned, *ctx.best]:
+            seen.setdefault(p.id, ParentInfo(id=p.id, name=p.name, code=p.code, fitness=p.fitness))
+        return self._answer(key, lambda: self.proposer.propose(ctx.candidate_index, list(seen.values())))
+
+    def reflect(self, key: str, ctx: DesignContext, draft: Draft, round_: int) -> StepResult[Reflection | None]:
+        return StepResult(None)
+
+    def repair(
+        self, key: str, ctx: DesignContext, draft: Draft, failures: list[CheckResult], traceback: str | None,
+        attempt: int, max_attempts: int,
+    ) -> StepResult[Draft]:  # fmt: skip
+        return self._answer(key, lambda: self.proposer.repair(ctx.candidate_index, draft.code, failures, attempt))

@@ -1,0 +1,164 @@
+"""Run directories: one per run under `<home>/runs/<id>/`, holding everything needed to resume or report.
+
+    run.json            what was asked for (target, model, config without secrets)
+    status.json         where it stands (running, paused, waiting, stopped, finished, failed) and why
+    checkpoints.sqlite  LangGraph's checkpoints of the loop's state
+    events.jsonl        the append-only event log
+    control.jsonl       commands from the person (`disco control`, the TUI)
+    exchanges.jsonl     every model exchange (and offline proposal), for resume and `--replay`
+    candidates/<id>/    code, checks, evaluation and the final record of each candidate
+    runner.lock         held by the process running the loop; a second runner is refused
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+RunState = Literal["created", "running", "paused", "waiting", "stopped", "finished", "failed"]
+
+
+class RunError(RuntimeError):
+    """A run that cannot be created, found or resumed: one sentence for the person."""
+
+
+class RunMeta(BaseModel):
+    run_id: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    target: str
+    model: str
+    replay_of: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunStatus(BaseModel):
+    state: RunState = "created"
+    reason: str = ""
+    pid: int | None = None
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    candidates: int = 0
+    best_id: str | None = None
+    best_fitness: float | None = None
+    elapsed_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float = 0.0
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def write_json_atomically(path: Path, data: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+class RunDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.run_id = root.name
+
+    meta_path = property(lambda self: self.root / "run.json")
+    status_path = property(lambda self: self.root / "status.json")
+    checkpoints = property(lambda self: self.root / "checkpoints.sqlite")
+    events_path = property(lambda self: self.root / "events.jsonl")
+    control_path = property(lambda self: self.root / "control.jsonl")
+    exchanges_path = property(lambda self: self.root / "exchanges.jsonl")
+    lock_path = property(lambda self: self.root / "runner.lock")
+
+    @classmethod
+    def create(cls, runs_root: Path, meta: RunMeta) -> RunDir:
+        root = runs_root / meta.run_id
+        if root.exists():
+            raise RunError(f"run {meta.run_id} already exists; resume it with `disco resume {meta.run_id}`")
+        (root / "candidates").mkdir(parents=True)
+        run = cls(root)
+        write_json_atomically(run.meta_path, meta.model_dump_json(indent=2))
+        run.write_status(RunStatus())
+        return run
+
+    @classmethod
+    def open(cls, runs_root: Path, run_id: str) -> RunDir:
+        root = runs_root / run_id
+        if not (root / "run.json").is_file():
+            known = ", ".join(sorted(p.parent.name for p in runs_root.glob("*/run.json"))[-5:])
+            hint = f" (recent runs: {known})" if known else ""
+            raise RunError(f"no run {run_id!r} under {runs_root}{hint}")
+        return cls(root)
+
+    def meta(self) -> RunMeta:
+        return RunMeta.model_validate_json(self.meta_path.read_text(encoding="utf-8"))
+
+    def status(self) -> RunStatus:
+        try:
+            return RunStatus.model_validate_json(self.status_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return RunStatus()
+
+    def write_status(self, status: RunStatus) -> None:
+        status.updated_at = datetime.now(UTC)
+        write_json_atomically(self.status_path, status.model_dump_json(indent=2))
+
+    def candidate_dir(self, candidate_id: str) -> Path:
+        path = self.root / "candidates" / candidate_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_candidate_file(self, candidate_id: str, name: str, data: str | dict | list) -> Path:
+        text = data if isinstance(data, str) else json.dumps(data, indent=2, default=str)
+        path = self.candidate_dir(candidate_id) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(path, text)
+        return path
+
+    def read_candidate_json(self, candidate_id: str, name: str) -> Any | None:
+        path = self.root / "candidates" / candidate_id / name
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def runner_alive(self) -> bool:
+        """Is a process holding this run's runner lock right now?"""
+        if not self.lock_path.exists():
+            return False
+        with self.lock_path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    @contextlib.contextmanager
+    def runner_lock(self) -> Iterator[None]:
+        """Held while a runner drives the loop: two runners on one run would record candidates twice."""
+        with self.lock_path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(f"run {self.run_id} is already running in another process") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def list_runs(runs_root: Path) -> list[RunDir]:
+    if not runs_root.exists():
+        return []
+    return [RunDir(p.parent) for p in sorted(runs_root.glob("*/run.json"))]

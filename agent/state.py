@@ -1,0 +1,42 @@
+"""The loop's typed state, checkpointed by LangGraph after every node.
+
+Run-level fields carry over from candidate to candidate; the rest describe the candidate in flight and
+are reset by `plan`. Values are plain JSON (dicts, not pydantic objects) so that a checkpoint written by
+one version of disco is read by the next.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class LoopState(TypedDict, total=False):
+    # ---- the run
+    done: int
+    """Candidates recorded so far."""
+    best_id: str | None
+    best_fitness: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float
+    # ---- the candidate in flight
+    index: int
+    candidate_id: str
+    draft: dict[str, Any] | None
+    """Draft fields (thought, name, code) of the current version of the candidate."""
+    parent_ids: list[str]
+    reflections: list[dict[str, Any]]
+    """One entry per reflection round: the critique, or why it was skipped."""
+    repairs: int
+    checks: dict[str, Any] | None
+    """The latest CheckReport (JSON)."""
+    passed: bool
+    attempts: list[dict[str, Any]]
+    """Versions that failed their checks, each with its failing checks (what the repairs were fed)."""
+    evaluation: dict[str, Any] | None
+    status: str
+    error: str | None
+    cand_prompt_tokens: int
+    cand_completion_tokens: int
+    cand_usd: float
+    job_id: str | None

@@ -1,0 +1,274 @@
+"""The DPO-loss target behind the agent's Target seam: prompt material, checks in the sandbox, the toy-task
+fitness paired with DPO, the zoo as seed archive, and the offline proposer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from targets.base import Evaluation, Interval, OfflineProposer, SeedCandidate
+from targets.cache_dirs import file_lock
+from targets.results import CheckReport, CheckResult
+
+log = logging.getLogger("disco.target.dpo")
+
+Preset = Literal["default", "quick", "tiny"]
+_INTERVAL = {"value", "ci_low", "ci_high"}
+
+DESCRIPTION = """\
+Discover an offline preference-optimisation objective for aligning a language model, as in DiscoPOP
+(Lu et al. 2024): a loss over the log-probabilities that the policy and a frozen reference model give to
+a chosen and a rejected completion of the same prompt. DPO's loss is -log σ(β·ρ), where ρ is the policy's
+log-ratio (chosen − rejected) minus the reference's. A candidate is trained with DPO's recipe on a toy
+sentiment task whose reward is exact; what counts is how much reward the trained policy earns and how far
+it drifts from the reference (KL), over a sweep of β."""
+
+INTERFACE = """\
+One Python function, no imports (`torch`, `F` = torch.nn.functional and `math` are provided):
+
+def my_loss(
+    self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+):
+    # each argument: a float tensor of shape (B,), summed log-probs of a completion
+    pi_logratios = policy_chosen_logps - policy_rejected_logps      # (B,)
+    ref_logratios = reference_chosen_logps - reference_rejected_logps  # (B,)
+    logits = self.beta * (pi_logratios - ref_logratios)              # (B,) z = β·ρ
+    losses = -F.logsigmoid(logits)                                   # (B,) DPO
+    return losses                                                    # shape (B,), one loss per pair
+
+`self.beta` is the β of the sweep (0.05 … 1). Lower loss must favour the chosen completion."""
+
+RULES = [
+    "Exactly one function with the five parameters above; it returns a tensor of shape (B,).",
+    "No imports, no file, network or process access, no global state: only torch, F and math.",
+    "Finite losses and gradients for ordinary margins, for extreme margins (|ρ| up to 1000) and in "
+    "bfloat16: use softplus / logsigmoid instead of log(sigmoid(x)), clamp or log-space exponentials.",
+    "Lowering the loss must raise the chosen completion's log-ratio relative to the rejected one.",
+    "Deterministic (no sampling) and fast (well under a second for a batch of 64).",
+]
+
+FITNESS_MEANING = (
+    "reward − 0.05·KL of the trained policy on held-out prompts, at the candidate's best β, with a "
+    "seeded bootstrap 95% CI over seeds × prompts; also reported as the paired difference to DPO. "
+    "Higher is better; a β whose training diverged scores the reward floor."
+)
+
+
+class DPOTargetConfig(BaseModel):
+    """How the DPO target checks and scores candidates (`[target.dpo]` in the config file)."""
+
+    preset: Preset = "default"
+    """`default`: 5 β × 2 seeds, 100 steps (~40 s per candidate on 2 cores); `quick`: 2 β × 1 seed;
+    `tiny`: 1 β × 1 seed on a small task, for tests and smoke runs."""
+    check_time_budget_s: float = 10.0
+    """Seconds for all validity checks of one candidate together."""
+    sandbox: str = "local"
+    """Sandbox backend of the checks: local | docker | e2b."""
+    workers: int | None = None
+    """Training worker processes (default: up to 2)."""
+
+
+def sweep_spec(preset: Preset, workers: int | None = None) -> Any:
+    from targets.dpo.sweep import SweepSpec, ToyTrainSettings
+    from targets.dpo.toy.config import ToyTaskConfig
+
+    extra: dict[str, Any] = {"workers": workers} if workers else {}
+    if preset == "default":
+        return SweepSpec(**extra)
+    if preset == "quick":
+        return SweepSpec(betas=[0.1, 0.5], seeds=[0], **extra)
+    task = ToyTaskConfig(
+        sft_corpus_size=1500, sft_steps=120, sft_batch_size=32, n_train_pairs=96, n_eval_prompts=48
+    )
+    return SweepSpec(
+        betas=[0.5], seeds=[0], task=task, train=ToyTrainSettings(max_steps=8, batch_size=16), **extra
+    )
+
+
+def check_and_fingerprint(code: str, time_budget_s: float = 10.0) -> dict[str, Any]:
+    """Run inside the sandbox: the validity checks, then (for a passing loss) its behavioural fingerprint,
+    so that the candidate's code runs in one isolated process and never in the agent's."""
+    from targets.dpo.checks import check_candidate
+    from targets.dpo.fingerprint import FingerprintError, loss_fingerprint
+
+    report = check_candidate(code, time_budget_s=time_budget_s)
+    fingerprint = None
+    if report.passed:
+        try:
+            fingerprint = loss_fingerprint(code)
+        except FingerprintError:
+            fingerprint = None
+    return {"report": report.model_dump(mode="json"), "fingerprint": fingerprint}
+
+
+class DPOTarget:
+    """A preference-optimisation loss, scored on the toy task (see targets/dpo/toy) against DPO."""
+
+    name = "dpo"
+    description = DESCRIPTION
+    interface = INTERFACE
+    rules = RULES
+    fitness_meaning = FITNESS_MEANING
+
+    def __init__(self, config: DPOTargetConfig | None = None, cache_dir: Path | None = None) -> None:
+        self.config = config or DPOTargetConfig()
+        self.cache_dir = Path(cache_dir) if cache_dir else Path(".disco/cache")
+        self._sandbox: Any = None
+        self._pool: Any = None
+        self._spec: Any = None
+        self._baseline: list[Any] | None = None
+        self._fingerprints: dict[str, list[float] | None] = {}
+
+    # ------------------------------------------------------------------ checks
+    def policy(self, code: str) -> CheckResult:
+        from sandbox.policy import check_policy
+        from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
+
+        violations = check_policy(code, LOSS_ALLOWED_IMPORTS)
+        if not violations:
+            return CheckResult(name="policy", passed=True, message="only torch, F and math are used")
+        first = violations[0]
+        message = "; ".join(v.message for v in violations[:3])
+        return CheckResult(name="policy", passed=False, message=message, line=getattr(first, "line", None))
+
+    def _open_sandbox(self) -> Any:
+        if self._sandbox is None:
+            from sandbox.registry import get_sandbox
+
+            backend = self.config.sandbox
+            self._sandbox = get_sandbox(backend, warm=1) if backend == "local" else get_sandbox(backend)
+        return self._sandbox
+
+    def check(self, code: str) -> CheckReport:
+        """The validity checks in the sandbox; a sandbox run that returns nothing is a failed check."""
+        from sandbox.models import SandboxLimits, SandboxRequest
+
+        budget = self.config.check_time_budget_s
+        request = SandboxRequest(
+            call="targets.dpo.target:check_and_fingerprint",
+            kwargs={"code": code, "time_budget_s": budget},
+            preload=("torch", "targets.dpo.checks", "targets.dpo.fingerprint"),
+            limits=SandboxLimits(timeout_s=budget + 60, cpu_s=budget + 60, memory_mb=4096),
+        )
+        result = self._open_sandbox().run(request)
+        if result.status == "ok" and isinstance(result.value, dict):
+            self._fingerprints[code] = result.value.get("fingerprint")
+            return CheckReport.model_validate(result.value["report"])
+        message = f"the checks did not complete in the sandbox: {result.status}, {result.reason}"
+        failed = CheckResult(name="sandbox", passed=False, message=message, traceback=result.stderr or None)
+        return CheckReport.from_checks([failed])
+
+    def fingerprint(self, code: str) -> list[float] | None:
+        """The fingerprint computed in the sandbox by `check` (None before a passing check)."""
+        return self._fingerprints.get(code)
+
+    # ------------------------------------------------------------------ evaluation
+    def _sweep(self) -> Any:
+        if self._pool is None:
+            from targets.dpo.sweep import SweepPool
+
+            self._spec = sweep_spec(self.config.preset, self.config.workers)
+            self._pool = SweepPool(self._spec, self.cache_dir)
+        return self._pool
+
+    def _baseline_runs(self) -> list[Any]:
+        """DPO's runs on the same sweep, computed once per sweep spec and kept on disk for every run."""
+        from targets.dpo.fitness import RunResult
+        from targets.dpo.zoo import get_zoo_loss
+
+        if self._baseline is not None:
+            return self._baseline
+        pool = self._sweep()
+        key = _spec_key(self._spec)
+        path = self.cache_dir / "baselines" / f"dpo-{key}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(path.with_suffix(".lock")):
+            if path.exists():
+                runs = [RunResult.model_validate(r) for r in json.loads(path.read_text())]
+            else:
+                runs = pool.run({"dpo": get_zoo_loss("dpo").code})
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps([r.model_dump(mode="json") for r in runs]))
+                tmp.replace(path)
+        self._baseline = runs
+        return runs
+
+    def evaluate(self, code: str, name: str) -> Evaluation:
+        """Train over the β sweep × seeds and score against DPO's runs on the same seeds and prompts."""
+        from targets.dpo.fitness import compute_fitness
+
+        start = time.perf_counter()
+        baseline = self._baseline_runs()
+        label = "candidate" if name == "dpo" else name
+        runs = self._sweep().run({label: code})
+        seconds = time.perf_counter() - start
+        ok = [r for r in runs if r.status == "ok"]
+        details = {
+            "runs": [r.model_dump(mode="json", exclude={"rewards", "kls"}) for r in runs],
+            "betas": list(self._spec.betas),
+            "seeds": list(self._spec.seeds),
+            "preset": self.config.preset,
+        }
+        if not ok:
+            reasons = sorted({f"{r.status}: {r.reason}" for r in runs})
+            return Evaluation(
+                status="failed", reason="every training run failed: " + "; ".join(reasons)[:800],
+                seconds=seconds, details=details,
+            )  # fmt: skip
+        fitness = compute_fitness({label: runs, "dpo": baseline}, self._spec.fitness, baseline="dpo")[label]
+        details["frontier"] = [p.model_dump(mode="json") for p in fitness.frontier]
+        metrics = {
+            "runs_ok": float(len(ok)),
+            "runs_failed": float(len(runs) - len(ok)),
+            "train_seconds": float(sum(r.train_seconds for r in runs)),
+        }
+        best = max(fitness.frontier, key=lambda p: p.objective)
+        if best.reward is not None:
+            metrics |= {"best_beta": best.beta, "reward": best.reward, "kl": best.kl or 0.0}
+        vs = fitness.vs_baseline
+        return Evaluation(
+            status="ok",
+            fitness=Interval(**fitness.fitness.model_dump(include=_INTERVAL)),
+            vs_baseline=Interval(**vs.diff.model_dump(include=_INTERVAL)) if vs else None,
+            metrics=metrics,
+            seconds=seconds,
+            details=details,
+        )
+
+    # ------------------------------------------------------------------ archive and proposer
+    def seeds(self) -> list[SeedCandidate]:
+        from targets.dpo.zoo import list_zoo
+
+        return [
+            SeedCandidate(name=z.name, thought=f"{z.title}. {z.citation}", code=z.code) for z in list_zoo()
+        ]
+
+    def offline_proposer(self, seed: int) -> OfflineProposer:
+        from targets.dpo.proposer import DPOBlockProposer
+
+        return DPOBlockProposer(seed)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+
+
+def _spec_key(spec: Any) -> str:
+    import hashlib
+
+    blob = spec.model_dump_json(exclude={"workers"})
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def make_target(options: dict[str, Any], cache_dir: Path) -> DPOTarget:
+    """The registry's factory: options are the config's `[targets.dpo]` table."""
+    return DPOTarget(DPOTargetConfig.model_validate(options), cache_dir=cache_dir)
