@@ -1,0 +1,377 @@
+"""Structured answers from any OpenAI-compatible endpoint, through langchain-openai's ChatOpenAI.
+
+One `ask` = one step of the loop: messages in, a validated pydantic object out, plus what it cost.
+The server's JSON-schema mode is used where it works; otherwise (a 400 about `response_format`, or
+text that is not JSON) the instance falls back for good to asking for JSON in the prompt. Either way a
+reply that does not validate goes back to the model with the exact error, at most `fix_attempts`
+times: bad output is the model's to fix, a dead endpoint is the run's to handle (`ModelError.kind`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from agent.models.base import CallUsage, ErrorKind, ModelError, UsageTotals
+from agent.models.jsontext import (
+    add_fix_round,
+    add_schema_instruction,
+    describe_validation_error,
+    extract_json,
+    strict_json_schema,
+)
+from agent.models.recording import Exchange, ExchangeLog, cached_answer
+from agent.models.settings import ModelConfigError, ModelSettings
+
+if TYPE_CHECKING:
+    from langchain_core.messages import AIMessage
+    from langchain_openai import ChatOpenAI
+
+T = TypeVar("T", bound=BaseModel)
+Mode = Literal["json_schema", "function_calling", "prompt"]
+
+# Words in a 400 that mean "this server cannot do JSON-schema output" rather than "this request is bad".
+_SCHEMA_REJECTION = re.compile(r"response_format|json_schema|structured output|guided|grammar", re.I)
+
+
+# --- one HTTP call ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Reply:
+    """What one HTTP call returned, before validation."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    args: dict[str, Any] | None = None  # the tool call's arguments (function-calling mode)
+    refusal: str | None = None
+    truncated: bool = False
+
+
+class _SchemaRejected(Exception):
+    """The server refused JSON-schema output (HTTP 400 about response_format)."""
+
+
+def _from_ai_message(msg: AIMessage, mode: Mode) -> _Reply:
+    usage = msg.usage_metadata or {}
+    reply = _Reply(
+        text=str(msg.text),  # content blocks joined; "" for a tool-call-only turn
+        prompt_tokens=int(usage.get("input_tokens", 0)),
+        completion_tokens=int(usage.get("output_tokens", 0)),
+        refusal=msg.additional_kwargs.get("refusal"),
+        truncated=msg.response_metadata.get("finish_reason") == "length",
+    )
+    if mode == "function_calling":
+        if msg.tool_calls:
+            reply.args = msg.tool_calls[0]["args"]
+            reply.text = json.dumps(reply.args)
+        elif msg.invalid_tool_calls:
+            reply.text = msg.invalid_tool_calls[0].get("args") or ""
+    return reply
+
+
+def _one_sentence(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- the client -------------------------------------------------------------------------------------------
+
+
+class StructuredModel:
+    """A live model behind `ask(key, messages, schema)`, recording each exchange when given a log.
+
+    With a log, a key that already has a successful exchange is answered from it (`cached=True`, no
+    tokens): a resumed run never pays twice for a step whose answer it received. `on_call` sees every
+    exchange, cached ones included (their usage says `cached=True`).
+    """
+
+    def __init__(
+        self,
+        settings: ModelSettings,
+        log: ExchangeLog | None = None,
+        on_call: Callable[[Exchange], None] | None = None,
+    ) -> None:
+        if settings.offline:
+            raise ModelConfigError(
+                "The model is 'offline': there is no LLM to call; name a model to use one."
+            )
+        settings.check_usable()
+        self.settings = settings
+        self.log = log
+        self.on_call = on_call
+        self._lock = threading.Lock()
+        self._totals = UsageTotals()
+        self._json_schema_works = settings.structured in ("auto", "json_schema")
+        self._llm: ChatOpenAI | None = None
+
+    @property
+    def totals(self) -> UsageTotals:
+        """Running totals over every ask of this instance (a copy)."""
+        with self._lock:
+            return self._totals.model_copy()
+
+    @property
+    def mode(self) -> Mode:
+        """How the next ask requests JSON; "auto" settles on "prompt" after the first rejection."""
+        if self.settings.structured == "function_calling":
+            return "function_calling"
+        return "json_schema" if self._json_schema_works else "prompt"
+
+    def chat_model(self) -> ChatOpenAI:
+        """The underlying ChatOpenAI, configured from the settings, for tool-calling chat."""
+        if self._llm is None:
+            self._llm = _build_chat_openai(self.settings)
+        return self._llm
+
+    # --- ask ---------------------------------------------------------------------------------------------
+
+    def ask(self, key: str, messages: list[dict[str, str]], schema: type[T]) -> tuple[T, CallUsage]:
+        """One validated answer for step `key`; raises ModelError when the endpoint or the model fails."""
+        started = time.perf_counter()
+        if self.log is not None and (hit := self._from_log(key, schema, started)) is not None:
+            return hit
+        conversation: list[dict[str, str]] = [dict(m) for m in messages]
+        spent = _Spent(self.settings.model)
+        try:
+            answer = self._ask_live(conversation, schema, spent)
+        except ModelError as err:
+            err.usage = spent.usage(self.settings, started)
+            self._finish(key, conversation, spent.last_text, None, err.usage, err)
+            raise
+        usage = spent.usage(self.settings, started)
+        self._finish(key, conversation, spent.last_text, answer.model_dump(mode="json"), usage, None)
+        return answer, usage
+
+    def _from_log(self, key: str, schema: type[T], started: float) -> tuple[T, CallUsage] | None:
+        assert self.log is not None
+        ex = self.log.get(key)
+        answer = cached_answer(ex, schema) if ex is not None else None
+        if ex is None or answer is None:
+            return None
+        priced = self.settings.price(0, 0)
+        usage = CallUsage(model=ex.model, usd=priced, latency_s=time.perf_counter() - started, cached=True)
+        with self._lock:
+            self._totals.add(usage)
+        if self.on_call is not None:
+            self.on_call(ex.model_copy(update={"usage": usage}))
+        return answer, usage
+
+    def _finish(
+        self,
+        key: str,
+        conversation: list[dict[str, str]],
+        reply: str,
+        parsed: dict[str, Any] | None,
+        usage: CallUsage,
+        err: ModelError | None,
+    ) -> None:
+        with self._lock:
+            self._totals.add(usage, failed=err is not None)
+        ex = Exchange(
+            key=key,
+            model=self.settings.model,
+            messages=conversation,
+            reply=reply,
+            parsed=parsed,
+            usage=usage,
+            error=err.message if err else None,
+            error_kind=err.kind if err else None,
+        )
+        if self.log is not None:
+            self.log.append(ex)
+        if self.on_call is not None:
+            self.on_call(ex)
+
+    def _ask_live(self, conversation: list[dict[str, str]], schema: type[T], spent: _Spent) -> T:
+        """Call, validate, send a bad reply back with its error; `conversation` grows with the fix rounds."""
+        mode = self.mode
+        if mode == "prompt":
+            add_schema_instruction(conversation, schema)
+        kind: ErrorKind = "malformed"
+        problem = ""
+        attempt = 0
+        while attempt <= self.settings.fix_attempts:
+            try:
+                reply = self._call(mode, conversation, schema)
+            except _SchemaRejected as rejected:
+                if self.settings.structured != "auto":
+                    raise self._error(
+                        "refused", f"rejected JSON-schema output ({rejected}); set structured = 'prompt'"
+                    ) from None
+                self._json_schema_works = False  # for this instance: don't pay a rejection per ask
+                mode = "prompt"
+                add_schema_instruction(conversation, schema)
+                continue  # the rejected request produced nothing: not an attempt
+            attempt += 1
+            spent.add(reply)
+            if reply.refusal:
+                raise self._error("refused", f"refused to answer: {_one_sentence(reply.refusal)}")
+            answer, kind, problem = self._validate(reply, schema)
+            if answer is not None:
+                return answer
+            if (
+                mode == "json_schema"
+                and self.settings.structured == "auto"
+                and kind == "malformed"
+                and (reply.args is None and extract_json(reply.text) is None)
+            ):
+                # The server took response_format and ignored it: ask for JSON in the prompt from now on.
+                self._json_schema_works = False
+                mode = "prompt"
+                add_schema_instruction(conversation, schema)
+            if attempt <= self.settings.fix_attempts:
+                add_fix_round(conversation, reply.text, problem)
+        what = "empty replies" if kind == "empty" else "no valid answer"
+        tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+        raise self._error(kind, f"gave {what} in {tries}; last problem: {_one_sentence(problem, 300)}")
+
+    def _validate(self, reply: _Reply, schema: type[T]) -> tuple[T | None, ErrorKind, str]:
+        if reply.args is not None:
+            data: dict[str, Any] | None = reply.args
+        elif not reply.text.strip():
+            return None, "empty", "the reply was empty"
+        else:
+            data = extract_json(reply.text)
+        if data is None:
+            cut = f" (it was cut off at max_tokens={self.settings.max_tokens})" if reply.truncated else ""
+            return None, "malformed", f"the reply contains no complete JSON object{cut}"
+        try:
+            return schema.model_validate(data), "malformed", ""
+        except ValidationError as err:
+            return (
+                None,
+                "malformed",
+                f"the JSON object does not match the schema:\n{describe_validation_error(err)}",
+            )
+
+    def _call(self, mode: Mode, conversation: list[dict[str, str]], schema: type[BaseModel]) -> _Reply:
+        """One HTTP call (plus the SDK's own retries); transport failures become ModelError."""
+        import openai
+
+        llm = self.chat_model()
+        try:
+            if mode == "json_schema":
+                _quiet_schema_warnings()
+                doc, strict = strict_json_schema(schema)
+                spec = {"name": schema.__name__, "schema": doc, "strict": strict}
+                out = llm.with_structured_output(spec, method="json_schema", include_raw=True).invoke(
+                    conversation
+                )
+                return _from_ai_message(out["raw"], mode)
+            if mode == "function_calling":
+                out = llm.with_structured_output(schema, method="function_calling", include_raw=True).invoke(
+                    conversation
+                )
+                return _from_ai_message(out["raw"], mode)
+            return _from_ai_message(llm.invoke(conversation), mode)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            if mode == "json_schema" and _SCHEMA_REJECTION.search(exc.message):
+                raise _SchemaRejected(_one_sentence(exc.message)) from exc
+            raise self._from_sdk(exc) from None
+        except openai.OpenAIError as exc:
+            raise self._from_sdk(exc) from None
+
+    # --- errors ------------------------------------------------------------------------------------------
+
+    def _error(self, kind: ErrorKind, what: str) -> ModelError:
+        where = f"{self.settings.endpoint} (model {self.settings.model})"
+        return ModelError(kind, f"The model endpoint {where} {what}.")
+
+    def _from_sdk(self, exc: Exception) -> ModelError:
+        """One sentence per SDK failure; checked most specific first (a timeout is a connection error)."""
+        import openai
+
+        s = self.settings
+        detail = _one_sentence(re.sub(r"^Error code: \d+ - ", "", getattr(exc, "message", "") or str(exc)))
+        retried = f" after {s.max_retries} retries" if s.max_retries else ""
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, openai.APITimeoutError):
+            return self._error("timeout", f"did not answer within {s.timeout_s:g} s{retried}")
+        if isinstance(exc, openai.APIConnectionError):
+            root: BaseException = exc
+            while root.__cause__ is not None:  # langchain -> openai -> httpx: the socket error says most
+                root = root.__cause__
+            return self._error("unreachable", f"is unreachable{retried} ({_one_sentence(str(root), 120)})")
+        if isinstance(exc, openai.RateLimitError):
+            return self._error("rate_limited", f"is rate-limiting requests{retried}: {detail}")
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            return self._error("auth", f"refused the API key (HTTP {status}): {detail}")
+        if isinstance(exc, openai.NotFoundError):
+            return self._error(
+                "not_found", f"answered 404 ({detail}): check the model name and that the URL ends in /v1"
+            )
+        if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+            return self._error("server", f"failed with HTTP {exc.status_code}{retried}: {detail}")
+        if isinstance(exc, openai.APIStatusError):
+            return self._error("refused", f"rejected the request (HTTP {exc.status_code}): {detail}")
+        return self._error("server", f"failed: {detail}")
+
+
+class _Spent:
+    """Tokens and attempts summed over the calls of one ask."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.attempts = 0
+        self.last_text = ""
+
+    def add(self, reply: _Reply) -> None:
+        self.attempts += 1
+        self.prompt_tokens += reply.prompt_tokens
+        self.completion_tokens += reply.completion_tokens
+        self.last_text = reply.text
+
+    def usage(self, settings: ModelSettings, started: float) -> CallUsage:
+        return CallUsage(
+            model=self.model,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            usd=settings.price(self.prompt_tokens, self.completion_tokens),
+            latency_s=time.perf_counter() - started,
+            attempts=self.attempts,
+        )
+
+
+def _quiet_schema_warnings() -> None:
+    """langchain-openai warns on a json_schema rejection; the fallback to prompt mode handles it.
+
+    Idempotent (warnings drops an identical filter before adding it), and re-applied per call because
+    pytest and other callers reset the filters.
+    """
+    warnings.filterwarnings("ignore", message="This model does not support OpenAI's structured output")
+    warnings.filterwarnings("ignore", message="Invalid schema for OpenAI's structured output")
+
+
+def _build_chat_openai(settings: ModelSettings) -> ChatOpenAI:
+    """ChatOpenAI with explicit timeout and retries, on Chat Completions (local servers lack Responses)."""
+    from langchain_openai import ChatOpenAI
+
+    if settings.api_key is not None:
+        api_key: str | None = settings.api_key.get_secret_value()
+    else:
+        api_key = "not-needed" if settings.base_url else None  # None: the SDK reads OPENAI_API_KEY
+    kwargs: dict[str, Any] = {
+        "model": settings.model,
+        "base_url": settings.base_url,
+        "timeout": settings.timeout_s,
+        "max_retries": settings.max_retries,
+        "temperature": settings.temperature,
+        "max_tokens": settings.max_tokens,
+        "use_responses_api": False,
+        "stream_usage": True,  # with a base_url, streamed replies carry usage only when asked
+    }
+    if api_key is not None:
+        kwargs["api_key"] = api_key
+    return ChatOpenAI(**kwargs)

@@ -1,0 +1,109 @@
+"""Which model each role of the agent talks to, and how: one pydantic config per role.
+
+Layering (lowest to highest precedence): these defaults < the TOML file < environment variables
+(`settings_from_env`) < CLI flags. Loading never fails on a missing endpoint; `check_usable()` says so
+in one sentence when the model is about to be used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+OFFLINE = "offline"
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class ModelConfigError(ValueError):
+    """A model setting a person must fix; the message is one sentence for them."""
+
+
+class ModelSettings(BaseModel):
+    """One model endpoint and how to call it."""
+
+    model: str = OFFLINE
+    """The model name sent to the server; "offline" means the built-in proposer and no LLM at all."""
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint ending in /v1 (vLLM, Ollama, llama.cpp, OpenRouter); None is OpenAI."""
+    api_key: SecretStr | None = None
+    """The key; falls back to OPENAI_API_KEY. A local server without one gets the placeholder "not-needed"."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Seconds to wait for one HTTP answer; without it the SDK would wait forever on a hung server."""
+    max_retries: int = Field(3, ge=0)
+    """The SDK's own retries with backoff, for 408/409/429/5xx and connection errors."""
+    temperature: float | None = 0.8
+    """Sampling temperature; None leaves it to the server (some reasoning models take only their default)."""
+    max_tokens: int | None = 4096
+    """Cap on generated tokens per call; None leaves it to the server."""
+    structured: Literal["auto", "json_schema", "function_calling", "prompt"] = "auto"
+    """How to get JSON: "auto" tries the server's JSON-schema mode and falls back to prompting for JSON."""
+    fix_attempts: int = Field(2, ge=0)
+    """Rounds of "your JSON was invalid, here is the error, fix it" before a call counts as malformed."""
+    usd_per_mtok_in: float | None = None
+    """Price per million prompt tokens, for the cost budget; None when unknown or free."""
+    usd_per_mtok_out: float | None = None
+    """Price per million completion tokens, for the cost budget; None when unknown or free."""
+
+    @property
+    def offline(self) -> bool:
+        """True when no LLM is configured and the offline proposer drives the run."""
+        return self.model.strip().lower() == OFFLINE
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint as people should read it in messages."""
+        return self.base_url or OPENAI_DEFAULT_BASE_URL
+
+    def check_usable(self) -> None:
+        """Raise ModelConfigError when this model cannot be called; an offline model is always usable."""
+        if self.offline:
+            return
+        if not self.model.strip():
+            raise ModelConfigError("The model name is empty: name a model, or use 'offline'.")
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ModelConfigError(
+                f"The model endpoint {self.base_url!r} is not a URL: give it as http(s)://host:port/v1."
+            )
+        if self.base_url is None and self.api_key is None:
+            raise ModelConfigError(
+                f"Model {self.model!r} has no endpoint: set OPENAI_API_KEY to use OpenAI, or OPENAI_BASE_URL "
+                "(base_url in the config file) to use an OpenAI-compatible server."
+            )
+
+    def price(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """The cost in USD of these tokens, or None when no price is set."""
+        if self.usd_per_mtok_in is None and self.usd_per_mtok_out is None:
+            return None
+        usd_in = (self.usd_per_mtok_in or 0.0) * prompt_tokens
+        usd_out = (self.usd_per_mtok_out or 0.0) * completion_tokens
+        return (usd_in + usd_out) / 1_000_000
+
+
+class ModelsConfig(BaseModel):
+    """The three roles that may use different models."""
+
+    meta: ModelSettings = ModelSettings()
+    """The meta agent: design, reflect, repair, and the chat."""
+    inner: ModelSettings = ModelSettings()
+    """The inner agents of the agent-system target (ADAS), called many times per candidate."""
+    judge: ModelSettings = ModelSettings()
+    """The LLM judge of the expensive evaluators."""
+
+
+def settings_from_env(base: ModelSettings, env: Mapping[str, str]) -> ModelSettings:
+    """Apply the environment on top of `base`: OPENAI_API_BASE / OPENAI_BASE_URL, OPENAI_API_KEY, DISCO_MODEL.
+
+    OPENAI_API_BASE wins over OPENAI_BASE_URL, as in langchain-openai. Empty variables are ignored. An
+    endpoint or key alone never switches an offline run to an LLM: the person must name the model.
+    """
+    update: dict[str, object] = {}
+    base_url = env.get("OPENAI_API_BASE") or env.get("OPENAI_BASE_URL")
+    if base_url:
+        update["base_url"] = base_url.rstrip("/")
+    if key := env.get("OPENAI_API_KEY"):
+        update["api_key"] = SecretStr(key)
+    if model := env.get("DISCO_MODEL"):
+        update["model"] = model.strip()
+    return base.model_copy(update=update)
