@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from pydantic import BaseModel, Field
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback
 
 from targets.dpo.candidate import CandidateLoss
 from targets.dpo.refcache import prepare_preference_dataset
@@ -185,8 +185,13 @@ def tokens_per_pair(prepared: Dataset, max_length: int | None) -> float:
     return total / max(len(prepared), 1)
 
 
-def run_real_dpo(spec: RealDPOSpec, candidate: CandidateLoss) -> RealDPOResult:
-    """Load, prepare (cached), train with the candidate, score the held-out pairs."""
+def run_real_dpo(
+    spec: RealDPOSpec, candidate: CandidateLoss, callbacks: list[TrainerCallback] | None = None
+) -> RealDPOResult:
+    """Load, prepare (cached), train with the candidate, score the held-out pairs.
+
+    `callbacks` are handed to the trainer (a job streams its metrics and stops hopeless runs through them).
+    """
     quiet_hf()
     try:
         device = spec.train.resolved_device()
@@ -225,7 +230,13 @@ def run_real_dpo(spec: RealDPOSpec, candidate: CandidateLoss) -> RealDPOResult:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     outcome = train_candidate(
-        candidate, model, tokenizer, train_prepared, spec.train, eval_dataset=eval_prepared
+        candidate,
+        model,
+        tokenizer,
+        train_prepared,
+        spec.train,
+        eval_dataset=eval_prepared,
+        callbacks=callbacks,
     )
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
 

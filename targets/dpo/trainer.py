@@ -424,6 +424,7 @@ def train_candidate(
     *,
     eval_dataset: Dataset | None = None,
     output_dir: str | None = None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> TrainOutcome:
     """Train `model` in place with the candidate's loss; the caller keeps the model to evaluate it.
 
@@ -431,6 +432,8 @@ def train_candidate(
     log-probs, so no reference model is needed here. On return the model is in eval mode with its plain
     forward (TRL's patch removed). Candidate failures and divergence are reported in the outcome; errors of
     the caller's making (unprepared data, no GPU) raise ValueError / RuntimeError with one sentence.
+    `callbacks` see every log entry as it happens (a job streams its metrics through one; one may also
+    stop training early by setting `control.should_training_stop`).
     """
     quiet_hf()
     check_prepared(prepared, config.max_length)
@@ -450,6 +453,7 @@ def train_candidate(
             processing_class=tokenizer,
             candidate=candidate,
             loss_context=context,
+            callbacks=callbacks,
         )
         setup_seconds = time.perf_counter() - t0
         status: Literal["ok", "diverged", "error"] = "ok"
