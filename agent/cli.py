@@ -29,6 +29,7 @@ def main(
 
 def _register() -> None:
     from agent.commands.bench import bench_app
+    from agent.commands.jobs import jobs_app
     from agent.commands.losses import losses_app
     from agent.commands.memory import memory_app
     from agent.commands.run import control, resume, run, runs_app
@@ -36,6 +37,7 @@ def _register() -> None:
 
     app.add_typer(losses_app, name="losses")
     app.add_typer(bench_app, name="bench")
+    app.add_typer(jobs_app, name="jobs")
     app.add_typer(memory_app, name="memory")
     app.add_typer(sandbox_app, name="sandbox")
     app.command("run")(run)

@@ -50,8 +50,9 @@ class LoopConfig(BaseModel):
     """Rounds of self-critique after design (ADAS: two)."""
     max_repairs: int = Field(3, ge=0, le=10)
     """Repair rounds for a candidate that fails its checks; then it is recorded as failed."""
-    seed: int = 0
-    """Seed of the offline proposer."""
+    seed: int | None = None
+    """Seed of the offline proposer; by default derived from the run id, so that two runs sharing one
+    memory do not start from the same proposals."""
     recursion_limit: int = 64
     """LangGraph steps allowed for one candidate (plan … record is ≤ 20 with the defaults)."""
     k_best: int = 5

@@ -39,12 +39,20 @@ class Designer(Protocol):
 
     def design(self, key: str, ctx: DesignContext) -> StepResult[Draft]: ...
 
-    def reflect(self, key: str, ctx: DesignContext, draft: Draft, round_: int) -> StepResult[Reflection | None]: ...
+    def reflect(
+        self, key: str, ctx: DesignContext, draft: Draft, round_: int
+    ) -> StepResult[Reflection | None]: ...
 
     def repair(
-        self, key: str, ctx: DesignContext, draft: Draft, failures: list[CheckResult], traceback: str | None,
-        attempt: int, max_attempts: int,
-    ) -> StepResult[Draft]: ...  # fmt: skip
+        self,
+        key: str,
+        ctx: DesignContext,
+        draft: Draft,
+        failures: list[CheckResult],
+        traceback: str | None,
+        attempt: int,
+        max_attempts: int,
+    ) -> StepResult[Draft]: ...
 
 
 def _inspiration(ctx: DesignContext) -> list[str]:
@@ -68,8 +76,14 @@ class ModelDesigner:
         value, usage = self.model.ask(key, messages, schema)
         if self.own_log is not None and self.own_log.get(key) is None:
             self.own_log.append(
-                Exchange(key=key, model=usage.model, messages=messages, reply=value.model_dump_json(),
-                         parsed=value.model_dump(), usage=usage)  # fmt: skip
+                Exchange(
+                    key=key,
+                    model=usage.model,
+                    messages=messages,
+                    reply=value.model_dump_json(),
+                    parsed=value.model_dump(),
+                    usage=usage,
+                )
             )
         return value, usage
 
@@ -77,14 +91,22 @@ class ModelDesigner:
         draft, usage = self._ask(key, design_messages(ctx), Draft)
         return StepResult(draft, usage, _inspiration(ctx))
 
-    def reflect(self, key: str, ctx: DesignContext, draft: Draft, round_: int) -> StepResult[Reflection | None]:
+    def reflect(
+        self, key: str, ctx: DesignContext, draft: Draft, round_: int
+    ) -> StepResult[Reflection | None]:
         reflection, usage = self._ask(key, reflect_messages(ctx, draft, round_), Reflection)
         return StepResult(reflection, usage)
 
     def repair(
-        self, key: str, ctx: DesignContext, draft: Draft, failures: list[CheckResult], traceback: str | None,
-        attempt: int, max_attempts: int,
-    ) -> StepResult[Draft]:  # fmt: skip
+        self,
+        key: str,
+        ctx: DesignContext,
+        draft: Draft,
+        failures: list[CheckResult],
+        traceback: str | None,
+        attempt: int,
+        max_attempts: int,
+    ) -> StepResult[Draft]:
         messages = repair_messages(ctx, draft, failures, traceback, attempt, max_attempts)
         fixed, usage = self._ask(key, messages, Draft)
         return StepResult(fixed, usage)
@@ -99,7 +121,9 @@ class OfflineDesigner:
 
     model_name = OFFLINE
 
-    def __init__(self, proposer: OfflineProposer, log: ExchangeLog, replay: ExchangeLog | None = None) -> None:
+    def __init__(
+        self, proposer: OfflineProposer, log: ExchangeLog, replay: ExchangeLog | None = None
+    ) -> None:
         self.proposer = proposer
         self.log = log
         self.replay = replay
@@ -112,16 +136,25 @@ class OfflineDesigner:
                     self.log.append(ex)
                 parsed = dict(ex.parsed)
                 parents = list(parsed.pop("parent_ids", []))
-                return StepResult(Draft.model_validate(parsed), CallUsage(model=OFFLINE, cached=True), parents)
+                return StepResult(
+                    Draft.model_validate(parsed), CallUsage(model=OFFLINE, cached=True), parents
+                )
         if self.replay is not None:
             raise ModelError("replay_missing", f"The recorded run has no proposal for step {key}.")
         started = time.perf_counter()
         proposal: Proposal = make()
         usage = CallUsage(model=OFFLINE, latency_s=time.perf_counter() - started, attempts=1)
-        parsed = {"thought": proposal.thought, "name": proposal.name, "code": proposal.code,
-                  "parent_ids": proposal.parent_ids}  # fmt: skip
-        self.log.append(Exchange(key=key, model=OFFLINE, messages=[], reply=json.dumps(parsed), parsed=parsed,
-                                 usage=usage))  # fmt: skip
+        parsed = {
+            "thought": proposal.thought,
+            "name": proposal.name,
+            "code": proposal.code,
+            "parent_ids": proposal.parent_ids,
+        }
+        self.log.append(
+            Exchange(
+                key=key, model=OFFLINE, messages=[], reply=json.dumps(parsed), parsed=parsed, usage=usage
+            )
+        )
         draft = Draft(thought=proposal.thought, name=proposal.name, code=proposal.code)
         return StepResult(draft, usage, list(proposal.parent_ids))
 
@@ -131,11 +164,21 @@ class OfflineDesigner:
             seen.setdefault(p.id, ParentInfo(id=p.id, name=p.name, code=p.code, fitness=p.fitness))
         return self._answer(key, lambda: self.proposer.propose(ctx.candidate_index, list(seen.values())))
 
-    def reflect(self, key: str, ctx: DesignContext, draft: Draft, round_: int) -> StepResult[Reflection | None]:
+    def reflect(
+        self, key: str, ctx: DesignContext, draft: Draft, round_: int
+    ) -> StepResult[Reflection | None]:
         return StepResult(None)
 
     def repair(
-        self, key: str, ctx: DesignContext, draft: Draft, failures: list[CheckResult], traceback: str | None,
-        attempt: int, max_attempts: int,
-    ) -> StepResult[Draft]:  # fmt: skip
-        return self._answer(key, lambda: self.proposer.repair(ctx.candidate_index, draft.code, failures, attempt))
+        self,
+        key: str,
+        ctx: DesignContext,
+        draft: Draft,
+        failures: list[CheckResult],
+        traceback: str | None,
+        attempt: int,
+        max_attempts: int,
+    ) -> StepResult[Draft]:
+        return self._answer(
+            key, lambda: self.proposer.repair(ctx.candidate_index, draft.code, failures, attempt)
+        )

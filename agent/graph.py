@@ -1,6 +1,6 @@
 """The loop as a LangGraph StateGraph: one invocation designs, checks, evaluates and records one candidate.
 
-    START → plan → design → reflect ×N → check ─ok→ evaluate → record → END
+    START → plan → design → reflect ×N → check ─ok→ evaluate → record → END (or gpu_job → END)
                       │                  │  ▲
                       └─ model failed ─┐ │  └─ repair (≤ max_repairs, fed the failing checks)
                                        ▼ ▼
@@ -21,7 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from agent.nodes import Loop
 from agent.state import LoopState
 
-NODES = ("plan", "design", "reflect", "check", "repair", "evaluate", "record")
+NODES = ("plan", "design", "reflect", "check", "repair", "evaluate", "record", "gpu_job")
 
 
 def _timed(loop: Loop, name: str, fn: Callable[[LoopState], dict[str, Any]]) -> Callable[[LoopState], dict]:
@@ -33,7 +33,9 @@ def _timed(loop: Loop, name: str, fn: Callable[[LoopState], dict[str, Any]]) -> 
         started = time.perf_counter()
         update = fn(state)
         cid = update.get("candidate_id", cid)
-        loop.s.events.append("node", cid, node=name, phase="leave", seconds=round(time.perf_counter() - started, 4))
+        loop.s.events.append(
+            "node", cid, node=name, phase="leave", seconds=round(time.perf_counter() - started, 4)
+        )
         return update
 
     node.__name__ = name
@@ -51,5 +53,6 @@ def build_graph(loop: Loop, checkpointer: Any) -> Any:
     graph.add_conditional_edges("check", loop.after_check, ["evaluate", "repair", "record"])
     graph.add_conditional_edges("repair", loop.after_repair, ["check", "record"])
     graph.add_edge("evaluate", "record")
-    graph.add_edge("record", END)
+    graph.add_conditional_edges("record", loop.after_record, ["gpu_job", END])
+    graph.add_edge("gpu_job", END)
     return graph.compile(checkpointer=checkpointer)

@@ -28,5 +28,7 @@ def disco_home() -> Path:
 
 
 def cache_dir() -> Path:
-    """Shared caches (SFT models, prepared data sets, reference log-probs)."""
-    return disco_home() / "cache"
+    """Shared caches (SFT models, prepared data sets, reference log-probs); `DISCO_CACHE` moves them, so
+    that several data dirs can share one set of built artefacts."""
+    env = os.environ.get("DISCO_CACHE")
+    return Path(env).expanduser().resolve() if env else disco_home() / "cache"

@@ -39,11 +39,20 @@ def candidate_rows(run: RunDir) -> list[Row]:
         vs = evaluation.get("vs_baseline") or {}
         rows.append(
             Row(
-                id=rec["id"], index=rec.get("generation") or 0, name=rec.get("name", ""), status=rec["status"],
-                fitness=fit.get("value"), ci_low=fit.get("ci_low"), ci_high=fit.get("ci_high"),
-                vs_baseline=vs.get("value"), vs_low=vs.get("ci_low"), vs_high=vs.get("ci_high"),
-                repairs=rec.get("repair_count", 0), error=rec.get("error"), parents=rec.get("parent_ids", []),
-            )  # fmt: skip
+                id=rec["id"],
+                index=rec.get("generation") or 0,
+                name=rec.get("name", ""),
+                status=rec["status"],
+                fitness=fit.get("value"),
+                ci_low=fit.get("ci_low"),
+                ci_high=fit.get("ci_high"),
+                vs_baseline=vs.get("value"),
+                vs_low=vs.get("ci_low"),
+                vs_high=vs.get("ci_high"),
+                repairs=rec.get("repair_count", 0),
+                error=rec.get("error"),
+                parents=rec.get("parent_ids", []),
+            )
         )
     return sorted(rows, key=lambda r: r.index)
 

@@ -8,7 +8,6 @@ id, so a second run of a node costs nothing and records nothing twice.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ from memory.records import CandidateRecord, Cost, Fitness
 from memory.store import MemoryStore
 from targets.base import Target
 from targets.results import CheckReport, CheckResult
+from tools.toolbox import Toolbox, ToolError
 
 OUTPUT_ERRORS = ("malformed", "empty", "refused", "replay_missing")
 """Model errors caused by the model's output: the candidate fails with the reason; the run goes on."""
@@ -39,7 +39,7 @@ class Services:
     designer: Designer
     control: ControlState
     config: RunConfig
-    jobs: Any | None = None
+    tools: Toolbox
     recorded: set[str] = field(default_factory=set)
     """Candidate ids with a `candidate` event already (so that a re-run of `record` logs once)."""
 
@@ -85,7 +85,7 @@ class Loop:
     def _model_failed(self, state: LoopState, exc: ModelError, step: str) -> dict[str, Any]:
         if exc.kind not in OUTPUT_ERRORS:
             raise exc  # endpoint down, auth, timeout: a run state for the runner, not the candidate's fault
-        self.s.events.append("error", state["candidate_id"], step=step, kind=exc.kind, message=str(exc))
+        self.s.events.append("error", state["candidate_id"], step=step, error_kind=exc.kind, message=str(exc))
         return {"status": "failed", "error": f"the model's {step} output was unusable: {exc}"}
 
     def _save_code(self, state: LoopState, draft: Draft, label: str) -> None:
@@ -117,17 +117,25 @@ class Loop:
         cid = state["candidate_id"]
         ctx = self._context(state, query=self.s.target.description)
         try:
-            step = self.s.designer.design(f"{cid}/design", ctx)
+            step = self.s.designer.design(_key(state, "design"), ctx)
         except ModelError as exc:
             return self._model_failed(state, exc, "design")
         draft = step.value
         self._save_code(state, draft, "design")
         hints = list(ctx.hints)
         self.s.events.append(
-            "node", cid, node="design", name=draft.name, thought=draft.thought, hints_used=hints,
-            parents=step.parent_ids, model=self.s.designer.model_name,
-        )  # fmt: skip
-        return {"draft": draft.model_dump(), "parent_ids": step.parent_ids} | self._usage(state, step, "design")
+            "node",
+            cid,
+            node="design",
+            name=draft.name,
+            thought=draft.thought,
+            hints_used=hints,
+            parents=step.parent_ids,
+            model=self.s.designer.model_name,
+        )
+        return {"draft": draft.model_dump(), "parent_ids": step.parent_ids} | self._usage(
+            state, step, "design"
+        )
 
     def reflect(self, state: LoopState) -> dict[str, Any]:
         cid = state["candidate_id"]
@@ -135,7 +143,7 @@ class Loop:
         draft = Draft.model_validate(state["draft"])
         ctx = self._context(state, query=f"{draft.name}\n{draft.thought}\n{draft.code}")
         try:
-            step = self.s.designer.reflect(f"{cid}/reflect{round_}", ctx, draft, round_)
+            step = self.s.designer.reflect(_key(state, f"reflect{round_}"), ctx, draft, round_)
         except ModelError as exc:
             if exc.kind not in OUTPUT_ERRORS:
                 raise
@@ -161,23 +169,7 @@ class Loop:
         draft = Draft.model_validate(state["draft"])
         if cid in self.s.control.vetoed:
             return {"passed": False, "status": "rejected", "error": "vetoed by the person"}
-        policy = self.s.target.policy(draft.code)
-        if not policy.passed:  # the static policy first: nothing that breaks it is ever run
-            report = CheckReport.from_checks([policy])
-        else:
-            report = self.s.target.check(draft.code)
-        fingerprint = None
-        if report.passed:
-            fingerprint = self.s.target.fingerprint(draft.code)
-            verdict = self.s.memory.novelty(draft.code, self.s.target.name, fingerprint, exclude_id=cid)
-            message = verdict.message
-            if not verdict.novel:
-                message += ": change what the loss computes, not how it is written or named"
-            novelty = CheckResult(
-                name="novelty", passed=verdict.novel, message=message,
-                numbers={"similarity": verdict.similarity},
-            )  # fmt: skip
-            report = CheckReport.from_checks([*report.checks, novelty])
+        report, _ = self.s.tools.check(draft.code, candidate_id=cid)
         label = f"check{state.get('repairs', 0)}"
         self.s.run.write_candidate_file(cid, f"{label}.json", report.model_dump(mode="json"))
         failures = [f"{c.name}: {c.message}" for c in report.failures()]
@@ -195,15 +187,28 @@ class Loop:
         tb = next((c.traceback for c in failures if c.traceback), None)
         # The failed version goes into memory as a lesson ("this failed because…, fixed by …").
         lesson = CandidateRecord(
-            id=f"{cid}-a{attempt - 1}", run_id=self.run_id, target=self.s.target.name, name=draft.name,
-            thought=draft.thought, code=draft.code, status="check_failed", checks=report.checks,
-            error=_failure_text(failures), parent_ids=list(state.get("parent_ids", [])),
-        )  # fmt: skip
+            id=f"{cid}-a{attempt - 1}",
+            run_id=self.run_id,
+            target=self.s.target.name,
+            name=draft.name,
+            thought=draft.thought,
+            code=draft.code,
+            status="check_failed",
+            checks=report.checks,
+            error=_failure_text(failures),
+            parent_ids=list(state.get("parent_ids", [])),
+        )
         self.s.memory.record(lesson)
         ctx = self._context(state, query=f"{draft.name}\n{draft.code}")
         try:
             step = self.s.designer.repair(
-                f"{cid}/repair{attempt}", ctx, draft, failures, tb, attempt, self.s.config.loop.max_repairs
+                _key(state, f"repair{attempt}"),
+                ctx,
+                draft,
+                failures,
+                tb,
+                attempt,
+                self.s.config.loop.max_repairs,
             )
         except ModelError as exc:
             return {"repairs": attempt} | self._model_failed(state, exc, "repair")
@@ -213,21 +218,29 @@ class Loop:
         attempts = [*state.get("attempts", []), {"id": lesson.id, "failures": [c.name for c in failures]}]
         parents = sorted({*state.get("parent_ids", []), lesson.id})
         return {
-            "draft": fixed.model_dump(), "repairs": attempt, "attempts": attempts, "parent_ids": parents,
-        } | self._usage(state, step, "repair")  # fmt: skip
+            "draft": fixed.model_dump(),
+            "repairs": attempt,
+            "attempts": attempts,
+            "parent_ids": parents,
+        } | self._usage(state, step, "repair")
 
     def evaluate(self, state: LoopState) -> dict[str, Any]:
         cid = state["candidate_id"]
         saved = self.s.run.read_candidate_json(cid, "evaluation.json")
         if saved is None:  # evaluated already when a kill came before the checkpoint: never twice
             draft = Draft.model_validate(state["draft"])
-            evaluation = self.s.target.evaluate(draft.code, draft.name)
+            evaluation = self.s.tools.evaluate(draft.code, draft.name, candidate_id=cid)
             saved = evaluation.model_dump(mode="json")
             self.s.run.write_candidate_file(cid, "evaluation.json", saved)
             self.s.events.append(
-                "evaluation", cid, status=evaluation.status, fitness=saved["fitness"],
-                vs_baseline=saved["vs_baseline"], reason=evaluation.reason, seconds=evaluation.seconds,
-            )  # fmt: skip
+                "evaluation",
+                cid,
+                status=evaluation.status,
+                fitness=saved["fitness"],
+                vs_baseline=saved["vs_baseline"],
+                reason=evaluation.reason,
+                seconds=evaluation.seconds,
+            )
         status = "evaluated" if saved["status"] == "ok" else "failed"
         return {"evaluation": saved, "status": status, "error": saved["reason"] or None}
 
@@ -238,34 +251,77 @@ class Loop:
         evaluation = state.get("evaluation") or {}
         fitness = evaluation.get("fitness")
         record = CandidateRecord(
-            id=cid, run_id=self.run_id, target=self.s.target.name,
-            name=draft.name if draft else "", thought=draft.thought if draft else "",
-            code=draft.code if draft else "", parent_ids=list(state.get("parent_ids", [])), status=status,
+            id=cid,
+            run_id=self.run_id,
+            target=self.s.target.name,
+            name=draft.name if draft else "",
+            thought=draft.thought if draft else "",
+            code=draft.code if draft else "",
+            parent_ids=list(state.get("parent_ids", [])),
+            status=status,
             checks=CheckReport.model_validate(state["checks"]).checks if state.get("checks") else [],
-            error=error, repair_count=state.get("repairs", 0), metrics=evaluation.get("metrics", {}),
-            fitness=Fitness(**fitness) if fitness else None, generation=state["index"],
+            error=error,
+            repair_count=state.get("repairs", 0),
+            metrics=evaluation.get("metrics", {}),
+            fitness=Fitness(**fitness) if fitness else None,
+            generation=state["index"],
             cost=Cost(
-                model=self.s.designer.model_name, prompt_tokens=state.get("cand_prompt_tokens", 0),
-                completion_tokens=state.get("cand_completion_tokens", 0), usd=state.get("cand_usd") or None,
+                model=self.s.designer.model_name,
+                prompt_tokens=state.get("cand_prompt_tokens", 0),
+                completion_tokens=state.get("cand_completion_tokens", 0),
+                usd=state.get("cand_usd") or None,
             ),
-        )  # fmt: skip
+        )
         fingerprint = self.s.target.fingerprint(record.code) if status == "evaluated" else None
         self.s.memory.record(record, fingerprint)
         self.s.run.write_candidate_file(cid, "record.json", record.model_dump(mode="json"))
         if cid not in self.s.recorded:
             self.s.recorded.add(cid)
             self.s.events.append(
-                "candidate", cid, name=record.name, status=status, error=error,
-                fitness=fitness, vs_baseline=evaluation.get("vs_baseline"), repairs=record.repair_count,
-                parents=record.parent_ids, tokens=record.cost.prompt_tokens + record.cost.completion_tokens,
-            )  # fmt: skip
+                "candidate",
+                cid,
+                name=record.name,
+                status=status,
+                error=error,
+                fitness=fitness,
+                vs_baseline=evaluation.get("vs_baseline"),
+                repairs=record.repair_count,
+                parents=record.parent_ids,
+                tokens=record.cost.prompt_tokens + record.cost.completion_tokens,
+            )
         update: dict[str, Any] = {"done": state["index"], "status": status, "error": error}
         best = state.get("best_fitness")
         if fitness and (best is None or fitness["value"] > best):
             update |= {"best_id": cid, "best_fitness": fitness["value"]}
         return update
 
+    def gpu_job(self, state: LoopState) -> dict[str, Any]:
+        """The expensive evaluator: a real DPO job for a candidate that beat the run's best so far.
+
+        With approval on, the graph is interrupted until the person answers; on resume this node runs
+        again from its first line, which is safe: nothing before `interrupt` has an effect.
+        """
+        from langgraph.types import interrupt
+
+        cid = state["candidate_id"]
+        if self.s.config.gpu.approval:
+            question = {"kind": "gpu_job", "candidate": cid, "fitness": state.get("best_fitness")}
+            if interrupt(question) != "approve":
+                self.s.events.append("job", cid, state="denied", message="the person denied the GPU job")
+                return {"job_id": None}
+        try:
+            job = self.s.tools.launch_job(cid)
+        except ToolError as exc:
+            self.s.events.append("job", cid, state="not_launched", message=str(exc))
+            return {"job_id": None}
+        self.s.events.append("job", cid, job=job["id"], state=job["state"], message="GPU DPO job submitted")
+        return {"job_id": job["id"]}
+
     # ------------------------------------------------------------------ routers
+    def after_record(self, state: LoopState) -> Literal["gpu_job", "__end__"]:
+        earned = state.get("status") == "evaluated" and state.get("best_id") == state["candidate_id"]
+        return "gpu_job" if self.s.config.gpu.enabled and earned else "__end__"
+
     def after_design(self, state: LoopState) -> Literal["reflect", "check", "record"]:
         if state.get("status") == "failed":
             return "record"
@@ -283,6 +339,12 @@ class Loop:
 
     def after_repair(self, state: LoopState) -> Literal["check", "record"]:
         return "record" if state.get("status") == "failed" else "check"
+
+
+def _key(state: LoopState, step: str) -> str:
+    """The exchange key of a model step: by candidate number, not id, so that a replay (another run id)
+    finds the recorded answer of the same step."""
+    return f"c{state['index']:04d}/{step}"
 
 
 def _failure_text(failures: list[CheckResult]) -> str:
@@ -303,7 +365,3 @@ def _final_status(state: LoopState) -> tuple[str, str | None]:
         why = f"still failing after {repairs} repair(s): {reason}"
         return ("rejected" if only_novelty else "check_failed"), why
     return "failed", state.get("error") or "the candidate did not reach evaluation"
-
-
-def step_timer() -> float:
-    return time.perf_counter()

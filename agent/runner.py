@@ -60,6 +60,14 @@ def _stop_signals(flag: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _proposer_seed(run: RunDir, config: RunConfig) -> int:
+    if config.loop.seed is not None:
+        return config.loop.seed
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(run.run_id.encode()).digest()[:4], "big")
+
+
 def _designer(run: RunDir, config: RunConfig, target: Any, log: ExchangeLog, replay_of: RunDir | None) -> Any:
     from agent.designers import ModelDesigner, OfflineDesigner
 
@@ -67,13 +75,15 @@ def _designer(run: RunDir, config: RunConfig, target: Any, log: ExchangeLog, rep
         recorded = replay_of.meta()
         replay_log = ExchangeLog(replay_of.exchanges_path)
         if recorded.model == "offline":
-            return OfflineDesigner(target.offline_proposer(config.loop.seed), log, replay=replay_log)
+            return OfflineDesigner(
+                target.offline_proposer(_proposer_seed(run, config)), log, replay=replay_log
+            )
         from agent.models import ReplayModel
 
         return ModelDesigner(ReplayModel(replay_log), f"replay:{recorded.model}", own_log=log)
     settings = config.models.meta
     if settings.offline:
-        return OfflineDesigner(target.offline_proposer(config.loop.seed), log)
+        return OfflineDesigner(target.offline_proposer(_proposer_seed(run, config)), log)
     from agent.models import StructuredModel
 
     settings.check_usable()
@@ -97,7 +107,13 @@ class Runner:
         self.progress = progress
         self.poll_s = poll_s
         self.backoff_s = backoff_s
-        self.events = EventLog(run.events_path, run.run_id, listener=progress)
+        self.events = EventLog(run.events_path, run.run_id, listener=self._on_event)
+        self.tools: Any = None
+        self.jobs: dict[str, dict[str, Any]] = {}
+        """GPU jobs of this run not yet finished: id → candidate, cursor (their news go into the events)."""
+        self.job_poll_s = 10.0
+        self._last_job_poll = 0.0
+        self.pause_reason = ""
         self.control = ControlState(run.control_path)
         self.stop_flag = threading.Event()
         self._session_start = time.monotonic()
@@ -105,6 +121,50 @@ class Runner:
         self._status = run.status()
 
     # ------------------------------------------------------------------ status and events
+    def _on_event(self, event: Event) -> None:
+        if event.kind == "job" and event.payload.get("job"):
+            self._track_job(event)
+        if self.progress:
+            self.progress(event)
+
+    def _track_job(self, event: Event) -> None:
+        from tools.jobs.models import TERMINAL
+
+        job_id, state = event.payload["job"], event.payload.get("state", "")
+        if state in TERMINAL:
+            self.jobs.pop(job_id, None)
+        else:
+            known = self.jobs.get(job_id, {})
+            cursor = event.payload.get("cursor") or known.get("cursor") or {}
+            self.jobs[job_id] = {"candidate": event.candidate, "cursor": cursor, "state": state}
+
+    def _poll_jobs(self, force: bool = False) -> None:
+        """Copy the news of this run's GPU jobs (state, log lines, metrics) into the event log."""
+        if not self.jobs or self.tools is None:
+            return
+        if not force and time.monotonic() - self._last_job_poll < self.job_poll_s:
+            return
+        self._last_job_poll = time.monotonic()
+        from tools.jobs import JobCursor, JobError
+
+        for job_id, info in list(self.jobs.items()):
+            try:
+                update = self.tools._queue().poll(job_id, JobCursor.model_validate(info["cursor"]))
+            except JobError as exc:
+                self._event("job", info["candidate"], job=job_id, state="failed:crash", message=str(exc))
+                continue
+            if update.log_lines or update.metrics or update.job.state != info["state"]:
+                self._event(
+                    "job",
+                    info["candidate"],
+                    job=job_id,
+                    state=update.job.state,
+                    reason=update.job.reason,
+                    log=update.log_lines[-20:],
+                    metrics=update.metrics[-20:],
+                    cursor=update.cursor.model_dump(),
+                )
+
     def _event(self, kind: str, candidate: str | None = None, **payload: Any) -> None:
         self.events.append(kind, candidate, **payload)  # type: ignore[arg-type]
 
@@ -148,6 +208,7 @@ class Runner:
     def _boundary(self, values: dict[str, Any], new_candidate: bool) -> None:
         """Everything that may happen between two steps; raises StopRun to leave."""
         self._apply_control()
+        self._poll_jobs()
         if self.stop_flag.is_set():
             raise StopRun("stopped", "stopped by a signal (Ctrl-C or SIGTERM)")
         if self.control.stop_requested:
@@ -155,12 +216,15 @@ class Runner:
         reason = self._budget(values, new_candidate)
         if reason:
             self._event("budget", reason=reason)
-            raise StopRun("finished" if new_candidate and reason.startswith("candidates") else "stopped", reason)
+            raise StopRun(
+                "finished" if new_candidate and reason.startswith("candidates") else "stopped", reason
+            )
         if self.control.paused:
-            self._write_status("paused", "paused by the person", values)
+            self._write_status("paused", self.pause_reason or "paused by the person", values)
             while self.control.paused and not self.control.stop_requested and not self.stop_flag.is_set():
                 time.sleep(self.poll_s)
                 self._apply_control()
+            self.pause_reason = ""
             self._boundary(values, new_candidate)
             return
         self._write_status("running", "", values)
@@ -177,6 +241,7 @@ class Runner:
         from agent.graph import build_graph
         from agent.home import cache_dir
         from targets.registry import get_target
+        from tools.toolbox import Toolbox
 
         history = list(read_events(self.run.events_path))
         self.control.restore(history)
@@ -188,10 +253,23 @@ class Runner:
         final = ("failed", "the runner stopped unexpectedly")
         try:
             designer = _designer(self.run, config, target, log, self.replay_of)
+            memory = open_store()
+            tools = Toolbox(target, memory, job_defaults=config.gpu.spec, event=self.events.append)
+            self.tools = tools
+            for event in history:
+                if event.kind == "job" and event.payload.get("job"):
+                    self._track_job(event)
             services = Services(
-                run=self.run, events=self.events, target=target, memory=open_store(), designer=designer,
-                control=self.control, config=config, recorded=recorded,
-            )  # fmt: skip
+                run=self.run,
+                events=self.events,
+                target=target,
+                memory=memory,
+                designer=designer,
+                control=self.control,
+                config=config,
+                tools=tools,
+                recorded=recorded,
+            )
             graph = build_graph(Loop(services), SqliteSaver(conn))
             self._event("run", phase="session", resumed=bool(history), model=designer.model_name, pid=_pid())
             final = self._drive(graph)
@@ -225,7 +303,10 @@ class Runner:
     def _drive(self, graph: Any) -> tuple[str, str]:
         from langgraph.types import Command
 
-        thread = {"configurable": {"thread_id": self.run.run_id}, "recursion_limit": self.config.loop.recursion_limit}
+        thread = {
+            "configurable": {"thread_id": self.run.run_id},
+            "recursion_limit": self.config.loop.recursion_limit,
+        }
         failures = 0
         while True:
             snapshot = graph.get_state(thread)
@@ -247,9 +328,10 @@ class Runner:
                 if exc.kind not in ENDPOINT_ERRORS:
                     raise
                 failures += 1
-                self._event("error", kind=exc.kind, message=str(exc), attempt=failures)
+                self._event("error", error_kind=exc.kind, message=str(exc), attempt=failures)
                 if failures > len(self.backoff_s):
                     self.control.paused = True
+                    self.pause_reason = f"model endpoint failing: {exc}"
                     self._event("human", message="paused: the model endpoint kept failing", auto=True)
                     self._write_status("paused", f"model endpoint failing: {exc}", values)
                     continue

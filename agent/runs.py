@@ -1,13 +1,13 @@
 """Run directories: one per run under `<home>/runs/<id>/`, holding everything needed to resume or report.
 
-    run.json            what was asked for (target, model, config without secrets)
-    status.json         where it stands (running, paused, waiting, stopped, finished, failed) and why
-    checkpoints.sqlite  LangGraph's checkpoints of the loop's state
-    events.jsonl        the append-only event log
-    control.jsonl       commands from the person (`disco control`, the TUI)
-    exchanges.jsonl     every model exchange (and offline proposal), for resume and `--replay`
-    candidates/<id>/    code, checks, evaluation and the final record of each candidate
-    runner.lock         held by the process running the loop; a second runner is refused
+run.json            what was asked for (target, model, config without secrets)
+status.json         where it stands (running, paused, waiting, stopped, finished, failed) and why
+checkpoints.sqlite  LangGraph's checkpoints of the loop's state
+events.jsonl        the append-only event log
+control.jsonl       commands from the person (`disco control`, the TUI)
+exchanges.jsonl     every model exchange (and offline proposal), for resume and `--replay`
+candidates/<id>/    code, checks, evaluation and the final record of each candidate
+runner.lock         held by the process running the loop; a second runner is refused
 """
 
 from __future__ import annotations

@@ -54,13 +54,21 @@ class ConsoleProgress:
         if event.kind == "node" and p.get("node") == "design" and "name" in p:
             self.console.print(f"[bold]#{cid}[/] designed [cyan]{escape(p['name'])}[/] ({p.get('model')})")
         elif event.kind == "check":
-            verdict = "[green]checks pass[/]" if p["passed"] else "[red]checks fail[/]: " + escape(
-                "; ".join(p.get("failures", []))[:160]
+            verdict = (
+                "[green]checks pass[/]"
+                if p["passed"]
+                else "[red]checks fail[/]: " + escape("; ".join(p.get("failures", []))[:160])
             )
-            self.console.print(f"  #{cid} {verdict}" + (f" (after repair {p['repairs']})" if p["repairs"] else ""))
+            self.console.print(
+                f"  #{cid} {verdict}" + (f" (after repair {p['repairs']})" if p["repairs"] else "")
+            )
         elif event.kind == "evaluation":
             fit = p.get("fitness")
-            text = f"fitness {fit['value']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]" if fit else p["reason"]
+            text = (
+                f"fitness {fit['value']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]"
+                if fit
+                else p["reason"]
+            )
             self.console.print(f"  #{cid} evaluated in {p['seconds']:.0f} s: {escape(text)}")
         elif event.kind == "candidate":
             self.console.print(f"  #{cid} recorded: {p['status']}")
@@ -77,7 +85,9 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
 
     rows = ranked(candidate_rows(run))
     status = run.status()
-    table = Table(title=f"run {run.run_id}: {status.state}" + (f" ({status.reason})" if status.reason else ""))
+    table = Table(
+        title=f"run {run.run_id}: {status.state}" + (f" ({status.reason})" if status.reason else "")
+    )
     for col in ("#", "candidate", "status", "fitness [95% CI]", "vs DPO [95% CI]", "repairs"):
         table.add_column(col)
     for r in rows[:limit]:
@@ -99,11 +109,15 @@ def _execute(runner: Any, run: RunDir) -> None:
 
 
 def run(
-    target: Annotated[str | None, typer.Option(help="What to discover (`disco targets list`); default dpo.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="What to discover (`disco targets list`); default dpo.")
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="Model name on the OpenAI-compatible endpoint, or `offline`.")
     ] = None,
-    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (else OPENAI_BASE_URL).")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint (else OPENAI_BASE_URL).")
+    ] = None,
     max_candidates: Annotated[int | None, typer.Option(help="Stop after this many candidates.")] = None,
     hours: Annotated[float | None, typer.Option(help="Stop after this much wall clock.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Stop after this many model tokens.")] = None,
@@ -111,7 +125,9 @@ def run(
     preset: Annotated[
         str | None, typer.Option(help="The target's evaluation preset (dpo: default | quick | tiny).")
     ] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Name of the run (default: time-based).")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Name of the run (default: time-based).")
+    ] = None,
     replay: Annotated[
         str | None, typer.Option(help="Reproduce RUN's model answers from its recording, with no model.")
     ] = None,
@@ -178,8 +194,11 @@ def resume(
     replay_dir = _open_run(meta.replay_of) if meta.replay_of else None
     status = run_dir.status()
     if status.state == "finished":
-        typer.echo(f"run {run_id} had finished ({status.reason}); raise its budget to go on, e.g. "
-                   f"`disco control {run_id} budget candidates=N`, then resume.", err=True)  # fmt: skip
+        typer.echo(
+            f"run {run_id} had finished ({status.reason}); raise its budget to go on, e.g. "
+            f"`disco control {run_id} budget candidates=N`, then resume.",
+            err=True,
+        )
     try:
         _execute(Runner(run_dir, config, replay_of=replay_dir, progress=ConsoleProgress(quiet)), run_dir)
     except RunError as exc:
@@ -198,12 +217,21 @@ def list_runs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
     for r in all_runs(_runs_root()):
         meta, status = r.meta(), r.status()
         alive = r.runner_alive()
-        state = status.state if alive or status.state not in ("running", "paused", "waiting") else "interrupted"
-        items.append({
-            "run_id": r.run_id, "target": meta.target, "model": meta.model, "state": state,
-            "reason": status.reason, "candidates": status.candidates, "best_fitness": status.best_fitness,
-            "created_at": meta.created_at.isoformat(),
-        })  # fmt: skip
+        state = (
+            status.state if alive or status.state not in ("running", "paused", "waiting") else "interrupted"
+        )
+        items.append(
+            {
+                "run_id": r.run_id,
+                "target": meta.target,
+                "model": meta.model,
+                "state": state,
+                "reason": status.reason,
+                "candidates": status.candidates,
+                "best_fitness": status.best_fitness,
+                "created_at": meta.created_at.isoformat(),
+            }
+        )
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
@@ -238,8 +266,12 @@ def show_run(
 
 def control(
     run_id: Annotated[str, typer.Argument(help="The run to steer.")],
-    action: Annotated[str, typer.Argument(help="pause | resume | stop | hint | pin | veto | approve | deny | budget")],
-    arg: Annotated[list[str] | None, typer.Argument(help="The hint's text, a candidate id, or KEY=VALUE …")] = None,
+    action: Annotated[
+        str, typer.Argument(help="pause | resume | stop | hint | pin | veto | approve | deny | budget")
+    ],
+    arg: Annotated[
+        list[str] | None, typer.Argument(help="The hint's text, a candidate id, or KEY=VALUE …")
+    ] = None,
 ) -> None:
     """Send a command to a run; the runner applies it at its next step boundary."""
     from agent.control import ControlError, parse_command, send
@@ -250,8 +282,10 @@ def control(
     except ControlError as exc:
         raise _fail(f"{exc}.") from None
     send(run_dir.control_path, command)
-    where = "the runner applies it at its next step boundary" if run_dir.runner_alive() else (
-        "no runner is active: it is applied when the run is resumed"
+    where = (
+        "the runner applies it at its next step boundary"
+        if run_dir.runner_alive()
+        else ("no runner is active: it is applied when the run is resumed")
     )
     typer.echo(f"sent {action} to {run_id} ({where})")
     sys.stdout.flush()

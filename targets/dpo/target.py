@@ -217,9 +217,11 @@ class DPOTarget:
         if not ok:
             reasons = sorted({f"{r.status}: {r.reason}" for r in runs})
             return Evaluation(
-                status="failed", reason="every training run failed: " + "; ".join(reasons)[:800],
-                seconds=seconds, details=details,
-            )  # fmt: skip
+                status="failed",
+                reason="every training run failed: " + "; ".join(reasons)[:800],
+                seconds=seconds,
+                details=details,
+            )
         fitness = compute_fitness({label: runs, "dpo": baseline}, self._spec.fitness, baseline="dpo")[label]
         details["frontier"] = [p.model_dump(mode="json") for p in fitness.frontier]
         metrics = {

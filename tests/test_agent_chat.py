@@ -1,0 +1,91 @@
+"""The chat agent and the tools: the real ChatOpenAI client calls tools against real memory through a
+fake OpenAI-compatible server, and tool results go back to the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fake_openai import FakeOpenAI, ToolCall, ToolCalls
+from test_memory_helpers import rec, shared_minilm
+
+from agent.chat import ChatAgent
+from agent.models import ModelSettings, StructuredModel
+from memory.records import Fitness
+from memory.store import MemoryStore
+from targets.dpo.target import DPOTarget, DPOTargetConfig
+from targets.dpo.zoo import get_zoo_loss
+from tools.langchain_tools import as_langchain_tools
+from tools.toolbox import Toolbox
+
+
+@pytest.fixture
+def toolbox(tmp_path: Path) -> Toolbox:
+    memory = MemoryStore(tmp_path / "memory", embedder=shared_minilm())
+    memory.record(
+        rec(
+            "hinge_loss",
+            get_zoo_loss("slic").code,
+            status="evaluated",
+            fitness=Fitness(value=0.12, ci_low=0.05, ci_high=0.2),
+        )
+    )
+    memory.record(
+        rec("exp_blowup", get_zoo_loss("cell").code, status="check_failed", error="finite_extreme: NaN")
+    )
+    events: list[tuple] = []
+    box = Toolbox(
+        DPOTarget(DPOTargetConfig(preset="tiny")), memory, event=lambda *a, **kw: events.append((a, kw))
+    )
+    box.events = events  # type: ignore[attr-defined]
+    return box
+
+
+def test_chat_agent_answers_from_memory_tools(toolbox: Toolbox) -> None:
+    with FakeOpenAI() as server:
+        server.script(
+            [
+                ToolCalls([ToolCall("similar_candidates", {"query": "hinge margin loss", "k": 2})]),
+                "You tried hinge_loss: fitness +0.12 [0.05, 0.20].",
+            ]
+        )
+        settings = ModelSettings(model="fake-model", base_url=server.base_url, api_key="k", timeout_s=10)
+        agent = ChatAgent(
+            StructuredModel(settings).chat_model(),
+            as_langchain_tools(toolbox),
+            target="dpo",
+            description="losses",
+            event=lambda *a, **kw: None,
+        )
+        reply = agent.ask("What have you tried that resembles a hinge loss?")
+        second = server.requests[1]["messages"]
+    assert reply.text.startswith("You tried hinge_loss")
+    (call,) = reply.tool_calls
+    assert call.name == "similar_candidates"
+    found = json.loads(call.result)
+    assert found[0]["name"] == "hinge_loss" and found[0]["fitness"] == pytest.approx(0.12)
+    tool_turn = [m for m in second if m["role"] == "tool"]
+    assert tool_turn and "hinge_loss" in tool_turn[0]["content"], "the tool's result went back to the model"
+    assert server.requests[0]["tools"], "the tools were offered to the model"
+    assert any(kw.get("tool") == "similar" for _, kw in toolbox.events), "tool calls are events"
+
+
+def test_tools_report_errors_to_the_model_instead_of_raising(toolbox: Toolbox) -> None:
+    tools = {t.name: t for t in as_langchain_tools(toolbox)}
+    assert tools["show_candidate"].invoke({"candidate_id": "nope"}) == "error: no candidate 'nope' in memory"
+    out = tools["launch_dpo_job"].invoke({"candidate_id": "nope"})
+    assert out.startswith("error: no candidate")
+    failures = json.loads(tools["recent_failures"].invoke({"k": 3}))
+    assert failures[0]["failed"]["name"] == "exp_blowup" and "finite_extreme" in failures[0]["error"]
+
+
+def test_run_unit_tests_tool_checks_in_the_sandbox(toolbox: Toolbox) -> None:
+    tools = {t.name: t for t in as_langchain_tools(toolbox)}
+    broken = "def f(self, a, b, c, d):\n    import os\n    return a\n"
+    result = json.loads(tools["run_unit_tests"].invoke({"code": broken}))
+    assert result["passed"] is False and result["checks"][0]["name"] == "policy"
+    good = json.loads(tools["run_unit_tests"].invoke({"code": get_zoo_loss("ipo").code}))
+    names = [c["name"] for c in good["checks"]]
+    assert good["passed"] is True and "novelty" in names and "finite_extreme" in names
+    toolbox.target.close()

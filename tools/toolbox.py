@@ -1,0 +1,209 @@
+"""What the agent can do to the world, as plain methods: check and evaluate a candidate, query memory,
+launch / watch / cancel a DPO job. The loop's nodes call these methods; `tools.langchain` wraps the same
+methods as LangChain tools for the chat agent, so both see the same behaviour and the same results.
+
+Every call is an event (`tool`, with its arguments and a short result) when the toolbox has an event log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from memory.records import CandidateRecord
+from memory.store import MemoryStore
+from targets.base import Evaluation, Target
+from targets.results import CheckReport, CheckResult
+
+EventSink = Callable[..., Any]
+
+
+class CandidateBrief(BaseModel):
+    """A memory record cut to what a model needs to read in a tool result."""
+
+    id: str
+    name: str
+    status: str
+    fitness: float | None
+    ci: tuple[float, float] | None
+    error: str | None
+    thought: str
+    code: str
+    similarity: float | None = None
+
+    @classmethod
+    def of(
+        cls, rec: CandidateRecord, similarity: float | None = None, code_chars: int = 1500
+    ) -> CandidateBrief:
+        fit = rec.fitness
+        return cls(
+            id=rec.id,
+            name=rec.name,
+            status=rec.status,
+            fitness=fit.value if fit else None,
+            ci=(fit.ci_low, fit.ci_high) if fit else None,
+            error=(rec.failure_text() or None),
+            thought=rec.thought[:600],
+            code=rec.code[:code_chars],
+            similarity=similarity,
+        )
+
+
+class Toolbox:
+    def __init__(
+        self,
+        target: Target,
+        memory: MemoryStore,
+        jobs: Any | None = None,
+        job_defaults: dict[str, Any] | None = None,
+        event: EventSink | None = None,
+    ) -> None:
+        self.target = target
+        self.memory = memory
+        self.jobs = jobs
+        """A tools.jobs.JobQueue, created on first use when None."""
+        self.job_defaults = job_defaults or {}
+        self.event = event
+
+    def _log(self, tool: str, args: dict[str, Any], result: str, candidate: str | None = None) -> None:
+        if self.event is not None:
+            self.event("tool", candidate, tool=tool, args=args, result=result[:500])
+
+    # ------------------------------------------------------------------ checks and evaluation
+    def check(self, code: str, candidate_id: str | None = None) -> tuple[CheckReport, list[float] | None]:
+        """The static policy, the target's validity checks in the sandbox, then the novelty gate."""
+        policy = self.target.policy(code)
+        report = CheckReport.from_checks([policy]) if not policy.passed else self.target.check(code)
+        fingerprint = None
+        if report.passed:
+            fingerprint = self.target.fingerprint(code)
+            verdict = self.memory.novelty(code, self.target.name, fingerprint, exclude_id=candidate_id)
+            message = verdict.message
+            if not verdict.novel:
+                message += ": change what the candidate computes, not how it is written or named"
+            novelty = CheckResult(
+                name="novelty",
+                passed=verdict.novel,
+                message=message,
+                numbers={"similarity": verdict.similarity},
+            )
+            report = CheckReport.from_checks([*report.checks, novelty])
+        failed = [c.name for c in report.failures()]
+        self._log(
+            "run_checks",
+            {"chars": len(code)},
+            "passed" if report.passed else f"failed: {failed}",
+            candidate_id,
+        )
+        return report, fingerprint
+
+    def evaluate(self, code: str, name: str, candidate_id: str | None = None) -> Evaluation:
+        evaluation = self.target.evaluate(code, name)
+        fit = evaluation.fitness
+        summary = f"fitness {fit.value:+.4f}" if fit else f"failed: {evaluation.reason[:200]}"
+        self._log("evaluate", {"name": name}, summary, candidate_id)
+        return evaluation
+
+    # ------------------------------------------------------------------ memory
+    def similar(self, query: str, k: int = 5) -> list[CandidateBrief]:
+        hits = self.memory.search(query, k=k, target=self.target.name)
+        out = [CandidateBrief.of(h.record, h.similarity) for h in hits]
+        self._log("similar", {"query": query[:200], "k": k}, ", ".join(f"{b.id}" for b in out))
+        return out
+
+    def best(self, k: int = 5) -> list[CandidateBrief]:
+        out = [CandidateBrief.of(r) for r in self.memory.top_by_fitness(self.target.name, k)]
+        self._log(
+            "best", {"k": k}, ", ".join(f"{b.id}={b.fitness:+.3f}" for b in out if b.fitness is not None)
+        )
+        return out
+
+    def failures(self, k: int = 5) -> list[dict[str, Any]]:
+        lessons = self.memory.recent_failures(self.target.name, k)
+        out = [
+            {
+                "failed": CandidateBrief.of(x.candidate, code_chars=800).model_dump(),
+                "error": x.error[:800],
+                "fixed_by": CandidateBrief.of(x.fixed_by, code_chars=800).model_dump()
+                if x.fixed_by
+                else None,
+            }
+            for x in lessons
+        ]
+        self._log("failures", {"k": k}, ", ".join(x.candidate.id for x in lessons))
+        return out
+
+    def candidate(self, candidate_id: str) -> CandidateBrief | None:
+        rec = self.memory.get(candidate_id)
+        return CandidateBrief.of(rec, code_chars=6000) if rec else None
+
+    # ------------------------------------------------------------------ DPO jobs
+    def _queue(self) -> Any:
+        if self.jobs is None:
+            from agent.home import disco_home
+            from tools.jobs import JobQueue
+
+            self.jobs = JobQueue(disco_home() / "jobs")
+        return self.jobs
+
+    def launch_job(
+        self, candidate_id: str, train: dict[str, Any] | None = None, gpus: int | None = None
+    ) -> dict[str, Any]:
+        """Submit a real DPO job for a recorded candidate (idempotent: the same spec is the same job)."""
+        from tools.jobs import JobError, JobSpec, Resources
+
+        rec = self.memory.get(candidate_id)
+        if rec is None:
+            raise ToolError(f"no candidate {candidate_id!r} in memory")
+        train_spec = train or self.job_defaults.get("train")
+        if not train_spec:
+            raise ToolError("no training settings for DPO jobs: set [gpu.spec] train in the config")
+        gpus = self.job_defaults.get("gpus", 1) if gpus is None else gpus
+        try:
+            spec = JobSpec(
+                candidate_name=rec.name or rec.id,
+                candidate_code=rec.code,
+                train=train_spec,
+                resources=Resources(gpus=gpus, **self.job_defaults.get("resources", {})),
+                time_limit_s=self.job_defaults.get("time_limit_s", 3600.0),
+            )
+            job = self._queue().submit(spec)
+        except JobError as exc:
+            raise ToolError(str(exc)) from None
+        self._log(
+            "launch_job", {"candidate": candidate_id, "gpus": gpus}, f"{job.id}: {job.state}", candidate_id
+        )
+        return job.model_dump(mode="json", include={"id", "state", "reason", "created_at"})
+
+    def job_status(self, job_id: str) -> dict[str, Any]:
+        from tools.jobs import JobError
+
+        try:
+            job = self._queue().get(job_id)
+        except JobError as exc:
+            raise ToolError(str(exc)) from None
+        if job is None:
+            raise ToolError(f"no job {job_id!r}")
+        lines, _ = self._queue().logs(job_id)
+        doc = job.model_dump(
+            mode="json", include={"id", "state", "reason", "metrics", "started_at", "finished_at"}
+        )
+        doc["last_log_lines"] = lines[-10:]
+        self._log("job_status", {"job": job_id}, job.state)
+        return doc
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        from tools.jobs import JobError
+
+        try:
+            job = self._queue().cancel(job_id)
+        except JobError as exc:
+            raise ToolError(str(exc)) from None
+        self._log("cancel_job", {"job": job_id}, job.state)
+        return job.model_dump(mode="json", include={"id", "state", "reason"})
+
+
+class ToolError(Exception):
+    """A tool call that cannot be done (unknown id, missing settings); the message goes back to the model."""
