@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/embeddings.txt
 	touch $(STAMP)
 
+# The main job: the meta-agent for a few candidates (offline unless a model is configured), then its
+# leaderboard. The first run builds the toy task and DPO's baseline runs once (cached in .disco/cache).
 demo: $(STAMP)
-	$(VENV)/bin/disco bench losses --losses dpo,ipo,slic,lrml --seeds 2
+	$(VENV)/bin/disco run --max-candidates 3
 
 # The sandbox's Docker backend is tested against a real engine: sandbox-deps installs and starts podman
 # (and bubblewrap for the local backend), and DISCO_DOCKER_HOST makes a missing engine fail, not skip.

@@ -40,6 +40,8 @@ class Services:
     control: ControlState
     config: RunConfig
     tools: Toolbox
+    evaluated: set[str] = field(default_factory=set)
+    """Candidate ids with an `evaluation` event already."""
     recorded: set[str] = field(default_factory=set)
     """Candidate ids with a `candidate` event already (so that a re-run of `record` logs once)."""
 
@@ -232,14 +234,16 @@ class Loop:
             evaluation = self.s.tools.evaluate(draft.code, draft.name, candidate_id=cid)
             saved = evaluation.model_dump(mode="json")
             self.s.run.write_candidate_file(cid, "evaluation.json", saved)
+        if cid not in self.s.evaluated:
+            self.s.evaluated.add(cid)
             self.s.events.append(
                 "evaluation",
                 cid,
-                status=evaluation.status,
+                status=saved["status"],
                 fitness=saved["fitness"],
                 vs_baseline=saved["vs_baseline"],
-                reason=evaluation.reason,
-                seconds=evaluation.seconds,
+                reason=saved["reason"],
+                seconds=saved["seconds"],
             )
         status = "evaluated" if saved["status"] == "ok" else "failed"
         return {"evaluation": saved, "status": status, "error": saved["reason"] or None}

@@ -68,7 +68,9 @@ def _proposer_seed(run: RunDir, config: RunConfig) -> int:
     return int.from_bytes(hashlib.sha256(run.run_id.encode()).digest()[:4], "big")
 
 
-def _designer(run: RunDir, config: RunConfig, target: Any, log: ExchangeLog, replay_of: RunDir | None) -> Any:
+def _designer(
+    run: RunDir, config: RunConfig, target: Any, log: ExchangeLog, replay_of: RunDir | None, events: EventLog
+) -> Any:
     from agent.designers import ModelDesigner, OfflineDesigner
 
     if replay_of is not None:
@@ -87,7 +89,25 @@ def _designer(run: RunDir, config: RunConfig, target: Any, log: ExchangeLog, rep
     from agent.models import StructuredModel
 
     settings.check_usable()
-    return ModelDesigner(StructuredModel(settings, log=log), settings.model)
+
+    def llm_event(ex: Any) -> None:
+        """Every model call is an event: its step, tokens, cost, latency, and why it failed if it did."""
+        u = ex.usage
+        events.append(
+            "llm",
+            None,
+            key=ex.key,
+            model=ex.model,
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            usd=u.usd,
+            latency_s=round(u.latency_s, 3),
+            attempts=u.attempts,
+            cached=u.cached,
+            error=ex.error,
+        )
+
+    return ModelDesigner(StructuredModel(settings, log=log, on_call=llm_event), settings.model)
 
 
 class Runner:
@@ -246,13 +266,14 @@ class Runner:
         history = list(read_events(self.run.events_path))
         self.control.restore(history)
         recorded = {e.candidate for e in history if e.kind == "candidate" and e.candidate}
+        evaluated = {e.candidate for e in history if e.kind == "evaluation" and e.candidate}
         config = self.config
         target = get_target(config.target, config.targets.get(config.target), cache_dir())
         log = ExchangeLog(self.run.exchanges_path)
         conn = sqlite3.connect(self.run.checkpoints, check_same_thread=False)
         final = ("failed", "the runner stopped unexpectedly")
         try:
-            designer = _designer(self.run, config, target, log, self.replay_of)
+            designer = _designer(self.run, config, target, log, self.replay_of, self.events)
             memory = open_store()
             tools = Toolbox(target, memory, job_defaults=config.gpu.spec, event=self.events.append)
             self.tools = tools
@@ -269,6 +290,7 @@ class Runner:
                 config=config,
                 tools=tools,
                 recorded=recorded,
+                evaluated=evaluated,
             )
             graph = build_graph(Loop(services), SqliteSaver(conn))
             self._event("run", phase="session", resumed=bool(history), model=designer.model_name, pid=_pid())

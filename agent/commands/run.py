@@ -17,7 +17,7 @@ runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {message.rstrip('.')}.", err=True)
     return typer.Exit(code)
 
 

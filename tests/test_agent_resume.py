@@ -1,0 +1,89 @@
+"""`kill -9` of the runner at many points of the loop, each followed by `disco resume`: every candidate is
+recorded exactly once, none is evaluated twice, and the run ends as if it had never been killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agent_helpers import REPO
+
+KILL_AT_EVENTS = (5, 12, 19, 27, 34, 43, 51, 60)
+"""Event counts at which the runner is killed: spread over design, reflect, check, evaluate and record
+of different candidates (a tiny-preset candidate writes about 20 events)."""
+
+
+def _events(run: Path) -> list[dict]:
+    path = run / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def _start(home: Path, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), *args, "--quiet"]
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and everything it started, as a crash would
+    proc.wait()
+
+
+def test_kill_9_at_any_step_then_resume_records_every_candidate_once(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    home, run = tmp_path / "home", tmp_path / "home" / "runs" / "k9"
+    config = tmp_path / "disco.toml"
+    config.write_text('[budget]\nmax_candidates = 4\n[targets.dpo]\npreset = "tiny"\nworkers = 1\n')
+    env = os.environ | {"DISCO_CACHE": str(shared_cache), "DISCO_MODEL": "offline"}
+    proc = _start(home, ["run", "--config", str(config), "--run-id", "k9"], env)
+    kills = []
+    for threshold in KILL_AT_EVENTS:
+        deadline = time.monotonic() + 180
+        while len(_events(run)) < threshold and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if proc.poll() is not None:
+            break
+        last = _events(run)[-1]
+        kills.append((last["kind"], last["payload"].get("node"), last["payload"].get("phase")))
+        _kill_group(proc)
+        proc = _start(home, ["resume", "k9"], env)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert len(kills) >= 6, f"the run ended before enough kills: {kills}"
+
+    events = _events(run)
+    recorded = [e["candidate"] for e in events if e["kind"] == "candidate"]
+    assert recorded == ["k9-0001", "k9-0002", "k9-0003", "k9-0004"], (recorded, kills)
+    evaluations = [e["candidate"] for e in events if e["kind"] == "evaluation"]
+    assert len(evaluations) == len(set(evaluations)), f"evaluated twice: {evaluations}"
+    sessions = [e for e in events if e["kind"] == "run" and e["payload"].get("phase") == "session"]
+    assert len(sessions) == len(kills) + 1
+    assert [e["seq"] for e in events] == list(range(len(events))), "the event log has no gaps or torn lines"
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["candidates"] == 4
+    folders = sorted(p.parent.name for p in (run / "candidates").glob("*/record.json"))
+    assert folders == recorded
+    shown = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "--home", str(home), "runs", "show", "k9", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=True,
+    )
+    assert [c["id"] for c in json.loads(shown.stdout)["candidates"]] == recorded
