@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install clean bench sandbox-deps test-sandbox
+.PHONY: demo test lint install clean bench sandbox-deps test-sandbox test-deps
 
 install: $(STAMP)
 
@@ -31,7 +31,7 @@ demo: $(STAMP)
 
 # The sandbox's Docker backend is tested against a real engine: sandbox-deps installs and starts podman
 # (and bubblewrap for the local backend), and DISCO_DOCKER_HOST makes a missing engine fail, not skip.
-test: $(STAMP) sandbox-deps
+test: $(STAMP) sandbox-deps test-deps
 	$(VENV)/bin/ruff check .
 	DISCO_DOCKER_HOST=$(DISCO_DOCKER_SOCK) $(PY) -m pytest -q
 
@@ -56,3 +56,7 @@ sandbox-deps: $(STAMP)
 # The sandbox tests on every backend; with DISCO_DOCKER_HOST set, a missing engine fails, never skips.
 test-sandbox: sandbox-deps
 	DISCO_DOCKER_HOST=$(DISCO_DOCKER_SOCK) $(PY) -m pytest -q tests/test_sandbox_*.py
+
+# The TUI is driven in a real terminal by tests/tmux_tui.py: tmux is apt-installed when missing (needs root).
+test-deps:
+	command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux >/dev/null)

@@ -34,6 +34,7 @@ def _register() -> None:
     from agent.commands.memory import memory_app
     from agent.commands.run import control, resume, run, runs_app
     from agent.commands.sandbox import sandbox_app
+    from agent.commands.tui import chat, tui
 
     app.add_typer(losses_app, name="losses")
     app.add_typer(bench_app, name="bench")
@@ -44,6 +45,8 @@ def _register() -> None:
     app.command("resume")(resume)
     app.command("control")(control)
     app.add_typer(runs_app, name="runs")
+    app.command("tui")(tui)
+    app.command("chat")(chat)
 
 
 _register()
