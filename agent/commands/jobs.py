@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from agent.commands.errors import fail as _fail
+
 if TYPE_CHECKING:
     from tools.jobs import Job, JobQueue
 
@@ -27,12 +29,6 @@ jobs_app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="A job id, or a unique prefix of one.")]
 STATE_STYLE = {"succeeded": "green", "running": "cyan", "queued": "yellow", "cancelled": "dim"}
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    """One sentence on stderr for a user error; the caller raises the returned Exit."""
-    typer.echo(message.rstrip(".") + ".", err=True)
-    return typer.Exit(code)
 
 
 @contextmanager

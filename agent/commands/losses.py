@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from agent.commands.errors import fail as _fail
+
 if TYPE_CHECKING:
     from targets.results import CheckReport
 
@@ -19,12 +21,6 @@ losses_app = typer.Typer(
     help="Baseline DPO losses (the zoo) and validity checks for candidate loss files.",
     no_args_is_help=True,
 )
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    """One sentence on stderr for a user error; the caller raises the returned Exit."""
-    typer.echo(message, err=True)
-    return typer.Exit(code)
 
 
 @losses_app.command("list")

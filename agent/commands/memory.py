@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from agent.commands.errors import fail as _fail
+
 if TYPE_CHECKING:
     from memory.records import CandidateRecord
     from memory.store import MemoryStore
@@ -25,12 +27,6 @@ memory_app = typer.Typer(
     no_args_is_help=True,
 )
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    """One sentence on stderr for a user error; the caller raises the returned Exit."""
-    typer.echo(message.rstrip(".") + ".", err=True)
-    return typer.Exit(code)
 
 
 @contextmanager

@@ -9,16 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from agent.commands.errors import fail as _fail
+
 if TYPE_CHECKING:
     from agent.events import Event
     from agent.runs import RunDir
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message.rstrip('.')}.", err=True)
-    return typer.Exit(code)
 
 
 def _runs_root() -> Path:

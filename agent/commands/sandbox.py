@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from agent.commands.errors import fail as _fail
+
 if TYPE_CHECKING:
     from sandbox.base import Sandbox
 
@@ -35,11 +37,6 @@ def open_backend(name: str) -> Sandbox:
     from sandbox.registry import get_sandbox
 
     return get_sandbox(name, warm=0) if name == "local" else get_sandbox(name)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(code)
 
 
 @sandbox_app.command("run")
