@@ -36,6 +36,8 @@ class AskingModel(Protocol):
 
 class Designer(Protocol):
     model_name: str
+    reflects: bool
+    """False when reflection rounds are skipped by design (no model to critique with)."""
 
     def design(self, key: str, ctx: DesignContext) -> StepResult[Draft]: ...
 
@@ -65,6 +67,8 @@ def _inspiration(ctx: DesignContext) -> list[str]:
 
 class ModelDesigner:
     """An LLM (StructuredModel, or ReplayModel for `--replay`) writing through the prompt templates."""
+
+    reflects = True
 
     def __init__(self, model: AskingModel, model_name: str, own_log: ExchangeLog | None = None) -> None:
         self.model = model
@@ -120,6 +124,7 @@ class OfflineDesigner:
     """
 
     model_name = OFFLINE
+    reflects = False
 
     def __init__(
         self, proposer: OfflineProposer, log: ExchangeLog, replay: ExchangeLog | None = None

@@ -143,6 +143,10 @@ class Loop:
         cid = state["candidate_id"]
         round_ = len(state.get("reflections", [])) + 1
         draft = Draft.model_validate(state["draft"])
+        if not self.s.designer.reflects:  # the offline proposer: nothing to ask, no context to build
+            entry = {"round": round_, "skipped": True, "why": "offline proposer: no model to reflect"}
+            self.s.events.append("node", cid, node="reflect", **entry)
+            return {"reflections": [*state.get("reflections", []), entry]}
         ctx = self._context(state, query=f"{draft.name}\n{draft.thought}\n{draft.code}")
         try:
             step = self.s.designer.reflect(_key(state, f"reflect{round_}"), ctx, draft, round_)
