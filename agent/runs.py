@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,10 +149,15 @@ class RunDir:
     def runner_lock(self) -> Iterator[None]:
         """Held while a runner drives the loop: two runners on one run would record candidates twice."""
         with self.lock_path.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunError(f"run {self.run_id} is already running in another process") from None
+            # `runner_alive()` holds the lock for an instant: retry briefly before calling it taken.
+            for attempt in range(20):
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == 19:
+                        raise RunError(f"run {self.run_id} is already running in another process") from None
+                    time.sleep(0.05)
             try:
                 yield
             finally:

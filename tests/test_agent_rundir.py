@@ -1,0 +1,54 @@
+"""The run directory's pieces on their own: the event log survives a torn write, commands are applied
+exactly once across restarts, and a second runner on one run is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.control import ControlState, parse_command, send
+from agent.events import EventLog, read_events
+from agent.runs import RunDir, RunError, RunMeta
+
+
+def test_a_torn_last_event_is_dropped_and_numbering_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, "r")
+    log.append("run", phase="session")
+    log.append("node", "r-0001", node="design", phase="enter")
+    with path.open("a") as handle:  # a kill -9 in the middle of a write
+        handle.write('{"seq": 2, "time": "2026-11-22T00:00:00Z", "run": "r", "kin')
+    assert [e.seq for e in read_events(path)] == [0, 1], "readers skip the torn line"
+    reopened = EventLog(path, "r")
+    reopened.append("node", "r-0001", node="design", phase="enter")
+    assert [e.seq for e in read_events(path)] == [0, 1, 2]
+    assert path.read_text().count("\n") == 3 and "kin\n" not in path.read_text()
+
+
+def test_commands_are_applied_once_across_restarts(tmp_path: Path) -> None:
+    control, events_path = tmp_path / "control.jsonl", tmp_path / "events.jsonl"
+    for action, arg in [("hint", "try a margin"), ("veto", "r-0002"), ("budget", "candidates=5 usd=none")]:
+        send(control, parse_command(action, arg))
+    events = EventLog(events_path, "r")
+    first = ControlState(control)
+    for command in first.pending()[:2]:  # the runner dies after applying two of three
+        events.append("human", command=command.model_dump(mode="json"), message=first.apply(command))
+    second = ControlState(control)
+    second.restore(read_events(events_path))
+    assert second.hints == ["try a margin"] and second.vetoed == ["r-0002"]
+    assert [c.action for c in second.pending()] == ["budget"], "only the unapplied command is pending"
+    second.apply(second.pending()[0])
+    assert second.budget == {"max_candidates": 5.0, "max_usd": None}
+
+
+def test_a_second_runner_on_one_run_is_refused(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "runs", RunMeta(run_id="r", target="dpo", model="offline"))
+    with run.runner_lock():
+        assert run.runner_alive()
+        second = RunDir(run.root)
+        with pytest.raises(RunError, match="already running in another process"), second.runner_lock():
+            pass
+    assert not run.runner_alive()
+    with pytest.raises(RunError, match="already exists"):
+        RunDir.create(tmp_path / "runs", RunMeta(run_id="r", target="dpo", model="offline"))
