@@ -96,3 +96,34 @@ class EventLog:
 
     def __iter__(self) -> Iterator[Event]:
         return read_events(self.path)
+
+
+class EventTail:
+    """New events of a log since the last read, by byte offset: each poll reads only what was appended. A
+    line without its newline is being written (or was torn by a kill): it is read again next time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def read(self) -> list[Event]:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size < self.offset:  # a writer cut a torn tail that we had not consumed anyway
+            self.offset = size
+        if size == self.offset:
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read(size - self.offset)
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        out = []
+        for raw in data[:end].splitlines():
+            try:
+                out.append(Event.model_validate_json(raw))
+            except ValueError:
+                continue
+        return out

@@ -23,6 +23,7 @@ from agent.events import Event, EventLog, read_events
 from agent.models import ExchangeLog, ModelError
 from agent.nodes import Loop, Services
 from agent.runs import RunDir, RunMeta, RunStatus
+from tools.processes import process_start
 
 ENDPOINT_ERRORS = ("unreachable", "timeout", "rate_limited", "server")
 Progress = Callable[[Event], None]
@@ -201,7 +202,9 @@ class Runner:
             s.prompt_tokens = values.get("prompt_tokens", s.prompt_tokens)
             s.completion_tokens = values.get("completion_tokens", s.completion_tokens)
             s.usd = values.get("usd", s.usd)
-        s.pid = None if state in ("stopped", "finished", "failed") else __import__("os").getpid()
+        done = state in ("stopped", "finished", "failed")
+        s.pid = None if done else _pid()
+        s.pid_start = None if done else process_start(_pid())
         self.run.write_status(s)
 
     # ------------------------------------------------------------------ between steps

@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 RunState = Literal["created", "running", "paused", "waiting", "stopped", "finished", "failed"]
+ACTIVE_STATES: tuple[str, ...] = ("created", "running", "paused", "waiting")
+"""States in which a runner should be holding the run; without one the run was interrupted."""
 
 
 class RunError(RuntimeError):
@@ -45,6 +46,8 @@ class RunStatus(BaseModel):
     state: RunState = "created"
     reason: str = ""
     pid: int | None = None
+    pid_start: int | None = None
+    """The runner's process start time (tools.processes): with `pid`, it survives pid reuse."""
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     candidates: int = 0
     best_id: str | None = None
@@ -133,31 +136,31 @@ class RunDir:
         except (OSError, ValueError):
             return None
 
-    def runner_alive(self) -> bool:
-        """Is a process holding this run's runner lock right now?"""
-        if not self.lock_path.exists():
+    def runner_alive(self, status: RunStatus | None = None) -> bool:
+        """Is the runner named in the status still running? Read-only: it never touches the runner lock,
+        so that watching a run cannot make a starting runner think the run is taken."""
+        from tools.processes import process_start
+
+        status = status or self.status()
+        if status.state not in ACTIVE_STATES or status.pid is None:
             return False
-        with self.lock_path.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
+        return process_start(status.pid) == status.pid_start
+
+    def display_state(self, status: RunStatus | None = None) -> str:
+        """The state to show: `interrupted` for a run whose status says it runs but whose runner is gone."""
+        status = status or self.status()
+        if status.state in ACTIVE_STATES and status.state != "created" and not self.runner_alive(status):
+            return "interrupted"
+        return status.state
 
     @contextlib.contextmanager
     def runner_lock(self) -> Iterator[None]:
         """Held while a runner drives the loop: two runners on one run would record candidates twice."""
         with self.lock_path.open("a") as handle:
-            # `runner_alive()` holds the lock for an instant: retry briefly before calling it taken.
-            for attempt in range(20):
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if attempt == 19:
-                        raise RunError(f"run {self.run_id} is already running in another process") from None
-                    time.sleep(0.05)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(f"run {self.run_id} is already running in another process") from None
             try:
                 yield
             finally:

@@ -3,13 +3,16 @@ exactly once across restarts, and a second runner on one run is refused."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from agent.control import ControlState, parse_command, send
 from agent.events import EventLog, read_events
-from agent.runs import RunDir, RunError, RunMeta
+from agent.runs import RunDir, RunError, RunMeta, RunStatus
+from tools.processes import process_start
 
 
 def test_a_torn_last_event_is_dropped_and_numbering_goes_on(tmp_path: Path) -> None:
@@ -45,10 +48,23 @@ def test_commands_are_applied_once_across_restarts(tmp_path: Path) -> None:
 def test_a_second_runner_on_one_run_is_refused(tmp_path: Path) -> None:
     run = RunDir.create(tmp_path / "runs", RunMeta(run_id="r", target="dpo", model="offline"))
     with run.runner_lock():
-        assert run.runner_alive()
         second = RunDir(run.root)
         with pytest.raises(RunError, match="already running in another process"), second.runner_lock():
             pass
-    assert not run.runner_alive()
     with pytest.raises(RunError, match="already exists"):
         RunDir.create(tmp_path / "runs", RunMeta(run_id="r", target="dpo", model="offline"))
+
+
+def test_liveness_comes_from_the_status_pid_and_its_start_time(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "runs", RunMeta(run_id="r", target="dpo", model="offline"))
+    me = os.getpid()
+    run.write_status(RunStatus(state="running", pid=me, pid_start=process_start(me)))
+    assert run.runner_alive() and run.display_state() == "running"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run.write_status(RunStatus(state="running", pid=gone.pid, pid_start=123))
+    assert not run.runner_alive() and run.display_state() == "interrupted", "killed runner: interrupted"
+    run.write_status(RunStatus(state="running", pid=me, pid_start=(process_start(me) or 0) + 1))
+    assert not run.runner_alive(), "a recycled pid is not the runner"
+    run.write_status(RunStatus(state="finished", pid=None))
+    assert not run.runner_alive() and run.display_state() == "finished"

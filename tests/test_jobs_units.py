@@ -18,11 +18,12 @@ from tools.jobs import JobError, JobQueue, JobSpec, Resources
 from tools.jobs.admission import AdmissionConfig, admit, never_fits
 from tools.jobs.classify import from_exception, from_exit, from_outcome
 from tools.jobs.gpu import GPUInfo, probe_gpus, visible
-from tools.jobs.local import process_start, runner_alive
+from tools.jobs.local import runner_alive
 from tools.jobs.models import Assignment, Job
 from tools.jobs.specfile import load_spec_file
 from tools.jobs.store import JobStore
 from tools.jobs.streams import read_jsonl, read_lines
+from tools.processes import process_start
 
 MODEL, DATA = Path("/models/m"), Path("/data/pairs.jsonl")
 

@@ -15,6 +15,7 @@ from agent.events import EventLog, read_events
 from agent.runner import create_run
 from agent.runs import RunDir, RunStatus
 from targets.dpo.zoo import get_zoo_loss
+from tools.processes import process_start
 
 RUN_ID = "demo"
 LOSSES = (("dpo", "dpo_again", 0.12), ("ipo", "squared_margin", 0.31), ("slic", "hinge_gate", -0.05))
@@ -117,7 +118,8 @@ def write_run(home: Path, run_id: str = RUN_ID, state: str = "finished", pid: in
             "run", phase="end", state="finished", reason="candidates budget reached: 4 of 4", candidates=4
         )
     reason = "candidates budget reached: 4 of 4" if state == "finished" else ""
-    status = RunStatus(state=state, reason=reason, pid=pid, candidates=4, elapsed_s=83.0)  # type: ignore[arg-type]
+    start = process_start(pid) if pid else None  # a runner names itself by pid and start time
+    status = RunStatus(state=state, reason=reason, pid=pid, pid_start=start, candidates=4, elapsed_s=83.0)  # type: ignore[arg-type]
     status.best_id, status.best_fitness = best
     run.write_status(status)
     return run

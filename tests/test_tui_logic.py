@@ -11,7 +11,7 @@ import pytest
 from test_tui_helpers import RUN_ID, apply_commands, live_run, write_run
 
 from agent.control import parse_command
-from agent.events import Event, EventLog
+from agent.events import Event, EventLog, EventTail
 from tui.candidate import candidate_detail
 from tui.chart import chart_lines
 from tui.commands import (
@@ -24,7 +24,7 @@ from tui.commands import (
     help_rows,
     parse_input,
 )
-from tui.services import EventTail, QuitResult, RunSource
+from tui.services import QuitResult, RunSource
 from tui.view import Point, Tracker
 
 

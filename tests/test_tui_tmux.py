@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from agent_helpers import REPO
 
 STEPS = (
@@ -24,8 +23,9 @@ STEPS = (
 )
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install -y tmux)")
 def test_tmux_drives_the_real_tui(shared_cache: Path, tmp_path: Path) -> None:
+    # `make test` installs tmux (test-deps): a machine without it fails here rather than skipping.
+    assert shutil.which("tmux"), "tmux is not installed: apt-get install -y tmux (or run `make test`)"
     cmd = [sys.executable, str(REPO / "tests" / "tmux_tui.py"), "--cache", str(shared_cache)]
     cmd += ["--out", str(tmp_path / "screens")]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)

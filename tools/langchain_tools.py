@@ -83,18 +83,38 @@ def as_langchain_tools(box: Toolbox) -> list[BaseTool]:
         return found
 
     specs: list[tuple[str, Any, type[BaseModel], str]] = [
-        ("run_unit_tests", run_unit_tests, CodeArgs,
-         "Run the target's static policy, validity checks (in the sandbox) and novelty gate on code."),
-        ("evaluate_candidate", evaluate_candidate, EvaluateArgs,
-         "Train and score a candidate on the cheap evaluator (about a minute on CPU); returns fitness ± CI."),
-        ("similar_candidates", box.similar, QueryArgs,
-         "Past attempts most similar to a text or code, with status, fitness and errors."),
+        (
+            "run_unit_tests",
+            run_unit_tests,
+            CodeArgs,
+            "Run the target's static policy, validity checks (in the sandbox) and novelty gate on code.",
+        ),
+        (
+            "evaluate_candidate",
+            evaluate_candidate,
+            EvaluateArgs,
+            "Train and score a candidate on the cheap evaluator (~1 min on CPU); returns fitness ± CI.",
+        ),
+        (
+            "similar_candidates",
+            box.similar,
+            QueryArgs,
+            "Past attempts most similar to a text or code, with status, fitness and errors.",
+        ),
         ("best_candidates", box.best, CountArgs, "The fittest evaluated candidates of this target."),
-        ("recent_failures", box.failures, CountArgs,
-         "The latest failed attempts with why they failed and what fixed them."),
+        (
+            "recent_failures",
+            box.failures,
+            CountArgs,
+            "The latest failed attempts with why they failed and what fixed them.",
+        ),
         ("show_candidate", show_candidate, CandidateArgs, "One candidate's full record and code."),
-        ("launch_dpo_job", box.launch_job, LaunchArgs,
-         "Train a recorded candidate for real (a GPU DPO job); returns the job id. Idempotent."),
+        (
+            "launch_dpo_job",
+            box.launch_job,
+            LaunchArgs,
+            "Train a recorded candidate for real (a GPU DPO job); returns the job id. Idempotent.",
+        ),
         ("job_status", box.job_status, JobArgs, "State, metrics and last log lines of a DPO job."),
         ("cancel_job", box.cancel_job, JobArgs, "Cancel a queued or running DPO job."),
     ]

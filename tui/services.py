@@ -5,7 +5,6 @@ call; none of it touches Textual, so each piece is tested alone.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,43 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.control import Command, send
-from agent.events import Event
+from agent.events import Event, EventTail
 from agent.leaderboard import Row, candidate_rows, ranked
 from agent.runs import RunDir, RunStatus, list_runs
 from tui.view import Line, Point, ProgressView, Tracker, fmt_duration
-
-ACTIVE = ("created", "running", "paused", "waiting")
-
-
-class EventTail:
-    """New events of a log since the last read, by byte offset: each poll reads only what was appended. A
-    line without its newline is being written (or was torn by a kill): it is read again next time."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def read(self) -> list[Event]:
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return []
-        if size < self.offset:  # a writer cut a torn tail that we had not consumed anyway
-            self.offset = size
-        if size == self.offset:
-            return []
-        with self.path.open("rb") as handle:
-            handle.seek(self.offset)
-            data = handle.read(size - self.offset)
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        out = []
-        for raw in data[:end].splitlines():
-            try:
-                out.append(Event.model_validate_json(raw))
-            except ValueError:
-                continue
-        return out
 
 
 @dataclass(frozen=True)
@@ -65,16 +31,6 @@ class RunUpdate:
     known: tuple[str, ...] = ()
     acked: tuple[str, ...] = ()
     """Ids of commands that the runner applied in this batch of events."""
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunSource:
@@ -95,11 +51,10 @@ class RunSource:
         return self.run.run_id
 
     def alive(self, status: RunStatus | None = None) -> bool:
-        """Is a runner driving this run now? Read from its status' pid, without touching the runner lock."""
+        """Is a runner driving this run now? The one this TUI started, or the one named in its status."""
         if self.process is not None and self.process.poll() is None:
             return True
-        status = status or self.run.status()
-        return status.state in ACTIVE and status.pid is not None and pid_alive(status.pid)
+        return self.run.runner_alive(status)
 
     def start_failure(self) -> str | None:
         """Why the run this TUI started never came up (its process ended before creating the run)."""
@@ -231,8 +186,7 @@ def run_rows(runs_root: Path) -> list[tuple[str, str, str, str]]:
     out = []
     for run in reversed(list_runs(runs_root)):
         s = run.status()
-        alive = s.pid is not None and pid_alive(s.pid)
-        state = "interrupted" if s.state in ACTIVE and s.state != "created" and not alive else s.state
+        state = run.display_state(s)
         best = f"{s.best_fitness:+.3f}" if s.best_fitness is not None else ""
         out.append((run.run_id, state, f"{s.candidates} in {fmt_duration(s.elapsed_s)}", best))
     return out

@@ -17,9 +17,9 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, RichLog, Static
 
 from agent.leaderboard import Row
+from agent.runs import ACTIVE_STATES as ACTIVE
 from tui.chart import chart_lines
 from tui.commands import complete
-from tui.services import ACTIVE
 from tui.view import STEPS, Line, Point, ProgressView, fmt_duration, short
 
 STATE_STYLE = {

@@ -213,10 +213,7 @@ def list_runs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
     items = []
     for r in all_runs(_runs_root()):
         meta, status = r.meta(), r.status()
-        alive = r.runner_alive()
-        state = (
-            status.state if alive or status.state not in ("running", "paused", "waiting") else "interrupted"
-        )
+        state = r.display_state(status)
         items.append(
             {
                 "run_id": r.run_id,

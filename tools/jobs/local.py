@@ -24,6 +24,7 @@ from tools.jobs.admission import AdmissionConfig, admit, never_fits
 from tools.jobs.gpu import probe_gpus
 from tools.jobs.models import Job, JobError, JobSpec, WorkerResult
 from tools.jobs.store import JobStore
+from tools.processes import process_start
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _LAUNCHED: list[subprocess.Popen[bytes]] = []
@@ -50,19 +51,6 @@ class LocalSettings(BaseModel):
             max_jobs_per_gpu=self.max_jobs_per_gpu,
             gpu_headroom_gb=self.gpu_headroom_gb,
         )
-
-
-def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks (field 22 of /proc/PID/stat); None when it is gone or a
-    zombie. With the pid, it names a process uniquely: a recycled pid has another start time."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 def runner_alive(runner: dict[str, Any] | None) -> bool:
