@@ -19,11 +19,14 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from agent.models.settings import ModelsConfig, settings_from_env
+
+if TYPE_CHECKING:
+    from targets.base import TargetEnv
 
 
 class ConfigError(ValueError):
@@ -79,6 +82,19 @@ class RunConfig(BaseModel):
     gpu: GPUJobsConfig = Field(default_factory=GPUJobsConfig)
     targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-target options, e.g. `[targets.dpo] preset = "quick"`."""
+
+
+def target_env(config: RunConfig, cache_dir: Path) -> TargetEnv:
+    """The target's view of this config: its cache dir and the inner / judge models, in targets' own type."""
+    from targets.base import ModelEndpoint, TargetEnv
+
+    fields = set(ModelEndpoint.model_fields)
+    inner, judge = config.models.inner, config.models.judge
+    return TargetEnv(
+        cache_dir=cache_dir,
+        inner=ModelEndpoint.model_validate(inner.model_dump(include=fields)),
+        judge=ModelEndpoint.model_validate(judge.model_dump(include=fields)),
+    )
 
 
 def find_config_file(explicit: Path | None, home: Path) -> Path | None:

@@ -23,6 +23,7 @@ EventKind = Literal[
     "tool",  # a tool call and its result
     "check",  # a candidate's check results
     "evaluation",  # a candidate's fitness (or why evaluation failed)
+    "evidence",  # the paired bootstrap of a candidate against the incumbent: best, promising or not
     "candidate",  # a candidate recorded, with its final status
     "job",  # a GPU job submitted / updated
     "human",  # a control command applied (pause, hint, veto, …)

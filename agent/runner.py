@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agent.config import RunConfig
+from agent.config import RunConfig, target_env
 from agent.control import ControlState
 from agent.events import Event, EventLog, read_events
 from agent.models import ExchangeLog, ModelError
@@ -271,7 +271,7 @@ class Runner:
         recorded = {e.candidate for e in history if e.kind == "candidate" and e.candidate}
         evaluated = {e.candidate for e in history if e.kind == "evaluation" and e.candidate}
         config = self.config
-        target = get_target(config.target, config.targets.get(config.target), cache_dir())
+        target = get_target(config.target, config.targets.get(config.target), target_env(config, cache_dir()))
         log = ExchangeLog(self.run.exchanges_path)
         conn = sqlite3.connect(self.run.checkpoints, check_same_thread=False)
         final = ("failed", "the runner stopped unexpectedly")

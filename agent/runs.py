@@ -56,6 +56,10 @@ class RunStatus(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     usd: float = 0.0
+    cpu_s: float = 0.0
+    """CPU seconds spent evaluating candidates (training, scoring, checks) in this run."""
+    gpu_s: float = 0.0
+    """GPU seconds of this run's GPU jobs (wall clock × GPUs), for the GPU-hours budget."""
 
 
 def new_run_id() -> str:

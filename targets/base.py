@@ -3,9 +3,10 @@ evaluators, seed archive and offline proposer. The agent only ever talks to a ta
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from targets.results import CheckReport, CheckResult
 
@@ -31,6 +32,10 @@ class Evaluation(BaseModel):
     """Time spent inside the evaluator (training and scoring), for the agent's overhead accounting."""
     details: dict = Field(default_factory=dict)
     """Target-specific results (per-β frontier, per-seed runs) kept in the candidate's folder."""
+    item_scores: dict[str, list[float]] = Field(default_factory=dict)
+    """Per evaluation seed (key: the seed as a string), the per-item scores behind `fitness`, item i of one
+    candidate paired with item i of any other candidate of the same target on the same seed: what the
+    agent's evidence rule resamples when it asks whether a candidate beats the incumbent."""
 
 
 class SeedCandidate(BaseModel):
@@ -59,6 +64,35 @@ class Proposal(BaseModel):
     parent_ids: list[str] = Field(default_factory=list)
 
 
+class ModelEndpoint(BaseModel):
+    """An OpenAI-compatible model that a target calls itself (ADAS's inner agents, an LLM judge): the
+    agent's settings for that role, handed over without the agent's types (targets do not import it)."""
+
+    model: str = "offline"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: float = 120.0
+    max_retries: int = 3
+    temperature: float | None = 0.8
+    max_tokens: int | None = 4096
+    usd_per_mtok_in: float | None = None
+    usd_per_mtok_out: float | None = None
+
+    @property
+    def offline(self) -> bool:
+        return self.model.strip().lower() == "offline"
+
+
+class TargetEnv(BaseModel):
+    """What a target's factory gets besides its own options: where to cache, which models to call."""
+
+    cache_dir: Path
+    inner: ModelEndpoint = Field(default_factory=ModelEndpoint)
+    """The inner agents' model (`[models.inner]`)."""
+    judge: ModelEndpoint = Field(default_factory=ModelEndpoint)
+    """The judge's model (`[models.judge]`)."""
+
+
 class OfflineProposer(Protocol):
     """Designs candidates without a model: mutation and recombination of the target's building blocks."""
 
@@ -85,7 +119,10 @@ class Target(Protocol):
 
     def fingerprint(self, code: str) -> list[float] | None: ...
 
-    def evaluate(self, code: str, name: str) -> Evaluation: ...
+    def evaluate(self, code: str, name: str, seeds: list[int] | None = None) -> Evaluation:
+        """Score on the target's default evaluation seeds, or on `seeds` (the evidence rule asks for more
+        seeds of a promising candidate and of the incumbent); fills `Evaluation.item_scores`."""
+        ...
 
     def seeds(self) -> list[SeedCandidate]: ...
 

@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from targets.base import Target
+from targets.base import Target, TargetEnv
 
 TARGETS: dict[str, tuple[str, str, str]] = {
     # name: (factory "module:function", config model "module:Class", one-line summary)
@@ -27,11 +27,14 @@ def target_names() -> list[str]:
     return list(TARGETS)
 
 
-def get_target(name: str, options: dict[str, Any] | None, cache_dir: Path) -> Target:
-    """A target by name with its options (the config's `[targets.NAME]` table)."""
+def get_target(name: str, options: dict[str, Any] | None, env: TargetEnv | Path) -> Target:
+    """A target by name with its options (the config's `[targets.NAME]` table); `env` says where to cache
+    and which models the target may call (a bare path: the cache dir, no models)."""
+    if isinstance(env, Path):
+        env = TargetEnv(cache_dir=env)
     if name not in TARGETS:
         raise UnknownTarget(f"unknown target {name!r}; choose one of: {', '.join(TARGETS)}")
     factory_path = TARGETS[name][0]
     module_name, _, attr = factory_path.partition(":")
     factory = getattr(importlib.import_module(module_name), attr)
-    return factory(options or {}, cache_dir)
+    return factory(options or {}, env)

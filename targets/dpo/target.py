@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from targets.base import Evaluation, Interval, OfflineProposer, SeedCandidate
+from targets.base import Evaluation, Interval, OfflineProposer, SeedCandidate, TargetEnv
 from targets.cache_dirs import file_lock
 from targets.results import CheckReport, CheckResult
 
@@ -271,6 +271,6 @@ def _spec_key(spec: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def make_target(options: dict[str, Any], cache_dir: Path) -> DPOTarget:
+def make_target(options: dict[str, Any], env: TargetEnv) -> DPOTarget:
     """The registry's factory: options are the config's `[targets.dpo]` table."""
-    return DPOTarget(DPOTargetConfig.model_validate(options), cache_dir=cache_dir)
+    return DPOTarget(DPOTargetConfig.model_validate(options), cache_dir=env.cache_dir)
