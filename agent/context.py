@@ -70,7 +70,7 @@ class DesignContext(BaseModel):
     """Names (ids when unknown) of candidates the person vetoed; their code never appears."""
     candidate_index: int = 0
     archive_size: int = 0
-    """How many attempts memory holds, so that the model knows it sees a selection."""
+    """How many attempts of this target memory holds, so that the model knows it sees a selection."""
     omitted: int = 0
     """Attempts selected but left out to keep within `ContextLimits.max_attempt_chars`."""
 
@@ -196,7 +196,7 @@ def build_context(
     """
     limits = limits or ContextLimits()
     vetoed = set(vetoed_ids)
-    size = memory.count()
+    size = memory.count(target.name)  # a run sees its own target's attempts only, and counts only those
 
     def allowed(rec: CandidateRecord) -> bool:
         return rec.target == target.name and rec.id not in vetoed and rec.name not in vetoed

@@ -308,9 +308,19 @@ class MemoryStore:
         got = col.get(ids=[candidate_id], include=["embeddings"])
         return [float(x) for x in got["embeddings"][0]] if got["ids"] else None
 
-    def count(self) -> int:
+    def count(self, target: str | None = None) -> int:
+        """Records in memory, or only those of `target` (what one run's prompts may speak of)."""
         col = self._col(RECORDS, space="l2", create=False)
-        return 0 if col is None else int(col.count())
+        if col is None:
+            return 0
+        if target is None:
+            return int(col.count())
+        return len(col.get(where={"target": target}, include=[])["ids"])
+
+    def evaluated_code_hashes(self, target: str) -> set[str]:
+        """Code hashes of `target`'s evaluated candidates (a seed measured once is not measured again)."""
+        where = {"$and": [{"target": target}, {"status": "evaluated"}]}
+        return {str(meta["code_hash"]) for _, meta in self._metas(where)}
 
     def _metas(self, where: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
         col = self._col(RECORDS, space="l2", create=False)
@@ -420,23 +430,30 @@ class MemoryStore:
     ) -> NoveltyVerdict:
         """Is this code new for the target? See memory/novelty.py for the order of evidence."""
         config = config or NoveltyConfig()
+
+        def other(i: str) -> bool:
+            # Not the candidate itself, nor its own earlier attempts (`<id>-a<n>`, recorded as lessons
+            # before each repair): a repair must not be judged a duplicate of the version it repairs.
+            return exclude_id is None or (i != exclude_id and not i.startswith(f"{exclude_id}-a"))
+
         # Filter on the hash alone and check the target here: `$and` scans (14 ms at 10k), one key 1 ms.
         same = [
             i
             for i, meta in self._metas({"code_hash": code_hash(code)})
-            if meta["target"] == target and i != exclude_id
+            if meta["target"] == target and other(i)
         ]
         if same:
             return NoveltyVerdict(novel=False, nearest=sorted(same)[0], similarity=1.0, by="code_hash")
         if self.count() == 0:
             return NoveltyVerdict(novel=True, nearest=None, similarity=0.0, by="empty")
         query = self.embedder.embed([normalise_code(code)])[0]
-        text = self._nearest(self._space_name("code", target), query, 2, cosine=True)
-        text = [(i, s) for i, s in text if i != exclude_id][:1]
+        k = 2 if exclude_id is None else 6  # room for the candidate's own attempts, filtered out
+        text = self._nearest(self._space_name("code", target), query, k, cosine=True)
+        text = [(i, s) for i, s in text if other(i)][:1]
         fp: list[tuple[str, float]] = []
         if fingerprint is not None:
-            fp = self._nearest(f"fp.{_slug(target)}", fingerprint, 2, cosine=False)
-            fp = [(i, s) for i, s in fp if i != exclude_id][:1]
+            fp = self._nearest(f"fp.{_slug(target)}", fingerprint, k, cosine=False)
+            fp = [(i, s) for i, s in fp if other(i)][:1]
         t_sim = text[0][1] if text else None
         f_sim = fp[0][1] if fp else None
         common = {"text_similarity": t_sim, "fingerprint_similarity": f_sim}

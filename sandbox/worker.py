@@ -81,6 +81,9 @@ def _run(job: dict[str, Any], workdir: str) -> int:
             runpy.run_path(os.path.join(workdir, "main.py"), run_name="__main__")
         else:
             module, _, name = job["call"].partition(":")
+            # A target from outside the repo ships its package in the request's files (targets.sources);
+            # appended, so that shipped files never shadow disco's own or installed modules.
+            sys.path.append(workdir)
             value = getattr(importlib.import_module(module), name)(**job["kwargs"])
             if hasattr(value, "model_dump"):
                 value = value.model_dump(mode="json")

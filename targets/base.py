@@ -101,8 +101,58 @@ class OfflineProposer(Protocol):
     def repair(self, index: int, code: str, failures: list[CheckResult], attempt: int) -> Proposal: ...
 
 
+class EvaluatorInfo(BaseModel):
+    """One of a target's evaluators, as `disco targets show` and the docs list them (cheap first)."""
+
+    name: str
+    what: str
+    """What it measures and how, in a sentence."""
+    cost: str
+    """What one candidate costs, in words a person plans with ("~2 s CPU", "hours on one GPU")."""
+    device: Literal["cpu", "gpu", "remote"] = "cpu"
+    automatic: bool = True
+    """True: the loop runs it on every candidate that passes its checks; False: on demand or on merit
+    (a GPU job for a candidate that beats the best)."""
+
+
+TargetSource = Literal["builtin", "path", "module", "entry_point"]
+
+
+class TargetInfo(BaseModel):
+    """A target's declaration, as `disco targets list|show --json` prints it."""
+
+    spec: str
+    """What selects it on the command line (`--target SPEC`): a short name, a path or `module:factory`."""
+    name: str
+    """The name it declares: its candidates are recorded in memory under it."""
+    summary: str
+    source: TargetSource
+    location: str = ""
+    """Where it comes from: the factory's import path, the file, or the entry point's value."""
+    description: str = ""
+    interface: str = ""
+    rules: list[str] = Field(default_factory=list)
+    fitness_meaning: str = ""
+    baseline: str | None = None
+    evaluators: list[EvaluatorInfo] = Field(default_factory=list)
+    seeds: int = 0
+    """Candidates in its seed archive."""
+    seed_names: list[str] = Field(default_factory=list)
+
+
 class Target(Protocol):
-    """A discovery target. Implementations: targets.dpo.target.DPOTarget, later targets.agents."""
+    """A discovery target: what a candidate is (description, interface, rules: the prompt's material),
+    its static policy, its validity checks (run in the sandbox), its evaluators (cheap to expensive),
+    its seed archive, what its fitness means, and an offline proposer. Implementations:
+    targets.dpo.target.DPOTarget, targets.agents, examples/optimizer_target (a user target; docs/targets.md).
+
+    Optional declarations, read through `summary_of`, `baseline_of` and `evaluators_of` (which supply
+    defaults, so that a target without them still satisfies the seam):
+    `summary: str` (one line for `disco targets list`), `baseline: str | None` (the name of what
+    `Evaluation.vs_baseline` is paired against, shown by the leaderboard) and
+    `evaluators` (a sequence of `EvaluatorInfo`, or dicts of its fields, cheap first) and
+    `evaluate_seeds_first: bool` (a run starts by measuring the seed archive; `evaluates_seeds_first`).
+    """
 
     name: str
     description: str
@@ -112,20 +162,81 @@ class Target(Protocol):
     rules: list[str]
     """What a candidate must not do (imports, I/O, state); the reflection's second round checks them."""
     fitness_meaning: str
+    """What the fitness measures, its scale and direction (higher is better), and its CI."""
 
-    def policy(self, code: str) -> CheckResult: ...
+    def policy(self, code: str) -> CheckResult:
+        """The static policy (imports, forbidden names): nothing of the code runs."""
+        ...
 
-    def check(self, code: str) -> CheckReport: ...
+    def check(self, code: str) -> CheckReport:
+        """The validity checks, run in the sandbox: the candidate's code never runs in the agent."""
+        ...
 
-    def fingerprint(self, code: str) -> list[float] | None: ...
+    def fingerprint(self, code: str) -> list[float] | None:
+        """A behavioural fingerprint of a checked candidate (same length for every candidate of the
+        target), or None: the novelty gate then compares code text alone."""
+        ...
 
     def evaluate(self, code: str, name: str, seeds: list[int] | None = None) -> Evaluation:
         """Score on the target's default evaluation seeds, or on `seeds` (the evidence rule asks for more
         seeds of a promising candidate and of the incumbent); fills `Evaluation.item_scores`."""
         ...
 
-    def seeds(self) -> list[SeedCandidate]: ...
+    def seeds(self) -> list[SeedCandidate]:
+        """The seed archive: known candidates (the baselines, the classics) to start from."""
+        ...
 
-    def offline_proposer(self, seed: int) -> OfflineProposer: ...
+    def offline_proposer(self, seed: int) -> OfflineProposer:
+        """Designs candidates when no model is configured (and is the search baseline an LLM must beat)."""
+        ...
 
     def close(self) -> None: ...
+
+
+def summary_of(target: object) -> str:
+    """The target's one-line summary, else the first sentence of its description."""
+    summary = str(getattr(target, "summary", "") or "").strip()
+    if summary:
+        return summary
+    text = " ".join(str(getattr(target, "description", "")).split())
+    head, dot, _ = text.partition(". ")
+    return (head + "." if dot else head)[:200]
+
+
+def baseline_of(target: object) -> str | None:
+    """What the target's `vs_baseline` is paired against, when it says."""
+    baseline = getattr(target, "baseline", None)
+    return str(baseline) if baseline else None
+
+
+def evaluates_seeds_first(target: object) -> bool:
+    """Whether a run should measure the seed archive before designing (`evaluate_seeds_first`)."""
+    return bool(getattr(target, "evaluate_seeds_first", False))
+
+
+def evaluators_of(target: object) -> list[EvaluatorInfo]:
+    """The target's evaluators, cheap first; one unnamed CPU evaluator when it declares none."""
+    declared = getattr(target, "evaluators", None)
+    if declared:
+        return [EvaluatorInfo.model_validate(e) for e in declared]
+    return [EvaluatorInfo(name="evaluate", what="the target's `evaluate`", cost="not declared")]
+
+
+def describe(target: Target, spec: str, source: TargetSource, location: str = "") -> TargetInfo:
+    """Everything a target declares, for listing and for the docs."""
+    seeds = target.seeds()
+    return TargetInfo(
+        spec=spec,
+        name=target.name,
+        summary=summary_of(target),
+        source=source,
+        location=location,
+        description=target.description.strip(),
+        interface=target.interface.strip("\n"),
+        rules=list(target.rules),
+        fitness_meaning=target.fitness_meaning.strip(),
+        baseline=baseline_of(target),
+        evaluators=evaluators_of(target),
+        seeds=len(seeds),
+        seed_names=[s.name for s in seeds],
+    )
