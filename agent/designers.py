@@ -16,7 +16,7 @@ from agent.context import DesignContext
 from agent.models import CallUsage, Exchange, ExchangeLog, ModelError
 from agent.prompting import design_messages, reflect_messages, repair_messages
 from agent.schemas import Draft, Reflection
-from targets.base import OfflineProposer, ParentInfo, Proposal
+from targets.base import OfflineProposer, ParentInfo, Proposal, SeedCandidate
 from targets.results import CheckResult
 
 T = TypeVar("T")
@@ -187,3 +187,51 @@ class OfflineDesigner:
         return self._answer(
             key, lambda: self.proposer.repair(ctx.candidate_index, draft.code, failures, attempt)
         )
+
+
+class SeedArchiveDesigner:
+    """The target's seed archive first, then `inner` (ADAS measures its archive before it searches).
+
+    Candidates 1 … len(seeds) are the seeds as they are: no model call, no reflection (they are known
+    designs), but the same checks, evaluation, evidence and memory as any candidate, so that the first
+    designs are shown measured seeds. A seed that fails its checks is repaired by `inner`. The seeds come
+    from the target in a fixed order, so a resumed or replayed run sees the same ones at the same index.
+    """
+
+    def __init__(self, seeds: list[SeedCandidate], inner: Designer) -> None:
+        self.seeds = seeds
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.reflects = inner.reflects
+
+    @property
+    def seed_count(self) -> int:
+        return len(self.seeds)
+
+    def _seed(self, ctx: DesignContext) -> SeedCandidate | None:
+        return self.seeds[ctx.candidate_index - 1] if 1 <= ctx.candidate_index <= len(self.seeds) else None
+
+    def design(self, key: str, ctx: DesignContext) -> StepResult[Draft]:
+        seed = self._seed(ctx)
+        if seed is None:
+            return self.inner.design(key, ctx)
+        return StepResult(Draft(thought=seed.thought, name=seed.name, code=seed.code))
+
+    def reflect(
+        self, key: str, ctx: DesignContext, draft: Draft, round_: int
+    ) -> StepResult[Reflection | None]:
+        if self._seed(ctx) is not None:
+            return StepResult(None)
+        return self.inner.reflect(key, ctx, draft, round_)
+
+    def repair(
+        self,
+        key: str,
+        ctx: DesignContext,
+        draft: Draft,
+        failures: list[CheckResult],
+        traceback: str | None,
+        attempt: int,
+        max_attempts: int,
+    ) -> StepResult[Draft]:
+        return self.inner.repair(key, ctx, draft, failures, traceback, attempt, max_attempts)

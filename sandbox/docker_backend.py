@@ -129,6 +129,8 @@ class DockerSandbox:
             volumes = {}
             argv = [self.config.python, "-I", "-m", "sandbox.worker", json.dumps(spec)]
         volumes[str(workdir)] = {"bind": "/work", "mode": "rw"}
+        for path in request.shared_dirs:  # e.g. a proxy's Unix socket in the caller's process
+            volumes[path] = {"bind": path, "mode": "rw"}
         env = {**SAFE_ENV, "HOME": "/work", "TMPDIR": "/tmp", **request.env}
         gpus = [DeviceRequest(count=limits.gpus, capabilities=[["gpu"]])] if limits.gpus else None
         begin = time.monotonic()

@@ -77,6 +77,11 @@ class E2BSandbox:
         refused = policy_refusal(request, self.name)
         if refused is not None:
             return refused
+        if request.shared_dirs:
+            raise SandboxUnavailable(
+                "the e2b sandbox runs in a remote VM and cannot reach a local directory or socket "
+                "(shared_dirs); use the local or docker backend"
+            )
         limits = request.limits
         begin = time.monotonic()
         client = self._create(limits.timeout_s, request.env)
@@ -139,7 +144,9 @@ def to_python(request: SandboxRequest) -> str:
         return head + f"import subprocess, sys\nsys.exit(subprocess.run({cmd!r}, shell=True).returncode)\n"
     module, _, name = (request.call or "").partition(":")
     return head + (
-        f"import json, importlib\nvalue = getattr(importlib.import_module({module!r}), {name!r})"
+        # A user target's package travels in the request's files (targets.sources), like the worker's.
+        f"import json, importlib, sys\nsys.path.append({WORKDIR!r})\n"
+        f"value = getattr(importlib.import_module({module!r}), {name!r})"
         f"(**json.loads({json.dumps(request.kwargs)!r}))\n"
         "value = value.model_dump(mode='json') if hasattr(value, 'model_dump') else value\n"
         f"print({VALUE_MARKER!r} + json.dumps(value))\n"

@@ -36,7 +36,7 @@ def python_paths() -> list[Path]:
     return sorted(paths)
 
 
-def bwrap_argv(workdir: Path) -> list[str]:
+def bwrap_argv(workdir: Path, shared: tuple[str, ...] = ()) -> list[str]:
     argv = [
         "bwrap", "--die-with-parent", "--unshare-net", "--unshare-pid", "--unshare-ipc",
         "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--ro-bind", "/", "/",
@@ -48,6 +48,8 @@ def bwrap_argv(workdir: Path) -> list[str]:
         if any(path.is_relative_to(h) for h in HIDDEN_DIRS):
             argv += _bind("--ro-bind", path)
     argv += ["--proc", "/proc", "--dev", "/dev", *_bind("--bind", workdir)]
+    for path in shared:  # SandboxRequest.shared_dirs: e.g. a proxy's Unix socket in the caller's process
+        argv += _bind("--bind", Path(path))
     return [*argv, "--chdir", str(workdir), "--"]
 
 
@@ -67,9 +69,10 @@ def unshare_argv() -> list[str]:
     return ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts", "--"]
 
 
-def wrapper_argv(level: Level, workdir: Path) -> list[str]:
+def wrapper_argv(level: Level, workdir: Path, shared: tuple[str, ...] = ()) -> list[str]:
+    """The wrapper's argv; `shared` dirs need no binding below bwrap (the file system is the host's)."""
     if level == "bwrap":
-        return bwrap_argv(workdir)
+        return bwrap_argv(workdir, shared)
     if level == "unshare":
         return unshare_argv()
     return []

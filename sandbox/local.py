@@ -87,7 +87,7 @@ class LocalSandbox:
         if refused is not None:
             return refused
         try:
-            worker = self.pool().take(request.preload)
+            worker = self.pool().take(request.preload, request.shared_dirs)
         except WorkerStartError as exc:
             raise SandboxUnavailable(f"the local sandbox could not start a worker: {exc}") from None
         try:

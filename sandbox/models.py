@@ -67,6 +67,10 @@ class SandboxRequest(BaseModel):
     """Modules a warm worker imports before the code arrives (e.g. torch): paid once per worker."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra environment; nothing from the caller's environment reaches the code otherwise."""
+    shared_dirs: tuple[str, ...] = ()
+    """Host directories bound read-write at the same path (absolute paths), e.g. one holding the Unix
+    socket of a proxy in the caller's process: the only way out of a sandbox without network. Backends
+    that cannot bind a host directory (E2B) refuse such a request."""
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
 
     @model_validator(mode="after")
@@ -79,6 +83,9 @@ class SandboxRequest(BaseModel):
         for name in self.files:
             if name.startswith("/") or ".." in name.split("/"):
                 raise ValueError(f"file name {name!r} must be relative and stay inside the work dir")
+        for path in self.shared_dirs:
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"shared dir {path!r} must be an absolute path without '..'")
         return self
 
     @property

@@ -75,7 +75,11 @@ def sandbox_env(workdir: Path, extra: dict[str, str] | None = None) -> dict[str,
 
 
 def start_worker(
-    preload: tuple[str, ...], level: Level, uid: int | None, env: dict[str, str] | None = None
+    preload: tuple[str, ...],
+    level: Level,
+    uid: int | None,
+    env: dict[str, str] | None = None,
+    shared: tuple[str, ...] = (),
 ) -> Worker:
     """Start one sandboxed worker and wait until its imports are done."""
     root = Path(tempfile.gettempdir()) / "disco-sandbox"
@@ -87,7 +91,7 @@ def start_worker(
             os.chown(path, uid, uid)
     spec = {"preload": list(preload), "workdir": str(workdir), "uid": uid}
     argv = [
-        *wrapper_argv(level, workdir),
+        *wrapper_argv(level, workdir, shared),
         sys.executable, "-I", "-c", _BOOT.format(root=str(REPO_ROOT)), json.dumps(spec),
     ]  # fmt: skip
     proc = subprocess.Popen(
@@ -152,11 +156,12 @@ def discard(worker: Worker) -> None:
 
 
 class WarmPool:
-    """Ready workers per preload set; `take` hands one out and starts its replacement."""
+    """Ready workers per preload set and shared dirs (bound when bwrap starts, so part of the key); `take`
+    hands one out and starts its replacement."""
 
     def __init__(self, level: Level, drop_uid: bool, uid_base: int, warm: int) -> None:
         self.level, self.drop_uid, self.uid_base, self.warm = level, drop_uid, uid_base, warm
-        self._ready: dict[tuple[str, ...], list[Future[Worker]]] = {}
+        self._ready: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Future[Worker]]] = {}
         self._lock = threading.Lock()
         self._spawner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="disco-sandbox-spawn")
         self._closed = False
@@ -165,29 +170,29 @@ class WarmPool:
         # Per-worker uids: RLIMIT_NPROC and kill(-1) are per uid, so sandboxes must not share one.
         return self.uid_base + (os.getpid() % 500) * 64 + next(_uids) % 64 if self.drop_uid else None
 
-    def _spawn(self, preload: tuple[str, ...]) -> Future[Worker]:
-        return self._spawner.submit(start_worker, preload, self.level, self._uid())
+    def _spawn(self, preload: tuple[str, ...], shared: tuple[str, ...] = ()) -> Future[Worker]:
+        return self._spawner.submit(start_worker, preload, self.level, self._uid(), None, shared)
 
-    def take(self, preload: tuple[str, ...]) -> Worker:
-        """A started worker for `preload`; cold (started now) when none is waiting."""
+    def take(self, preload: tuple[str, ...], shared: tuple[str, ...] = ()) -> Worker:
+        """A started worker for `preload` (with `shared` dirs bound); cold when none is waiting."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the sandbox is closed")
-            waiting = self._ready.setdefault(preload, [])
-            fut = waiting.pop(0) if waiting else self._spawn(preload)
+            waiting = self._ready.setdefault((preload, shared), [])
+            fut = waiting.pop(0) if waiting else self._spawn(preload, shared)
             if self.warm:
                 while len(waiting) < self.warm:
-                    waiting.append(self._spawn(preload))
+                    waiting.append(self._spawn(preload, shared))
         worker = fut.result()
         if worker.alive():
             return worker
         discard(worker)
-        return self._spawn(preload).result()
+        return self._spawn(preload, shared).result()
 
     def prewarm(self, preload: tuple[str, ...], wait: bool = False) -> None:
         """Start workers for `preload` up to the pool size; with `wait`, until their imports are done."""
         with self._lock:
-            waiting = self._ready.setdefault(preload, [])
+            waiting = self._ready.setdefault((preload, ()), [])
             while len(waiting) < max(self.warm, 1):
                 waiting.append(self._spawn(preload))
             futures = list(waiting)

@@ -132,6 +132,50 @@ def test_settings_from_env(base: ModelSettings, env: dict[str, str], expected: d
     assert (s.api_key.get_secret_value() if s.api_key else None) == expected["key"]
 
 
+def _role(models: Any, role: str) -> tuple[str, str | None, str | None]:
+    s = getattr(models, role)
+    return s.model, s.base_url, s.api_key.get_secret_value() if s.api_key else None
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        # one configured model serves every role the file leaves offline
+        ({}, {"DISCO_MODEL": "m", "OPENAI_BASE_URL": "http://h/v1"}, {"inner": ("m", "http://h/v1", None)}),
+        # the file's inner model is not overridden by the meta agent's variables (ADAS issue #22)
+        (
+            {"inner": {"model": "inner-m", "base_url": "http://inner/v1"}},
+            {"DISCO_MODEL": "gpt-x", "OPENAI_BASE_URL": "http://meta/v1", "OPENAI_API_KEY": "k"},
+            {"meta": ("gpt-x", "http://meta/v1", "k"), "inner": ("inner-m", "http://inner/v1", "k")},
+        ),
+        # a role with its own model but no endpoint takes the endpoint from OPENAI_*
+        (
+            {"judge": {"model": "judge-m"}},
+            {"OPENAI_BASE_URL": "http://h/v1"},
+            {"judge": ("judge-m", "http://h/v1", None), "meta": ("offline", "http://h/v1", None)},
+        ),
+        # role-specific variables win
+        (
+            {"inner": {"model": "inner-m"}},
+            {
+                "DISCO_INNER_MODEL": "other",
+                "DISCO_INNER_BASE_URL": "http://i/v1/",
+                "DISCO_INNER_API_KEY": "ik",
+            },
+            {"inner": ("other", "http://i/v1", "ik"), "judge": ("offline", None, None)},
+        ),
+    ],
+)
+def test_models_from_env_keeps_the_roles_separate(
+    toml: dict[str, Any], env: dict[str, str], expected: dict[str, tuple[str, str | None, str | None]]
+) -> None:
+    from agent.models.settings import ModelsConfig, models_from_env
+
+    models = models_from_env(ModelsConfig.model_validate(toml), env)
+    for role, want in expected.items():
+        assert _role(models, role) == want, role
+
+
 def test_offline_settings_cannot_build_a_client() -> None:
     with pytest.raises(ModelConfigError, match="offline"):
         StructuredModel(ModelSettings())

@@ -107,3 +107,36 @@ def settings_from_env(base: ModelSettings, env: Mapping[str, str]) -> ModelSetti
     if model := env.get("DISCO_MODEL"):
         update["model"] = model.strip()
     return base.model_copy(update=update)
+
+
+ROLE_ENV_PREFIX = {"inner": "DISCO_INNER_", "judge": "DISCO_JUDGE_"}
+"""Role-specific variables: DISCO_INNER_MODEL / _BASE_URL / _API_KEY, and the same for DISCO_JUDGE_."""
+
+
+def models_from_env(models: ModelsConfig, env: Mapping[str, str]) -> ModelsConfig:
+    """Layer the environment onto every role while keeping the roles separate.
+
+    The meta agent takes OPENAI_* and DISCO_MODEL (`settings_from_env`). The inner agents and the judge
+    keep what the config file gave them: only their own DISCO_INNER_* / DISCO_JUDGE_* variables override
+    it. A role the file leaves offline uses the meta agent's model and endpoint, so one configured model
+    serves every role; a role with its own model but no endpoint or key takes them from OPENAI_*.
+    """
+    meta = settings_from_env(models.meta, env)
+    shared = {"model", "base_url", "api_key", "usd_per_mtok_in", "usd_per_mtok_out"}
+    update: dict[str, ModelSettings] = {"meta": meta}
+    for role, prefix in ROLE_ENV_PREFIX.items():
+        own: ModelSettings = getattr(models, role)
+        if own.offline and not env.get(f"{prefix}MODEL"):
+            own = own.model_copy(update={k: getattr(meta, k) for k in shared})
+        role_update: dict[str, object] = {}
+        if not own.offline:  # its own model: only the gaps (endpoint, key) come from OPENAI_*
+            gaps = settings_from_env(own, {k: v for k, v in env.items() if k.startswith("OPENAI_")})
+            role_update |= {k: getattr(gaps, k) for k in ("base_url", "api_key") if getattr(own, k) is None}
+        if model := env.get(f"{prefix}MODEL", "").strip():
+            role_update["model"] = model
+        if base_url := env.get(f"{prefix}BASE_URL", "").strip():
+            role_update["base_url"] = base_url.rstrip("/")
+        if key := env.get(f"{prefix}API_KEY"):
+            role_update["api_key"] = SecretStr(key)
+        update[role] = own.model_copy(update=role_update)
+    return models.model_copy(update=update)

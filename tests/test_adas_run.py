@@ -1,0 +1,113 @@
+"""`disco run --target adas` end to end: the run first measures ADAS's seed archive (CoT, CoT-SC, Self-Refine,
+LLM Debate, Step-back, Quality-Diversity, Role Assignment), then the meta agent (one FakeOpenAI) designs an
+agent system and reflects twice, and the target checks and evaluates it with its inner agents calling
+another FakeOpenAI under another model name, through the sandbox and the proxy; every candidate is
+recorded with its fitness."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from adas_helpers import inner_responder, write_mgsm
+from agent_helpers import cli, kind_of, scripted_model
+from fake_openai import FakeOpenAI
+
+from targets.agents.seeds import cot_sc, seed_archive
+
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DISCO_MODEL"))}
+
+
+def design(step: str, n: int) -> str:
+    """A different self-consistency agent for each step, so that the revision is what gets evaluated."""
+    samples = {"design": 2, "reflect1": 3, "reflect2": 4}.get(step, 5)
+    return cot_sc(samples, 0.7)
+
+
+def test_disco_run_designs_and_evaluates_an_agent_system(tmp_path: Path, shared_cache: Path) -> None:
+    data = write_mgsm(tmp_path / "mgsm", n=3)
+    with FakeOpenAI(model="meta-model") as meta, FakeOpenAI(model="inner-model") as inner:
+        meta.default = scripted_model(design)
+        inner.default = inner_responder()
+        config = tmp_path / "disco.toml"
+        config.write_text(
+            f"""
+target = "adas"
+[budget]
+max_candidates = 1
+[loop]
+reflections = 2
+[models.meta]
+model = "meta-model"
+base_url = "{meta.base_url}"
+api_key = "sk-meta"
+[models.inner]
+model = "inner-model"
+base_url = "{inner.base_url}"
+api_key = "sk-inner"
+temperature = 0.6
+[targets.adas]
+data_path = "{data}"
+n_valid = 3
+requests_per_s = 500.0
+concurrency = 2
+""",
+            encoding="utf-8",
+        )
+        env = CLEAN_ENV | {"DISCO_CACHE": str(shared_cache)}
+        proc = cli(tmp_path / "home", "run", "--config", str(config), "--run-id", "adas", env=env)
+        meta_steps = [kind_of(b) for b in meta.requests]
+        meta_models = {b["model"] for b in meta.requests}
+        inner_models = {b["model"] for b in inner.requests}
+        inner_calls = len(inner.requests)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the seeds are known designs: no model call; the designed agent: design and two reflections
+    assert meta_steps == ["design", "reflect1", "reflect2"] and meta_models == {"meta-model"}
+    assert inner_models == {"inner-model"}, "the inner agents use [models.inner], never the meta model"
+    shown = json.loads(cli(tmp_path / "home", "runs", "show", "adas", "--json", env=env).stdout)
+    rows = sorted(shown["candidates"], key=lambda r: r["index"])
+    seeds = [s.name for s in seed_archive("mgsm")]
+    assert len(seeds) == 7 and [r["name"] for r in rows[:7]] == seeds, "the seed archive is measured first"
+    assert len(rows) == 8, "the seeds do not count towards max_candidates = 1"
+    assert all(r["status"] == "evaluated" and r["fitness"] is not None for r in rows), rows
+    run = tmp_path / "home" / "runs" / "adas"
+    saved = json.loads((run / "candidates" / "adas-0008" / "evaluation.json").read_text())
+    assert saved["status"] == "ok" and len(saved["item_scores"]["0"]) == 3
+    # the revision from reflect2 samples 4 times: 3 tasks × 4 calls on the default seed
+    assert saved["metrics"]["model_calls"] == 12
+    assert inner_calls > 2 * 4 + 3 * 4, "the seeds' checks and evaluations called the inner model too"
+    assert "sk-inner" not in (run / "run.json").read_text(), "no secret in the run dir"
+
+
+def test_an_offline_run_varies_the_seed_designs(tmp_path: Path, shared_cache: Path) -> None:
+    """No meta model: the offline proposer designs; the inner model still answers the agents."""
+    data = write_mgsm(tmp_path / "mgsm", n=3)
+    with FakeOpenAI(model="inner-model") as inner:
+        inner.default = inner_responder()
+        config = tmp_path / "disco.toml"
+        config.write_text(
+            f"""
+target = "adas"
+[budget]
+max_candidates = 2
+[loop]
+seed_archive = "skip"
+[models.inner]
+model = "inner-model"
+base_url = "{inner.base_url}"
+[targets.adas]
+data_path = "{data}"
+n_valid = 3
+requests_per_s = 500.0
+""",
+            encoding="utf-8",
+        )
+        env = CLEAN_ENV | {"DISCO_CACHE": str(shared_cache)}
+        proc = cli(tmp_path / "home", "run", "--config", str(config), "--run-id", "off", env=env)
+        assert inner.requests, "the agents called the inner model"
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = json.loads(cli(tmp_path / "home", "runs", "show", "off", "--json", env=env).stdout)
+    rows = shown["candidates"]
+    assert len(rows) == 2 and all(r["status"] == "evaluated" for r in rows), rows
+    assert len({r["name"] for r in rows}) == 2
