@@ -1,10 +1,12 @@
 """The loop as a LangGraph StateGraph: one invocation designs, checks, evaluates and records one candidate.
 
-    START → plan → design → reflect ×N → check ─ok→ evaluate → record → END (or gpu_job → END)
-                      │                  │  ▲
-                      └─ model failed ─┐ │  └─ repair (≤ max_repairs, fed the failing checks)
-                                       ▼ ▼
-                                      record
+    START → plan → design → reflect ×N → check ─ok→ evaluate ─ok→ confirm → record → END | gpu_job → END
+                      │                  │  ▲           │                   ▲
+                      │                  │  └─ repair   └─ failed ──────────┤
+                      └─ model failed ───┴─ still failing after max_repairs ─┘
+
+`confirm` is evidence before best (docs/evidence.md): only a candidate that a paired bootstrap over seeds
+shows better than the incumbent becomes the run's best.
 
 The runner invokes it once per candidate on one checkpointed thread, so the recursion limit bounds one
 candidate's steps, and a crash resumes the candidate in flight from its last completed node.
@@ -21,7 +23,7 @@ from langgraph.graph import END, START, StateGraph
 from agent.nodes import Loop
 from agent.state import LoopState
 
-NODES = ("plan", "design", "reflect", "check", "repair", "evaluate", "record", "gpu_job")
+NODES = ("plan", "design", "reflect", "check", "repair", "evaluate", "confirm", "record", "gpu_job")
 
 
 def _timed(loop: Loop, name: str, fn: Callable[[LoopState], dict[str, Any]]) -> Callable[[LoopState], dict]:
@@ -52,7 +54,8 @@ def build_graph(loop: Loop, checkpointer: Any) -> Any:
     graph.add_conditional_edges("reflect", loop.after_reflect, ["reflect", "check"])
     graph.add_conditional_edges("check", loop.after_check, ["evaluate", "repair", "record"])
     graph.add_conditional_edges("repair", loop.after_repair, ["check", "record"])
-    graph.add_edge("evaluate", "record")
+    graph.add_conditional_edges("evaluate", loop.after_evaluate, ["confirm", "record"])
+    graph.add_edge("confirm", "record")
     graph.add_conditional_edges("record", loop.after_record, ["gpu_job", END])
     graph.add_edge("gpu_job", END)
     return graph.compile(checkpointer=checkpointer)

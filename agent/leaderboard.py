@@ -24,6 +24,8 @@ class Row(BaseModel):
     repairs: int = 0
     error: str | None = None
     parents: list[str] = []
+    verdict: str | None = None
+    """The evidence rule's verdict (first | best | promising | not_better; docs/evidence.md)."""
 
 
 def candidate_rows(run: RunDir) -> list[Row]:
@@ -52,12 +54,22 @@ def candidate_rows(run: RunDir) -> list[Row]:
                 repairs=rec.get("repair_count", 0),
                 error=rec.get("error"),
                 parents=rec.get("parent_ids", []),
+                verdict=rec.get("verdict"),
             )
         )
     return sorted(rows, key=lambda r: r.index)
 
 
+def incumbent(rows: list[Row]) -> Row | None:
+    """The run's best by evidence: the last candidate (in design order) that the rule made first or best."""
+    made = [r for r in sorted(rows, key=lambda r: r.index) if r.verdict in ("first", "best")]
+    return made[-1] if made else None
+
+
 def ranked(rows: list[Row]) -> list[Row]:
-    """Evaluated candidates by fitness (best first), then the rest in design order."""
-    scored = sorted((r for r in rows if r.fitness is not None), key=lambda r: -(r.fitness or 0.0))
-    return scored + [r for r in rows if r.fitness is None]
+    """The incumbent first (a higher point fitness without the evidence does not displace it), then the
+    other evaluated candidates by fitness, then the rest in design order."""
+    top = incumbent(rows)
+    rest = [r for r in rows if top is None or r.id != top.id]
+    scored = sorted((r for r in rest if r.fitness is not None), key=lambda r: -(r.fitness or 0.0))
+    return ([top] if top else []) + scored + [r for r in rest if r.fitness is None]

@@ -1,4 +1,4 @@
-"""The loop's nodes: plan → design → reflect ×2 → check ⇄ repair (≤3) → evaluate → record.
+"""The loop's nodes: plan → design → reflect ×2 → check ⇄ repair (≤3) → evaluate → confirm → record.
 
 Each node is a short method that reads the state, does one thing and returns the fields it changed.
 A node may run twice for one candidate (a kill between its end and its checkpoint): model replies come
@@ -22,7 +22,7 @@ from agent.schemas import Draft
 from agent.state import LoopState
 from memory.records import CandidateRecord, Cost, Fitness
 from memory.store import MemoryStore
-from targets.base import Target
+from targets.base import Target, baseline_of, evaluators_of
 from targets.results import CheckReport, CheckResult
 from tools.toolbox import Toolbox, ToolError
 
@@ -44,6 +44,8 @@ class Services:
     """Candidate ids with an `evaluation` event already."""
     recorded: set[str] = field(default_factory=set)
     """Candidate ids with a `candidate` event already (so that a re-run of `record` logs once)."""
+    evidenced: set[str] = field(default_factory=set)
+    """`candidate#round` keys of the `evidence` events already logged (agent.confirm.evidence_key)."""
 
 
 class Loop:
@@ -113,6 +115,8 @@ class Loop:
             "cand_completion_tokens": 0,
             "cand_usd": 0.0,
             "job_id": None,
+            "verdict": None,
+            "evidence": None,
         }
 
     def design(self, state: LoopState) -> dict[str, Any]:
@@ -157,8 +161,12 @@ class Loop:
             entry = {"round": round_, "skipped": True, "why": f"the reflection failed: {exc}"}
             self.s.events.append("node", cid, node="reflect", **entry)
             return {"reflections": [*state.get("reflections", []), entry]}
-        if step.value is None:
-            entry = {"round": round_, "skipped": True, "why": "offline proposer: no model to reflect"}
+        if step.value is None:  # a seed of the archive, or a designer without a model
+            entry = {
+                "round": round_,
+                "skipped": True,
+                "why": "a known design (seed archive): nothing to reflect on",
+            }
             self.s.events.append("node", cid, node="reflect", **entry)
             return {"reflections": [*state.get("reflections", []), entry]}
         revised = step.value.draft()
@@ -246,11 +254,26 @@ class Loop:
                 status=saved["status"],
                 fitness=saved["fitness"],
                 vs_baseline=saved["vs_baseline"],
+                baseline=baseline_of(self.s.target),
                 reason=saved["reason"],
                 seconds=saved["seconds"],
             )
         status = "evaluated" if saved["status"] == "ok" else "failed"
         return {"evaluation": saved, "status": status, "error": saved["reason"] or None}
+
+    def confirm(self, state: LoopState) -> dict[str, Any]:
+        """Evidence before best: the candidate against the incumbent over their common seeds, with rounds of
+        fresh seeds for both while it is promising (agent.confirm; the rule in agent.evidence)."""
+        from agent.confirm import Confirmer
+
+        draft = Draft.model_validate(state["draft"])
+        confirmer = Confirmer(
+            self.s.run, self.s.target, self.s.config.evidence, self.s.events.append, self.s.evidenced
+        )
+        evidence = confirmer.decide(
+            state["candidate_id"], draft.code, draft.name, state["evaluation"] or {}, state.get("best_id")
+        )
+        return {"verdict": evidence.verdict, "evidence": evidence.model_dump(mode="json")}
 
     def record(self, state: LoopState) -> dict[str, Any]:
         cid = state["candidate_id"]
@@ -258,6 +281,7 @@ class Loop:
         draft = Draft.model_validate(state["draft"]) if state.get("draft") else None
         evaluation = state.get("evaluation") or {}
         fitness = evaluation.get("fitness")
+        verdict = state.get("verdict") if status == "evaluated" else None
         record = CandidateRecord(
             id=cid,
             run_id=self.run_id,
@@ -273,6 +297,7 @@ class Loop:
             metrics=evaluation.get("metrics", {}),
             fitness=Fitness(**fitness) if fitness else None,
             generation=state["index"],
+            verdict=verdict,
             cost=Cost(
                 model=self.s.designer.model_name,
                 prompt_tokens=state.get("cand_prompt_tokens", 0),
@@ -296,10 +321,10 @@ class Loop:
                 repairs=record.repair_count,
                 parents=record.parent_ids,
                 tokens=record.cost.prompt_tokens + record.cost.completion_tokens,
+                verdict=verdict,
             )
         update: dict[str, Any] = {"done": state["index"], "status": status, "error": error}
-        best = state.get("best_fitness")
-        if fitness and (best is None or fitness["value"] > best):
+        if fitness and verdict in ("first", "best"):  # the point fitness alone never makes a best
             update |= {"best_id": cid, "best_fitness": fitness["value"]}
         return update
 
@@ -328,7 +353,15 @@ class Loop:
     # ------------------------------------------------------------------ routers
     def after_record(self, state: LoopState) -> Literal["gpu_job", "__end__"]:
         earned = state.get("status") == "evaluated" and state.get("best_id") == state["candidate_id"]
-        return "gpu_job" if self.s.config.gpu.enabled and earned else "__end__"
+        return "gpu_job" if self.s.config.gpu.enabled and earned and self._has_gpu_evaluator else "__end__"
+
+    @property
+    def _has_gpu_evaluator(self) -> bool:
+        """Only a target that declares a GPU evaluator (the DPO target's real job) can earn a GPU job."""
+        return any(e.device == "gpu" for e in evaluators_of(self.s.target))
+
+    def after_evaluate(self, state: LoopState) -> Literal["confirm", "record"]:
+        return "confirm" if state.get("status") == "evaluated" else "record"
 
     def after_design(self, state: LoopState) -> Literal["reflect", "check", "record"]:
         if state.get("status") == "failed":

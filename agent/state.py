@@ -15,6 +15,7 @@ class LoopState(TypedDict, total=False):
     done: int
     """Candidates recorded so far."""
     best_id: str | None
+    """The incumbent: the last candidate that the evidence rule made `first` or `best`."""
     best_fitness: float | None
     prompt_tokens: int
     completion_tokens: int
@@ -40,3 +41,7 @@ class LoopState(TypedDict, total=False):
     cand_completion_tokens: int
     cand_usd: float
     job_id: str | None
+    verdict: str | None
+    """The evidence rule's verdict: first | best | promising | not_better (agent.evidence)."""
+    evidence: dict[str, Any] | None
+    """The last comparison with the incumbent (agent.evidence.Evidence, JSON)."""

@@ -104,6 +104,9 @@ class CandidateRecord(BaseModel):
     repair_count: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
     fitness: Fitness | None = None
+    verdict: str | None = None
+    """The run's evidence rule on an evaluated candidate: first | best | promising | not_better (a
+    `best` beat the incumbent of its run on a paired bootstrap over seeds; see docs/evidence.md)."""
     cost: Cost = Field(default_factory=Cost)
     source: str = "disco"
     """Where the record came from: `disco`, or the archive format it was imported from."""

@@ -262,4 +262,40 @@ def pairwise_separation(
     return out
 
 
+def chosen_beta(points: Sequence[BetaPoint]) -> float:
+    """The β a practitioner would keep: the frontier point with the best objective (ties: the first)."""
+    return max(points, key=lambda p: p.objective).beta
+
+
+def seed_item_scores(
+    runs: Sequence[RunResult], beta: float, cfg: FitnessConfig, n_items: int | None = None
+) -> dict[str, list[float]]:
+    """Per seed (as a string), the item scores o_i of the runs at `beta`; a failed run scores the floor on
+    every item (`n_items` of them when no run succeeded). Item i is the same held-out prompt, sampled with
+    the same seed, for every loss: what the agent's evidence rule pairs and resamples."""
+    at_beta = [r for r in runs if r.beta == beta]
+    n_items = max((len(r.rewards) for r in runs if r.status == "ok"), default=n_items or 0)
+    if not at_beta or n_items == 0:
+        return {}
+    seeds = sorted({r.seed for r in at_beta})
+    scores = _score_tensor(at_beta, [beta], seeds, n_items, cfg)[0]  # (S, N)
+    return {str(seed): scores[s].tolist() for s, seed in enumerate(seeds)}
+
+
+def fixed_beta_fitness(
+    runs: Sequence[RunResult], baseline_runs: Sequence[RunResult], cfg: FitnessConfig | None = None
+) -> LossFitness:
+    """Fitness of a loss trained at one β on some seeds, paired with a baseline trained at its own β on the
+    same seeds and prompts: each at the β it chose elsewhere, none re-selected on these data (an honest
+    confirmation on fresh seeds)."""
+    cfg = cfg or FitnessConfig()
+    # compute_fitness pairs runs by (β, seed): put both on one nominal β, then report the real frontier.
+    nominal = {"loss": [r.model_copy(update={"beta": 0.0}) for r in runs]}
+    if baseline_runs:
+        nominal["baseline"] = [r.model_copy(update={"beta": 0.0}) for r in baseline_runs]
+    fits = compute_fitness(nominal, cfg, baseline="baseline")
+    out = fits["loss"]
+    return out.model_copy(update={"loss": runs[0].loss if runs else "loss", "frontier": frontier(runs, cfg)})
+
+
 LossFitness.model_rebuild()

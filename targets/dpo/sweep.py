@@ -227,6 +227,12 @@ class SweepPool:
             for beta in spec.betas
             for seed in spec.seeds
         ]
+        return self.run_jobs(jobs, progress)
+
+    def run_jobs(self, jobs: list[SweepJob], progress: ProgressFn | None = None) -> list[RunResult]:
+        """Run any (loss, β, seed) jobs on the sweep's task and training settings, in order of `jobs`;
+        `progress` sees each result as it lands (in this process), e.g. to keep it before the rest ends."""
+        spec = self.spec
         results: dict[int, RunResult] = {}
         pending = list(range(len(jobs)))
         for _attempt in range(2):  # a worker killed by the OS breaks the pool: restart it once

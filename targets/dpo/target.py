@@ -114,6 +114,23 @@ class DPOTarget:
     interface = INTERFACE
     rules = RULES
     fitness_meaning = FITNESS_MEANING
+    summary = "a preference-optimisation loss (DiscoPOP), scored on the toy task against DPO"
+    baseline = "DPO"
+    evaluators = (  # targets.base.EvaluatorInfo fields, cheap first
+        {
+            "name": "toy",
+            "what": "DPO training of a tiny GPT-2 on the toy sentiment task with an exact reward, over a "
+            "β sweep × seeds: reward − 0.05·KL paired with DPO",
+            "cost": "~40 s CPU per candidate (preset default; quick ~10 s, tiny ~2 s)",
+        },
+        {
+            "name": "real_dpo_job",
+            "what": "a real DPO job (model, preference data set) scored by a reward model and/or a judge",
+            "cost": "hours on a GPU; launched for a candidate that beats the run's best when [gpu] enabled",
+            "device": "gpu",
+            "automatic": False,
+        },
+    )
 
     def __init__(self, config: DPOTargetConfig | None = None, cache_dir: Path | None = None) -> None:
         self.config = config or DPOTargetConfig()
@@ -198,23 +215,29 @@ class DPOTarget:
         self._baseline = runs
         return runs
 
-    def evaluate(self, code: str, name: str) -> Evaluation:
-        """Train over the β sweep × seeds and score against DPO's runs on the same seeds and prompts."""
-        from targets.dpo.fitness import compute_fitness
+    def evaluate(self, code: str, name: str, seeds: list[int] | None = None) -> Evaluation:
+        """Train over the β sweep × seeds and score against DPO's runs on the same seeds and prompts; with
+        `seeds`, train only at the β chosen on the default seeds (targets.dpo.extra_seeds)."""
+        from targets.dpo.fitness import chosen_beta, compute_fitness, seed_item_scores
 
+        if seeds is not None:
+            from targets.dpo.extra_seeds import evaluate_on_seeds
+
+            return evaluate_on_seeds(self, code, name, list(seeds))
         start = time.perf_counter()
         baseline = self._baseline_runs()
         label = "candidate" if name == "dpo" else name
         runs = self._sweep().run({label: code})
         seconds = time.perf_counter() - start
         ok = [r for r in runs if r.status == "ok"]
-        details = {
+        details: dict[str, Any] = {
             "runs": [r.model_dump(mode="json", exclude={"rewards", "kls"}) for r in runs],
             "betas": list(self._spec.betas),
             "seeds": list(self._spec.seeds),
             "preset": self.config.preset,
         }
         if not ok:
+            self._remember_beta(code, None)
             reasons = sorted({f"{r.status}: {r.reason}" for r in runs})
             return Evaluation(
                 status="failed",
@@ -222,8 +245,13 @@ class DPOTarget:
                 seconds=seconds,
                 details=details,
             )
-        fitness = compute_fitness({label: runs, "dpo": baseline}, self._spec.fitness, baseline="dpo")[label]
+        fits = compute_fitness({label: runs, "dpo": baseline}, self._spec.fitness, baseline="dpo")
+        fitness = fits[label]
+        beta = chosen_beta(fitness.frontier)
+        self._remember_beta(code, beta)
         details["frontier"] = [p.model_dump(mode="json") for p in fitness.frontier]
+        details["baseline_frontier"] = [p.model_dump(mode="json") for p in fits["dpo"].frontier]
+        details["best_beta"] = beta
         metrics = {
             "runs_ok": float(len(ok)),
             "runs_failed": float(len(runs) - len(ok)),
@@ -240,7 +268,13 @@ class DPOTarget:
             metrics=metrics,
             seconds=seconds,
             details=details,
+            item_scores=seed_item_scores(runs, beta, self._spec.fitness),
         )
+
+    def _remember_beta(self, code: str, beta: float | None) -> None:
+        from targets.dpo.extra_seeds import BetaMemory
+
+        BetaMemory(self.cache_dir, _spec_key(self._spec)).remember(code, beta)
 
     # ------------------------------------------------------------------ archive and proposer
     def seeds(self) -> list[SeedCandidate]:

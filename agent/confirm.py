@@ -1,0 +1,172 @@
+"""The `confirm` step behind evidence before best: compare a candidate with the incumbent over their common
+seeds, and give a promising one rounds of fresh seeds (for it and the incumbent alike) until the rule
+decides or the rounds run out.
+
+Everything a round costs is on disk before the step returns: the plan of seeds (`seeds/plan.json`, written
+once, so that a re-run after a kill asks for the same seeds) and each extra seed's item scores
+(`candidates/<id>/seeds/<seed>.json`). A step that runs again from its first line after `kill -9` finds
+them and trains nothing twice; an evidence event is logged once per (candidate, round).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agent.config import EvidenceConfig
+from agent.evidence import Evidence, compare, next_seeds
+from agent.runs import RunDir
+from targets.base import Target
+
+PLAN = "seeds/plan.json"
+EventFn = Callable[..., Any]
+
+
+def evidence_key(candidate: str | None, round_: Any) -> str:
+    """The exactly-once key of an evidence event (the runner restores the set from the event log)."""
+    return f"{candidate}#{round_}"
+
+
+class Confirmer:
+    def __init__(
+        self, run: RunDir, target: Target, config: EvidenceConfig, event: EventFn, logged: set[str]
+    ) -> None:
+        self.run = run
+        self.target = target
+        self.config = config
+        self.event = event
+        self.logged = logged
+        """Keys of evidence events already in the log."""
+
+    # ------------------------------------------------------------------ scores on disk
+    def scores(self, cid: str, evaluation: dict[str, Any] | None = None) -> dict[str, list[float]]:
+        """A candidate's item scores per seed: its default seeds (evaluation.json), then its extra seeds."""
+        evaluation = evaluation or self.run.read_candidate_json(cid, "evaluation.json") or {}
+        out = {str(k): list(v) for k, v in (evaluation.get("item_scores") or {}).items()}
+        folder = self.run.root / "candidates" / cid / "seeds"
+        for path in sorted(folder.glob("[0-9]*.json")):
+            saved = self.run.read_candidate_json(cid, f"seeds/{path.name}") or {}
+            if saved.get("scores"):
+                out[str(saved["seed"])] = list(saved["scores"])
+        return out
+
+    def _used_seeds(self, cid: str) -> set[int]:
+        evaluation = self.run.read_candidate_json(cid, "evaluation.json") or {}
+        folder = self.run.root / "candidates" / cid / "seeds"
+        extra = {int(p.stem) for p in folder.glob("[0-9]*.json")}
+        return {int(k) for k in evaluation.get("item_scores") or {}} | extra
+
+    def _plan(self, cid: str, incumbent: str) -> list[list[int]]:
+        """The seeds of each extra round, chosen once: fresh for both the candidate and the incumbent."""
+        saved = self.run.read_candidate_json(cid, PLAN)
+        if saved and saved.get("incumbent") == incumbent:
+            return [list(r) for r in saved["rounds"]]
+        cfg = self.config
+        fresh = next_seeds(
+            self._used_seeds(cid) | self._used_seeds(incumbent), cfg.extra_rounds * cfg.seeds_per_round
+        )
+        rounds = [fresh[i : i + cfg.seeds_per_round] for i in range(0, len(fresh), cfg.seeds_per_round)]
+        self.run.write_candidate_file(cid, PLAN, {"incumbent": incumbent, "rounds": rounds})
+        return rounds
+
+    def _evaluate_seeds(self, cid: str, code: str, name: str, seeds: list[int], why: str) -> None:
+        """Evaluate `cid` on the seeds it lacks and keep each seed's scores before returning."""
+        folder = self.run.root / "candidates" / cid / "seeds"
+        missing = [s for s in seeds if not (folder / f"{s}.json").exists()]
+        if not missing:
+            return
+        evaluation = self.target.evaluate(code, name, seeds=missing)
+        for seed in missing:
+            saved = {
+                "seed": seed,
+                "scores": evaluation.item_scores.get(str(seed)),
+                "status": evaluation.status,
+                "reason": evaluation.reason,
+                "beta": evaluation.details.get("beta"),
+                "fitness": evaluation.fitness.model_dump() if evaluation.fitness else None,
+                "vs_baseline": evaluation.vs_baseline.model_dump() if evaluation.vs_baseline else None,
+                "seconds": evaluation.seconds,
+                "evaluated_seeds": missing,
+                "for": why,
+            }
+            self.run.write_candidate_file(cid, f"seeds/{seed}.json", saved)
+        fit = evaluation.fitness
+        summary = f"fitness {fit.value:+.4f}" if fit else f"failed: {evaluation.reason[:200]}"
+        self.event(
+            "tool",
+            cid,
+            tool="evaluate_seeds",
+            args={"name": name, "seeds": missing, "for": why},
+            result=summary,
+        )
+
+    # ------------------------------------------------------------------ the decision
+    def _log(self, cid: str, incumbent: str | None, ev: Evidence | None, round_: int, final: bool) -> None:
+        key = evidence_key(cid, round_)
+        if key in self.logged:
+            return
+        self.logged.add(key)
+        self.event(
+            "evidence",
+            cid,
+            verdict=ev.verdict if ev else "first",
+            incumbent=incumbent,
+            diff=ev.diff.model_dump() if ev and ev.diff else None,
+            p_better=ev.p_better if ev else None,
+            confidence=self.config.confidence,
+            seeds=ev.seeds if ev else [],
+            round=round_,
+            final=final,
+        )
+
+    def decide(
+        self, cid: str, code: str, name: str, evaluation: dict[str, Any], incumbent: str | None
+    ) -> Evidence:
+        """The verdict on `cid` against `incumbent`, after the extra rounds it takes (≤ extra_rounds)."""
+        cfg = self.config
+        mine = self.scores(cid, evaluation)
+        if incumbent is None:
+            first = Evidence(
+                verdict="first",
+                confidence=cfg.confidence,
+                seeds=sorted(int(k) for k in mine),
+                n_items=sum(len(v) for v in mine.values()),
+                reason="the run's first evaluated candidate becomes the incumbent",
+            )
+            self._log(cid, None, first, 0, True)
+            self.run.write_candidate_file(
+                cid,
+                "evidence.json",
+                {"incumbent": None, "rounds": [{"round": 0} | first.model_dump(mode="json")]},
+            )
+            return first
+        record = self.run.read_candidate_json(incumbent, "record.json") or {}
+        rounds = self._plan(cid, incumbent)
+        history: list[dict[str, Any]] = []
+        for round_ in range(len(rounds) + 1):
+            if round_ > 0:
+                seeds = rounds[round_ - 1]
+                self._evaluate_seeds(cid, code, name, seeds, f"round {round_} against {incumbent}")
+                self._evaluate_seeds(
+                    incumbent,
+                    record.get("code", ""),
+                    record.get("name", ""),
+                    seeds,
+                    f"round {round_} for {cid}",
+                )
+            theirs = self.scores(incumbent)
+            ev = compare(
+                self.scores(cid, evaluation),
+                theirs,
+                confidence=cfg.confidence,
+                n_bootstrap=cfg.n_bootstrap,
+                seed=cfg.bootstrap_seed,
+                min_seeds=cfg.min_seeds,
+            )
+            final = ev.verdict != "promising" or round_ == len(rounds)
+            self._log(cid, incumbent, ev, round_, final)
+            history.append({"round": round_} | ev.model_dump(mode="json"))
+            if final:
+                break
+        self.run.write_candidate_file(cid, "evidence.json", {"incumbent": incumbent, "rounds": history})
+        return ev
