@@ -19,11 +19,11 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.models.settings import ModelsConfig, settings_from_env
+from agent.models.settings import ModelsConfig, models_from_env
 
 if TYPE_CHECKING:
     from targets.base import TargetEnv
@@ -44,6 +44,22 @@ class BudgetConfig(BaseModel):
     """Prompt + completion tokens of every model call of the run."""
     max_usd: float | None = None
     """Cost of the model calls, when the model's prices are configured."""
+    max_cpu_hours: float | None = None
+    """CPU time of evaluation: the evaluators' seconds (toy training, checks) plus CPU jobs × their cores."""
+    max_gpu_hours: float | None = None
+    """GPU time of the run's GPU jobs: each job's running time × its GPUs (running jobs count as they go)."""
+
+
+class EndpointWaitConfig(BaseModel):
+    """What the runner does while the model endpoint is down (connection refused, timeouts, 5xx, 429)."""
+
+    backoff_s: list[float] = Field(default_factory=lambda: [5.0, 20.0, 60.0])
+    """Waits before the first retries of the failed step; after them the run is `paused` and probes."""
+    probe_every_s: float = Field(60.0, gt=0)
+    """While paused for the endpoint: retry the step this often; the run resumes by itself when it works."""
+    max_wait_hours: float | None = Field(2.0, ge=0)
+    """Give up after the endpoint has been down this long: the run stops with the reason (resume later).
+    None waits for ever (the person can still `disco control RUN stop`)."""
 
 
 class LoopConfig(BaseModel):
@@ -61,6 +77,11 @@ class LoopConfig(BaseModel):
     k_best: int = 5
     k_similar: int = 4
     k_failures: int = 3
+    seed_archive: Literal["auto", "evaluate", "skip"] = "auto"
+    """Whether the run starts by checking and evaluating the target's seed archive (as ADAS does), so that
+    the designs build on measured seeds: `auto` follows the target's declaration (the agent-system target
+    does, the DPO target does not: its zoo is measured in evals/results/zoo). Seeds do not count towards
+    `max_candidates`."""
 
 
 class GPUJobsConfig(BaseModel):
@@ -74,12 +95,33 @@ class GPUJobsConfig(BaseModel):
     """The job's training settings (model, data set, steps): see `disco jobs submit`."""
 
 
+class EvidenceConfig(BaseModel):
+    """When a candidate replaces the run's incumbent (docs/evidence.md): a paired, seeded bootstrap over the
+    seeds both were evaluated on must say it is better, not its point fitness alone (the winner's curse)."""
+
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    """One-sided: `best` needs p_better (share of bootstrap resamples in which it wins) ≥ this."""
+    n_bootstrap: int = Field(2000, ge=100)
+    """Bootstrap resamples of seeds, then items within each seed."""
+    bootstrap_seed: int = 0
+    """Seed of the bootstrap, so that a verdict is reproducible."""
+    min_seeds: int = Field(2, ge=1)
+    """Common seeds needed for `best`: on one seed the seed-to-seed variance, the larger noise of a
+    training run, is not measured at all."""
+    extra_rounds: int = Field(2, ge=0)
+    """Rounds of extra seeds for a promising candidate (each round evaluates it and the incumbent)."""
+    seeds_per_round: int = Field(2, ge=1)
+    """Fresh seeds per round, for the candidate and the incumbent alike."""
+
+
 class RunConfig(BaseModel):
     target: str = "dpo"
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     gpu: GPUJobsConfig = Field(default_factory=GPUJobsConfig)
+    endpoint: EndpointWaitConfig = Field(default_factory=EndpointWaitConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-target options, e.g. `[targets.dpo] preset = "quick"`."""
 
@@ -137,10 +179,7 @@ def load_config(
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc)}") from None
-    roles = ("meta", "inner", "judge")
-    models = config.models.model_copy(
-        update={role: settings_from_env(getattr(config.models, role), env) for role in roles}
-    )
+    models = models_from_env(config.models, env)
     layered = config.model_dump() | {"models": models.model_dump()}
     if env.get("DISCO_SANDBOX"):
         layered = _merge(layered, {"targets": {config.target: {"sandbox": env["DISCO_SANDBOX"]}}})

@@ -21,7 +21,14 @@ from agent.events import Event
 
 Action = Literal["pause", "resume", "stop", "hint", "pin", "veto", "approve", "deny", "budget"]
 ACTIONS: tuple[str, ...] = ("pause", "resume", "stop", "hint", "pin", "veto", "approve", "deny", "budget")
-BUDGET_KEYS = {"candidates": "max_candidates", "hours": "hours", "tokens": "max_tokens", "usd": "max_usd"}
+BUDGET_KEYS = {
+    "candidates": "max_candidates",
+    "hours": "hours",
+    "tokens": "max_tokens",
+    "usd": "max_usd",
+    "cpu_hours": "max_cpu_hours",
+    "gpu_hours": "max_gpu_hours",
+}
 
 
 class ControlError(ValueError):

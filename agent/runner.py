@@ -8,6 +8,7 @@ reason recorded; the LangGraph checkpoint (SQLite, written synchronously after e
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from agent.accounting import Reserve, ResourceMeter, disk_full
 from agent.config import RunConfig, target_env
 from agent.control import ControlState
 from agent.events import Event, EventLog, read_events
@@ -36,6 +38,30 @@ class StopRun(Exception):
         super().__init__(reason)
         self.state = state
         self.reason = reason
+
+
+class RunEvents(EventLog):
+    """The run's event log, which tells of a job's submission once per job.
+
+    `gpu_job` runs again when a kill falls between its event and its checkpoint; submitting again finds the
+    same job (ids are hashes of the spec), and this keeps the log from announcing it a second time.
+    """
+
+    def __init__(self, path: Any, run_id: str, listener: Callable[[Event], None] | None = None) -> None:
+        super().__init__(path, run_id, listener)
+        self.jobs: dict[str, Event] = {}
+        for event in read_events(path):
+            if event.kind == "job" and event.payload.get("job"):
+                self.jobs.setdefault(event.payload["job"], event)
+
+    def append(self, kind: Any, candidate: str | None = None, **payload: Any) -> Event:
+        job = payload.get("job") if kind == "job" else None
+        if job and "cursor" not in payload and job in self.jobs:  # a submission, not a poll's news
+            return self.jobs[job]
+        event = super().append(kind, candidate, **payload)
+        if job:
+            self.jobs.setdefault(job, event)
+        return event
 
 
 @contextmanager
@@ -120,29 +146,40 @@ class Runner:
         replay_of: RunDir | None = None,
         progress: Progress | None = None,
         poll_s: float = 0.5,
-        backoff_s: tuple[float, ...] = (5.0, 20.0, 60.0),
+        backoff_s: tuple[float, ...] | None = None,
     ) -> None:
         self.run = run
         self.config = config
         self.replay_of = replay_of
         self.progress = progress
         self.poll_s = poll_s
-        self.backoff_s = backoff_s
-        self.events = EventLog(run.events_path, run.run_id, listener=self._on_event)
+        self.backoff_s = tuple(config.endpoint.backoff_s if backoff_s is None else backoff_s)
+        self.meter = ResourceMeter()
+        """CPU and GPU seconds of the run (restored from the event log, then fed by every new event)."""
+        self.reserve = Reserve(run.root)
+        self._down_since: float | None = None
+        """When the model endpoint started failing (monotonic), while it is down."""
+        self._outage = ""
+        """Why the run is paused for the endpoint, while it is."""
+        self._wake = False
+        """A `resume` command arrived: probe the endpoint now instead of at the next probe time."""
+        self.events = RunEvents(run.events_path, run.run_id, listener=self._on_event)
         self.tools: Any = None
         self.jobs: dict[str, dict[str, Any]] = {}
         """GPU jobs of this run not yet finished: id → candidate, cursor (their news go into the events)."""
         self.job_poll_s = 10.0
         self._last_job_poll = 0.0
-        self.pause_reason = ""
         self.control = ControlState(run.control_path)
         self.stop_flag = threading.Event()
+        self.seed_count = 0
+        """Candidates 1 … seed_count are the target's seed archive (they do not count towards the budget)."""
         self._session_start = time.monotonic()
         self._elapsed_before = run.status().elapsed_s
         self._status = run.status()
 
     # ------------------------------------------------------------------ status and events
     def _on_event(self, event: Event) -> None:
+        self.meter.add(event)
         if event.kind == "job" and event.payload.get("job"):
             self._track_job(event)
         if self.progress:
@@ -172,8 +209,11 @@ class Runner:
             try:
                 update = self.tools._queue().poll(job_id, JobCursor.model_validate(info["cursor"]))
             except JobError as exc:
-                self._event("job", info["candidate"], job=job_id, state="failed:crash", message=str(exc))
+                self._event(
+                    "job", info["candidate"], job=job_id, state="failed:crash", message=str(exc), cursor={}
+                )
                 continue
+            used = self.meter.job_seconds(update.job)
             if update.log_lines or update.metrics or update.job.state != info["state"]:
                 self._event(
                     "job",
@@ -184,6 +224,7 @@ class Runner:
                     log=update.log_lines[-20:],
                     metrics=update.metrics[-20:],
                     cursor=update.cursor.model_dump(),
+                    **used,
                 )
 
     def _event(self, kind: str, candidate: str | None = None, **payload: Any) -> None:
@@ -202,6 +243,7 @@ class Runner:
             s.prompt_tokens = values.get("prompt_tokens", s.prompt_tokens)
             s.completion_tokens = values.get("completion_tokens", s.completion_tokens)
             s.usd = values.get("usd", s.usd)
+        s.cpu_s, s.gpu_s = round(self.meter.cpu_s, 2), round(self.meter.gpu_s, 2)
         done = state in ("stopped", "finished", "failed")
         s.pid = None if done else _pid()
         s.pid_start = None if done else process_start(_pid())
@@ -210,13 +252,14 @@ class Runner:
     # ------------------------------------------------------------------ between steps
     def _apply_control(self) -> None:
         for command in self.control.pending():
+            self._wake = self._wake or command.action == "resume"
             message = self.control.apply(command)
             self._event("human", command=command.model_dump(mode="json"), message=message)
 
     def _budget(self, values: dict[str, Any], new_candidate: bool) -> str | None:
         """The budget that is used up, in words, or None."""
         b = self.config.budget.model_copy(update=self.control.budget)
-        done = values.get("done", 0)
+        done = max(0, values.get("done", 0) - self.seed_count)  # the seed archive is not the budget's
         if new_candidate and b.max_candidates is not None and done >= b.max_candidates:
             return f"candidates budget reached: {done} of {int(b.max_candidates)}"
         tokens = values.get("prompt_tokens", 0) + values.get("completion_tokens", 0)
@@ -226,6 +269,12 @@ class Runner:
             return f"cost budget reached: ${values.get('usd', 0.0):.4f} of ${b.max_usd:.2f}"
         if b.hours is not None and self.elapsed_s() >= b.hours * 3600:
             return f"time budget reached: {self.elapsed_s() / 3600:.2f} h of {b.hours} h"
+        for what, used, limit in (
+            ("CPU", self.meter.cpu_s, b.max_cpu_hours),
+            ("GPU", self.meter.gpu_s, b.max_gpu_hours),
+        ):
+            if limit is not None and used >= limit * 3600:
+                return f"{what} budget reached: {used / 3600:.3f} h of {limit} h"
         return None
 
     def _boundary(self, values: dict[str, Any], new_candidate: bool) -> None:
@@ -243,14 +292,39 @@ class Runner:
                 "finished" if new_candidate and reason.startswith("candidates") else "stopped", reason
             )
         if self.control.paused:
-            self._write_status("paused", self.pause_reason or "paused by the person", values)
+            self._write_status("paused", "paused by the person", values)
             while self.control.paused and not self.control.stop_requested and not self.stop_flag.is_set():
                 time.sleep(self.poll_s)
                 self._apply_control()
-            self.pause_reason = ""
             self._boundary(values, new_candidate)
             return
-        self._write_status("running", "", values)
+        self._write_status("paused" if self._outage else "running", self._outage, values)
+
+    def _with_seed_archive(self, designer: Any, target: Any, memory: Any) -> Any:
+        """Measure the target's seed archive first when the config or the target asks for it.
+
+        The list is chosen once, without the seeds that memory already holds evaluated for this target,
+        and kept in the run dir (`seed_archive.json`): a resumed run sees the same seeds at the same index
+        although memory now holds them.
+        """
+        from agent.designers import SeedArchiveDesigner
+        from agent.runs import write_json_atomically
+        from memory.records import code_hash
+        from targets.base import SeedCandidate, evaluates_seeds_first
+
+        path = self.run.root / "seed_archive.json"
+        if path.exists():
+            seeds = [SeedCandidate.model_validate(s) for s in json.loads(path.read_text(encoding="utf-8"))]
+        else:
+            mode = self.config.loop.seed_archive
+            wanted = mode == "evaluate" or (mode == "auto" and evaluates_seeds_first(target))
+            seeds = []
+            if wanted and self.replay_of is None:
+                measured = memory.evaluated_code_hashes(target.name)
+                seeds = [s for s in target.seeds() if code_hash(s.code) not in measured]
+            write_json_atomically(path, json.dumps([s.model_dump() for s in seeds]))
+        self.seed_count = len(seeds)
+        return SeedArchiveDesigner(seeds, designer) if seeds else designer
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunStatus:
@@ -268,16 +342,20 @@ class Runner:
 
         history = list(read_events(self.run.events_path))
         self.control.restore(history)
+        self.meter.restore(history)
         recorded = {e.candidate for e in history if e.kind == "candidate" and e.candidate}
         evaluated = {e.candidate for e in history if e.kind == "evaluation" and e.candidate}
+        evidenced = {f"{e.candidate}#{e.payload.get('round')}" for e in history if e.kind == "evidence"}
         config = self.config
         target = get_target(config.target, config.targets.get(config.target), target_env(config, cache_dir()))
         log = ExchangeLog(self.run.exchanges_path)
         conn = sqlite3.connect(self.run.checkpoints, check_same_thread=False)
         final = ("failed", "the runner stopped unexpectedly")
         try:
+            self.reserve.hold()
             designer = _designer(self.run, config, target, log, self.replay_of, self.events)
             memory = open_store()
+            designer = self._with_seed_archive(designer, target, memory)
             tools = Toolbox(target, memory, job_defaults=config.gpu.spec, event=self.events.append)
             self.tools = tools
             for event in history:
@@ -294,6 +372,7 @@ class Runner:
                 tools=tools,
                 recorded=recorded,
                 evaluated=evaluated,
+                evidenced=evidenced,
             )
             graph = build_graph(Loop(services), SqliteSaver(conn))
             self._event("run", phase="session", resumed=bool(history), model=designer.model_name, pid=_pid())
@@ -305,15 +384,51 @@ class Runner:
         except KeyboardInterrupt:
             final = ("stopped", "interrupted twice: stopped inside a step (resume re-runs that step)")
         except Exception as exc:
-            self._event("error", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-            final = ("failed", f"internal error: {type(exc).__name__}: {exc} (details in events.jsonl)")
+            if (full := disk_full(exc)) is not None:
+                final = self._disk_full(full)
+            else:
+                self._event("error", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+                final = ("failed", f"internal error: {type(exc).__name__}: {exc} (details in events.jsonl)")
         finally:
             target.close()
             conn.close()
+        if not final[1].startswith("the disk is full"):
+            self._last_job_news()
         values = self._values_after()
-        self._write_status(final[0], final[1], values)
-        self._event("run", phase="end", state=final[0], reason=final[1], candidates=self._status.candidates)
+        try:
+            self._write_status(final[0], final[1], values)
+            self._event(
+                "run", phase="end", state=final[0], reason=final[1], candidates=self._status.candidates
+            )
+        except OSError as exc:  # even the reserve did not fit: the log is intact up to here
+            if disk_full(exc) is None:
+                raise
+            self._status.state, self._status.reason = final  # type: ignore[assignment]
         return self._status
+
+    def _disk_full(self, error: str) -> tuple[str, str]:
+        """Stop cleanly on a full disk: give back the reserve so that the reason can be written, and reopen
+        the event log (which cuts a line that the failed write left half-written)."""
+        self.reserve.release()
+        self.events = RunEvents(self.run.events_path, self.run.run_id, listener=self._on_event)
+        reason = (
+            f"the disk is full ({error}) under {self.run.root.parent}: free some space, then "
+            f"`disco resume {self.run.run_id}` goes on from the last completed step"
+        )
+        try:
+            self._event("error", error_kind="disk_full", message=reason)
+        except OSError as exc:  # not even the reserve's room: status.json still says why
+            if disk_full(exc) is None:
+                raise
+        return "stopped", reason
+
+    def _last_job_news(self) -> None:
+        """Job news that arrived since the last poll go into the log before the run ends."""
+        try:
+            self._poll_jobs(force=True)
+        except OSError as exc:
+            if disk_full(exc) is None:
+                raise
 
     def _values_after(self) -> dict[str, Any]:
         from langgraph.checkpoint.sqlite import SqliteSaver
@@ -336,7 +451,9 @@ class Runner:
         while True:
             snapshot = graph.get_state(thread)
             values = dict(snapshot.values or {})
-            in_flight = bool(snapshot.next)
+            # A node whose writes were saved but not yet folded into a checkpoint (a kill in between) is
+            # in `tasks` but not in `next`: the candidate is still in flight, and None resumes it.
+            in_flight = bool(snapshot.next or snapshot.tasks)
             self._boundary(values, new_candidate=not in_flight)
             inputs: Any = None if in_flight else {"done": values.get("done", 0)}
             interrupts = [i for t in snapshot.tasks for i in (t.interrupts or ())]
@@ -347,28 +464,62 @@ class Runner:
                     if "__interrupt__" in update:
                         break
                     values.update(next(iter(update.values())) or {})
+                    failures = 0
+                    if self._down_since is not None:
+                        self._endpoint_back()
                     self._boundary(values, new_candidate=False)
                 failures = 0
             except ModelError as exc:
                 if exc.kind not in ENDPOINT_ERRORS:
                     raise
                 failures += 1
-                self._event("error", error_kind=exc.kind, message=str(exc), attempt=failures)
-                if failures > len(self.backoff_s):
-                    self.control.paused = True
-                    self.pause_reason = f"model endpoint failing: {exc}"
-                    self._event("human", message="paused: the model endpoint kept failing", auto=True)
-                    self._write_status("paused", f"model endpoint failing: {exc}", values)
-                    continue
-                self._write_status("waiting", f"model endpoint failing, retrying: {exc}", values)
-                self._sleep(self.backoff_s[failures - 1])
+                self._endpoint_down(exc, failures, values)
+
+    def _endpoint_down(self, exc: ModelError, failures: int, values: dict[str, Any]) -> None:
+        """Back off, then pause and retry the step now and then; give up (stop, with the reason) after the
+        configured total wait. Never a crash, never an endless retry; `disco control` works throughout."""
+        w = self.config.endpoint
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        down_s = now - self._down_since
+        self._event("error", error_kind=exc.kind, message=str(exc), attempt=failures, down_s=round(down_s, 1))
+        limit_s = None if w.max_wait_hours is None else w.max_wait_hours * 3600
+        if limit_s is not None and down_s >= limit_s:
+            raise StopRun(
+                "stopped",
+                f"the model endpoint has been failing for {_minutes(down_s)} (limit {w.max_wait_hours:g} h): "
+                f"{exc}; `disco resume {self.run.run_id}` when it answers again",
+            )
+        left = float("inf") if limit_s is None else limit_s - down_s
+        if failures <= len(self.backoff_s):
+            wait = self.backoff_s[failures - 1]
+            self._write_status("waiting", f"model endpoint failing, retrying in {wait:g} s: {exc}", values)
+            self._sleep(min(wait, left))
+            return
+        if not self._outage:
+            self._event("human", message="paused: the model endpoint kept failing; retrying it", auto=True)
+        until = "for ever" if limit_s is None else f"up to {w.max_wait_hours:g} h"
+        self._outage = (
+            f"model endpoint failing for {_minutes(down_s)}: {exc}; the step is retried every "
+            f"{w.probe_every_s:g} s {until}, and the run goes on by itself when it answers"
+        )
+        self._write_status("paused", self._outage, values)
+        self._sleep(min(w.probe_every_s, left))
+
+    def _endpoint_back(self) -> None:
+        down_s = time.monotonic() - (self._down_since or time.monotonic())
+        self._event("human", message=f"the model endpoint answers again after {_minutes(down_s)}", auto=True)
+        self._down_since, self._outage = None, ""
 
     def _sleep(self, seconds: float) -> None:
+        """Wait, applying the person's commands; a stop, a signal or a `resume` (probe now) ends it early."""
         end = time.monotonic() + seconds
+        self._wake = False
         while time.monotonic() < end and not self.stop_flag.is_set():
-            time.sleep(min(self.poll_s, end - time.monotonic()) if end > time.monotonic() else 0)
+            time.sleep(max(0.0, min(self.poll_s, end - time.monotonic())))
             self._apply_control()
-            if self.control.stop_requested:
+            if self.control.stop_requested or self._wake:
                 return
 
     def _await_decision(self, values: dict[str, Any], question: Any) -> str:
@@ -383,6 +534,10 @@ class Runner:
         decision = self.control.decisions.pop(0)
         self._event("human", consumed=decision, message=f"{decision} used for {question}")
         return decision
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _pid() -> int:

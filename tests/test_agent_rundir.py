@@ -68,3 +68,11 @@ def test_liveness_comes_from_the_status_pid_and_its_start_time(tmp_path: Path) -
     assert not run.runner_alive(), "a recycled pid is not the runner"
     run.write_status(RunStatus(state="finished", pid=None))
     assert not run.runner_alive() and run.display_state() == "finished"
+
+
+def test_the_cpu_and_gpu_budgets_can_be_changed_while_a_run_goes_on() -> None:
+    from agent.control import ControlError, parse_budget
+
+    assert parse_budget("cpu_hours=2 gpu_hours=none") == {"max_cpu_hours": 2.0, "max_gpu_hours": None}
+    with pytest.raises(ControlError, match="gpu_hours must not be negative"):
+        parse_budget("gpu_hours=-1")

@@ -73,7 +73,8 @@ def test_a_typed_line_becomes_one_action(line: str, expected: object) -> None:
         ("/budget hours=-1", "budget hours must not be negative"),
         (
             "/budget gpus=2",
-            "budget takes KEY=VALUE with KEY one of candidates, hours, tokens, usd; got 'gpus=2'",
+            "budget takes KEY=VALUE with KEY one of candidates, hours, tokens, usd, cpu_hours, gpu_hours; "
+            "got 'gpus=2'",
         ),
         ("/budget usd=lots", "budget usd must be a number or none; got 'lots'"),
         ("/best many", "/best takes a count from 1 to 20; got 'many'"),

@@ -39,7 +39,7 @@ COMMANDS: tuple[Spec, ...] = (
     Spec(
         "budget",
         "KEY=VALUE …",
-        "change a budget: candidates, hours, tokens, usd (none: unlimited)",
+        "change a budget: candidates, hours, tokens, usd, cpu_hours, gpu_hours (none: unlimited)",
         "control",
     ),
     Spec("best", "[K]", "the fittest candidates in memory", "memory"),

@@ -67,10 +67,27 @@ class ConsoleProgress:
                 else p["reason"]
             )
             self.console.print(f"  #{cid} evaluated in {p['seconds']:.0f} s: {escape(text)}")
+        elif event.kind == "evidence":
+            self.console.print(f"  #{cid} {_evidence_line(p)}")
         elif event.kind == "candidate":
             self.console.print(f"  #{cid} recorded: {p['status']}")
         elif event.kind in ("budget", "error") or (event.kind == "human" and "message" in p):
             self.console.print(f"[yellow]{event.kind}[/]: {escape(str(p.get('reason') or p.get('message')))}")
+
+
+def _evidence_line(p: dict[str, Any]) -> str:
+    """The paired bootstrap against the incumbent in one line (docs/evidence.md)."""
+    verdict, diff = p.get("verdict"), p.get("diff")
+    if verdict == "first":
+        return "evidence: first (the run's first incumbent)"
+    if not diff:
+        return f"evidence: {verdict} ({p.get('reason') or 'no common seeds'})"
+    incumbent = (p.get("incumbent") or "").rsplit("-", 1)[-1]
+    state = "" if p.get("final") else ", more seeds"
+    return (
+        f"evidence vs #{incumbent}: {diff['value']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], "
+        f"P(better) {p.get('p_better') or 0:.2f} on seeds {p.get('seeds')} → {verdict}{state}"
+    )
 
 
 def print_leaderboard(run: RunDir, limit: int = 15) -> None:
@@ -85,12 +102,14 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
     table = Table(
         title=f"run {run.run_id}: {status.state}" + (f" ({status.reason})" if status.reason else "")
     )
-    for col in ("#", "candidate", "status", "fitness [95% CI]", "vs DPO [95% CI]", "repairs"):
+    vs_header = f"vs {_baseline_name(run)} [95% CI]"
+    for col in ("#", "candidate", "status", "fitness [95% CI]", vs_header, "verdict", "repairs"):
         table.add_column(col)
     for r in rows[:limit]:
         fit = f"{r.fitness:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" if r.fitness is not None else ""
         vs = f"{r.vs_baseline:+.3f} [{r.vs_low:+.3f}, {r.vs_high:+.3f}]" if r.vs_baseline is not None else ""
-        table.add_row(str(r.index), escape(r.name), r.status, fit, vs, str(r.repairs))
+        verdict = ("★ " if r.verdict and r is rows[0] else "") + (r.verdict or "")  # ★ the incumbent
+        table.add_row(str(r.index), escape(r.name), r.status, fit, vs, verdict, str(r.repairs))
     console = Console(width=max(Console().width, 110))
     console.print(table)
     if len(rows) > limit:
@@ -119,6 +138,12 @@ def run(
     hours: Annotated[float | None, typer.Option(help="Stop after this much wall clock.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Stop after this many model tokens.")] = None,
     max_usd: Annotated[float | None, typer.Option(help="Stop after this much model cost.")] = None,
+    max_cpu_hours: Annotated[
+        float | None, typer.Option(help="Stop after this much evaluation CPU time (evaluators, CPU jobs).")
+    ] = None,
+    max_gpu_hours: Annotated[
+        float | None, typer.Option(help="Stop after this much GPU time of the run's jobs (time × GPUs).")
+    ] = None,
     preset: Annotated[
         str | None, typer.Option(help="The target's evaluation preset (dpo: default | quick | tiny).")
     ] = None,
@@ -144,7 +169,14 @@ def run(
     meta_model = {k: v for k, v in {"model": model, "base_url": base_url}.items() if v}
     if meta_model:
         overrides["models"] = {"meta": meta_model}
-    budget = {"max_candidates": max_candidates, "hours": hours, "max_tokens": max_tokens, "max_usd": max_usd}
+    budget = {
+        "max_candidates": max_candidates,
+        "hours": hours,
+        "max_tokens": max_tokens,
+        "max_usd": max_usd,
+        "max_cpu_hours": max_cpu_hours,
+        "max_gpu_hours": max_gpu_hours,
+    }
     if any(v is not None for v in budget.values()):
         overrides["budget"] = {k: v for k, v in budget.items() if v is not None}
     try:
@@ -164,11 +196,30 @@ def run(
 
 
 def _validate_target(config: Any) -> None:
-    from agent.config import ConfigError
-    from targets.registry import TARGETS
+    """Load the target once (a bad spec, module or option is one sentence now, not a failed run) and
+    record a file target by its absolute path, its options moving with it, so that resume finds it."""
+    from agent.config import ConfigError, target_env
+    from agent.home import cache_dir
+    from targets.registry import TargetError, canonical_spec, get_target
 
-    if config.target not in TARGETS:
-        raise ConfigError(f"unknown target {config.target!r}; choose one of: {', '.join(TARGETS)}")
+    try:
+        spec = canonical_spec(config.target)
+        if spec != config.target and config.target in config.targets:
+            config.targets[spec] = config.targets.pop(config.target) | config.targets.get(spec, {})
+        config.target = spec
+        get_target(spec, config.targets.get(spec), target_env(config, cache_dir())).close()
+    except TargetError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _baseline_name(run: RunDir) -> str:
+    """What the run's target pairs its candidates against (`baseline` in its declaration)."""
+    from targets.registry import TargetError, declared_baseline
+
+    try:
+        return declared_baseline(run.meta().target) or "baseline"
+    except TargetError:
+        return "baseline"
 
 
 def resume(
@@ -176,18 +227,21 @@ def resume(
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
 ) -> None:
     """Continue a run after a crash, a kill or a stop: nothing recorded is lost or done twice."""
-    from agent.config import RunConfig
-    from agent.models import settings_from_env
+    from agent.config import ConfigError, RunConfig
+    from agent.models.settings import models_from_env
     from agent.runner import Runner
     from agent.runs import RunError
 
     run_dir = _open_run(run_id)
     meta = run_dir.meta()
     config = RunConfig.model_validate(meta.config)
-    for role in ("meta", "inner", "judge"):
-        import os
+    import os
 
-        setattr(config.models, role, settings_from_env(getattr(config.models, role), os.environ))
+    config.models = models_from_env(config.models, os.environ)
+    try:
+        _validate_target(config)
+    except ConfigError as exc:
+        raise _fail(f"{exc}.") from None
     replay_dir = _open_run(meta.replay_of) if meta.replay_of else None
     status = run_dir.status()
     if status.state == "finished":
