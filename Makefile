@@ -57,6 +57,8 @@ sandbox-deps: $(STAMP)
 test-sandbox: sandbox-deps
 	DISCO_DOCKER_HOST=$(DISCO_DOCKER_SOCK) $(PY) -m pytest -q tests/test_sandbox_*.py
 
-# The TUI is driven in a real terminal by tests/tmux_tui.py: tmux is apt-installed when missing (needs root).
+# The TUI is driven in a real terminal by tests/tmux_tui.py and report.html is opened in headless Chromium
+# by tests/test_report_browser.py: tmux and Debian's chromium are apt-installed when missing (needs root).
 test-deps:
 	command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux >/dev/null)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)

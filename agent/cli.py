@@ -32,8 +32,10 @@ def _register() -> None:
     from agent.commands.jobs import jobs_app
     from agent.commands.losses import losses_app
     from agent.commands.memory import memory_app
+    from agent.commands.report import report
     from agent.commands.run import control, resume, run, runs_app
     from agent.commands.sandbox import sandbox_app
+    from agent.commands.targets import targets_app
     from agent.commands.tui import chat, tui
 
     app.add_typer(losses_app, name="losses")
@@ -41,9 +43,11 @@ def _register() -> None:
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(memory_app, name="memory")
     app.add_typer(sandbox_app, name="sandbox")
+    app.add_typer(targets_app, name="targets")
     app.command("run")(run)
     app.command("resume")(resume)
     app.command("control")(control)
+    app.command("report")(report)
     app.add_typer(runs_app, name="runs")
     app.command("tui")(tui)
     app.command("chat")(chat)

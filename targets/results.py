@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class CheckResult(BaseModel):
@@ -13,6 +13,10 @@ class CheckResult(BaseModel):
     `message` is written for the model that must repair the candidate: it says what went wrong and
     where, not only that something did.
     """
+
+    # A check may measure inf or NaN (a loss that overflows): JSON has no such numbers, and pydantic's
+    # default writes them as null, which then fails to load; as strings they survive the round trip.
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     name: str
     passed: bool

@@ -52,3 +52,16 @@ def test_normalise_code_drops_comments_docstrings_and_layout() -> None:
     b = "def f(x):\n    y = x + 1\n\n    return y"
     assert normalise_code(a) == normalise_code(b) == "def f(x):\n    y = x + 1\n    return y"
     assert normalise_code("not python (") == "not python ("
+
+
+def test_a_record_with_non_finite_check_numbers_survives_json() -> None:
+    """A check that measured inf or NaN (an overflowing loss) must not make the record unreadable."""
+    import math
+
+    from memory.records import CandidateRecord
+    from targets.results import CheckResult
+
+    check = CheckResult(name="b", passed=False, message="m", numbers={"d": float("inf"), "n": float("nan")})
+    record = CandidateRecord(target="dpo", code="x", checks=[check])
+    back = CandidateRecord.model_validate_json(record.model_dump_json())
+    assert back.checks[0].numbers["d"] == float("inf") and math.isnan(back.checks[0].numbers["n"])

@@ -212,7 +212,8 @@ class Tracker:
         if not fit:
             return [Line(f"{short(e.candidate)} evaluation failed: {p.get('reason')}", "red")]
         vs = p.get("vs_baseline") or {}
-        vs_text = f", vs DPO {vs['value']:+.3f}" if vs.get("value") is not None else ""
+        against = p.get("baseline") or "baseline"
+        vs_text = f", vs {against} {vs['value']:+.3f}" if vs.get("value") is not None else ""
         return [Line(f"{short(e.candidate)} fitness {fit}{vs_text} in {p.get('seconds', 0):.0f}s", "bold")]
 
     def _on_candidate(self, e: Event, p: dict[str, Any]) -> list[Line]:

@@ -1,0 +1,320 @@
+"""Everything the report shows, read from a run directory alone: no target is imported, nothing is re-run.
+
+The report must work for any target and for runs written by older versions of disco, so every optional
+piece (a frontier, a baseline frontier, evidence verdicts, CPU and GPU seconds) degrades to "absent".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent.events import Event, read_events
+from agent.runs import RunDir
+
+
+class Interval(BaseModel):
+    value: float
+    ci_low: float
+    ci_high: float
+
+
+class Point(BaseModel):
+    """One point of a reward–KL frontier (`details.frontier` of an evaluation), whatever else it carries."""
+
+    beta: float | None = None
+    reward: float | None = None
+    kl: float | None = None
+    objective: float | None = None
+
+
+class Check(BaseModel):
+    name: str
+    passed: bool
+    level: str = "error"
+    message: str = ""
+
+
+class EvidenceItem(BaseModel):
+    """One paired comparison of a candidate with the incumbent (an `evidence` event)."""
+
+    seq: int
+    time: datetime
+    candidate: str
+    verdict: str
+    incumbent: str | None = None
+    diff: Interval | None = None
+    p_better: float | None = None
+    confidence: float | None = None
+    seeds: list[int] = Field(default_factory=list)
+    round: int = 0
+    final: bool = False
+
+
+class Candidate(BaseModel):
+    id: str
+    index: int
+    name: str
+    status: str
+    thought: str = ""
+    code: str = ""
+    error: str | None = None
+    fitness: Interval | None = None
+    vs_baseline: Interval | None = None
+    verdict: str | None = None
+    """The evidence rule's last word on it (first | best | promising | not_better), when the run has one."""
+    repairs: int = 0
+    parents: list[str] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float | None = None
+    frontier: list[Point] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+    """The checks of its last check round."""
+
+
+class Failure(BaseModel):
+    """One kind of failure and how often it happened (a check round, an evaluation or a job counts once)."""
+
+    kind: str
+    count: int
+    candidates: list[str]
+    example: str
+
+
+class Job(BaseModel):
+    candidate: str | None
+    job: str | None
+    state: str
+    message: str = ""
+
+
+class Cost(BaseModel):
+    elapsed_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float
+    cpu_h: float
+    gpu_h: float
+    model_calls: int
+
+
+class ReportData(BaseModel):
+    run_id: str
+    target: str
+    model: str
+    replay_of: str | None = None
+    created_at: datetime
+    state: str
+    reason: str
+    budget: dict[str, Any] = Field(default_factory=dict)
+    cost: Cost
+    candidates: list[Candidate]
+    """In design order."""
+    best_id: str | None = None
+    baseline_frontier: list[Point] = Field(default_factory=list)
+    failures: list[Failure] = Field(default_factory=list)
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+    jobs: list[Job] = Field(default_factory=list)
+    hints: list[str] = Field(default_factory=list)
+    human: list[str] = Field(default_factory=list)
+    """What the person did, in words, in order."""
+    pending_approval: str | None = None
+    """What the run asks the person to approve or deny, when it waits (or stopped waiting) for an answer."""
+    budget_stops: list[str] = Field(default_factory=list)
+
+    def by_id(self) -> dict[str, Candidate]:
+        return {c.id: c for c in self.candidates}
+
+    def ranked(self) -> list[Candidate]:
+        """Scored candidates best first, then the rest in design order (as `disco runs show`)."""
+        scored = sorted((c for c in self.candidates if c.fitness), key=lambda c: -c.fitness.value)  # type: ignore[union-attr]
+        return scored + [c for c in self.candidates if c.fitness is None]
+
+    def best(self) -> Candidate | None:
+        cands = self.by_id()
+        if self.best_id in cands:
+            return cands[self.best_id]
+        ranked = self.ranked()
+        return ranked[0] if ranked and ranked[0].fitness else None
+
+    def status_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.candidates:
+            out[c.status] = out.get(c.status, 0) + 1
+        return out
+
+
+def _read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _interval(raw: Any) -> Interval | None:
+    try:
+        return Interval.model_validate(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _valid(model: type[Any], items: Any) -> list[Any]:
+    """The items that validate as `model`: one odd entry written by a target must not sink the report."""
+    out = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            out.append(model.model_validate(item))
+        except ValueError:
+            continue
+    return out
+
+
+def _points(raw: Any) -> list[Point]:
+    return _valid(Point, raw)
+
+
+def _check_rounds(folder: Path) -> list[tuple[int, list[Check]]]:
+    """The candidate's check reports (check0.json, check1.json, …) in round order."""
+    rounds = []
+    for path in folder.glob("check*.json"):
+        match = re.fullmatch(r"check(\d+)\.json", path.name)
+        doc = _read_json(path)
+        if match and isinstance(doc, dict):
+            rounds.append((int(match.group(1)), _valid(Check, doc.get("checks"))))
+    return sorted(rounds, key=lambda r: r[0])
+
+
+def _candidate(folder: Path, rec: dict[str, Any]) -> Candidate:
+    evaluation = _read_json(folder / "evaluation.json") or {}
+    details = evaluation.get("details") or {}
+    cost = rec.get("cost") or {}
+    rounds = _check_rounds(folder)
+    return Candidate(
+        id=rec["id"],
+        index=rec.get("generation") or 0,
+        name=rec.get("name") or "",
+        status=rec.get("status") or "proposed",
+        thought=rec.get("thought") or "",
+        code=rec.get("code") or "",
+        error=rec.get("error"),
+        fitness=_interval(rec.get("fitness")),
+        vs_baseline=_interval(evaluation.get("vs_baseline")),
+        verdict=rec.get("verdict"),
+        repairs=rec.get("repair_count") or 0,
+        parents=list(rec.get("parent_ids") or []),
+        prompt_tokens=cost.get("prompt_tokens") or 0,
+        completion_tokens=cost.get("completion_tokens") or 0,
+        usd=cost.get("usd"),
+        frontier=_points(details.get("frontier")),
+        checks=rounds[-1][1] if rounds else [],
+    )
+
+
+def collect(run: RunDir) -> ReportData:
+    """Read the run's metadata, status, events and candidate folders into one ReportData."""
+    from agent.report.taxonomy import failures
+
+    meta, status = run.meta(), run.status()
+    events = list(read_events(run.events_path))
+    evidence = [_evidence(e) for e in events if e.kind == "evidence" and e.candidate]
+    # The verdict: the record's, else the candidate event's, else the latest evidence event's.
+    verdicts = {item.candidate: item.verdict for item in evidence}
+    verdicts |= {
+        e.candidate: e.payload["verdict"]
+        for e in events
+        if e.kind == "candidate" and e.payload.get("verdict")
+    }
+    candidates, baseline = [], []
+    for path in sorted((run.root / "candidates").glob("*/record.json")):
+        rec = _read_json(path)
+        if not isinstance(rec, dict) or "id" not in rec:
+            continue
+        cand = _candidate(path.parent, rec)
+        cand.verdict = cand.verdict or verdicts.get(cand.id)
+        candidates.append(cand)
+        evaluation = _read_json(path.parent / "evaluation.json") or {}
+        baseline = baseline or _points((evaluation.get("details") or {}).get("baseline_frontier"))
+    candidates.sort(key=lambda c: (c.index, c.id))
+    return ReportData(
+        run_id=run.run_id,
+        target=meta.target,
+        model=meta.model,
+        replay_of=meta.replay_of,
+        created_at=meta.created_at,
+        state=run.display_state(status),
+        reason=status.reason,
+        budget=dict(meta.config.get("budget") or {}),
+        cost=Cost(
+            elapsed_s=status.elapsed_s,
+            prompt_tokens=status.prompt_tokens,
+            completion_tokens=status.completion_tokens,
+            usd=status.usd,
+            cpu_h=status.cpu_s / 3600,
+            gpu_h=status.gpu_s / 3600,
+            model_calls=sum(1 for e in events if e.kind == "llm"),
+        ),
+        candidates=candidates,
+        best_id=status.best_id,
+        baseline_frontier=baseline,
+        failures=failures(run, candidates, events),
+        evidence=evidence,
+        jobs=_jobs(events),
+        hints=[e.payload["command"]["arg"] for e in events if _is_command(e, "hint")],
+        human=[str(e.payload["message"]) for e in events if e.kind == "human" and e.payload.get("message")],
+        pending_approval=_pending_approval(events),
+        budget_stops=[str(e.payload.get("reason") or "") for e in events if e.kind == "budget"],
+    )
+
+
+def _pending_approval(events: list[Event]) -> str | None:
+    """The last question of a `waiting for approve / deny` event that no decision consumed afterwards."""
+    pending = None
+    for event in events:
+        if event.kind == "human" and "question" in event.payload:
+            pending = json.dumps(event.payload["question"], default=str)
+        elif event.kind == "human" and "consumed" in event.payload:
+            pending = None
+    return pending
+
+
+def _is_command(event: Event, action: str) -> bool:
+    command = event.payload.get("command") if event.kind == "human" else None
+    return isinstance(command, dict) and command.get("action") == action
+
+
+def _jobs(events: list[Event]) -> list[Job]:
+    """Each GPU job once, in its latest state (a job logs an event per state change)."""
+    latest: dict[str, Job] = {}
+    for e in events:
+        if e.kind == "job":
+            p, key = e.payload, str(e.payload.get("job") or f"{e.candidate}:{e.seq}")
+            latest[key] = Job(
+                candidate=e.candidate,
+                job=p.get("job"),
+                state=str(p.get("state")),
+                message=str(p.get("message") or ""),
+            )
+    return list(latest.values())
+
+
+def _evidence(event: Event) -> EvidenceItem:
+    p = event.payload
+    return EvidenceItem(
+        seq=event.seq,
+        time=event.time,
+        candidate=event.candidate or "",
+        verdict=str(p.get("verdict")),
+        incumbent=p.get("incumbent"),
+        diff=_interval(p.get("diff")),
+        p_better=p.get("p_better"),
+        confidence=p.get("confidence"),
+        seeds=list(p.get("seeds") or []),
+        round=int(p.get("round") or 0),
+        final=bool(p.get("final")),
+    )

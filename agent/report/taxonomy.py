@@ -1,0 +1,83 @@
+"""The failure taxonomy: every way a candidate fell short, by kind, read from checks, evaluations, jobs,
+vetoes and model errors.
+
+A check round, an evaluation, a job or an error event counts once per kind, so that a loss failing three
+finiteness checks in one round is one NaN failure, not three. Kinds are named from check names and
+reason texts only, so the taxonomy works for any target.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from agent.events import Event
+from agent.runs import RunDir
+
+if TYPE_CHECKING:
+    from agent.report.collect import Candidate, Failure
+
+_TEXT_KINDS = (
+    ("nan", re.compile(r"\bnan\b|\binf\b|diverg|non-?finite|not finite", re.I)),
+    ("oom", re.compile(r"\boom\b|out of memory|memory limit", re.I)),
+    ("timeout", re.compile(r"time ?out|timed out|ran out of time", re.I)),
+)
+
+
+def text_kind(text: str, default: str) -> str:
+    """The kind a reason text names (NaN, OOM, timeout), else `default`."""
+    for kind, pattern in _TEXT_KINDS:
+        if pattern.search(text):
+            return kind
+    return default
+
+
+def check_kind(name: str, message: str) -> str:
+    """The kind of one failed check, by its name (and for the sandbox, by what stopped it)."""
+    if name in ("policy", "novelty"):
+        return name
+    if name == "sandbox":
+        return text_kind(message, "sandbox")
+    if name.startswith("finite") or "nan" in name:
+        return "nan"
+    if name in ("time_budget", "timeout"):
+        return "timeout"
+    return f"check: {name}"
+
+
+def failures(run: RunDir, candidates: list[Candidate], events: list[Event]) -> list[Failure]:
+    from agent.report.collect import Failure, _check_rounds, _read_json
+
+    seen: dict[str, Failure] = {}
+
+    def add(kind: str, cid: str | None, message: str) -> None:
+        entry = seen.setdefault(kind, Failure(kind=kind, count=0, candidates=[], example=message[:240]))
+        entry.count += 1
+        if cid and cid not in entry.candidates:
+            entry.candidates.append(cid)
+
+    for cand in candidates:
+        folder = run.root / "candidates" / cand.id
+        for _, checks in _check_rounds(folder):
+            kinds: dict[str, str] = {}
+            for check in checks:
+                if not check.passed and check.level == "error":
+                    kinds.setdefault(check_kind(check.name, check.message), f"{check.name}: {check.message}")
+            for kind, message in kinds.items():
+                add(kind, cand.id, message)
+        evaluation = _read_json(folder / "evaluation.json") or {}
+        if evaluation.get("status") == "failed":
+            reason = str(evaluation.get("reason") or "evaluation failed")
+            add(text_kind(reason, "evaluation"), cand.id, reason)
+        if cand.status == "rejected" and (cand.error or "").startswith("vetoed"):
+            add("vetoed", cand.id, cand.error or "")
+    for event in events:
+        p = event.payload
+        if event.kind == "job" and str(p.get("state", "")).startswith("failed"):
+            state = str(p["state"])
+            kind = state.partition(":")[2] or text_kind(str(p.get("message") or ""), "crash")
+            add(kind, event.candidate, str(p.get("message") or state))
+        elif event.kind == "error":
+            kind = str(p.get("error_kind") or "internal error")
+            add(f"model {kind}" if p.get("step") else kind, event.candidate, str(p.get("message") or ""))
+    return sorted(seen.values(), key=lambda f: (-f.count, f.kind))
