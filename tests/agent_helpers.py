@@ -143,3 +143,25 @@ def running(runner: Runner, run: RunDir) -> Iterator[threading.Thread]:
         if thread.is_alive():
             send(run.control_path, parse_command("stop"))
             thread.join(120)
+
+
+def logged_events(run: Path) -> list[dict[str, Any]]:
+    """The run's event log as raw dicts, read while a runner may be writing (a torn last line is skipped)."""
+    path = run / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_bytes().decode().splitlines() if line.endswith("}")]
+
+
+def start_cli(home: Path, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`disco --home HOME ARGS --quiet` in its own session, so that a test can kill its process group."""
+    cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), *args, "--quiet"]
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -198,7 +198,7 @@ def test_registry_and_offline_proposer(inner: FakeOpenAI, tmp_path: Path) -> Non
     options = {"data_path": str(write_mgsm(tmp_path / "data")), "n_valid": 2, "requests_per_s": 500.0}
     target = get_target("adas", options, TargetEnv(cache_dir=tmp_path / "cache", inner=endpoint(inner)))
     try:
-        assert target.name == "adas" and "forward(self, taskInfo)" in target.interface
+        assert target.name == "adas-mgsm" and "forward(self, taskInfo)" in target.interface
         proposer = target.offline_proposer(seed=5)
         proposals = [proposer.propose(i, []) for i in range(6)]
         assert len({p.code for p in proposals}) == 6, "six different designs"

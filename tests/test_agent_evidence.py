@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from agent_helpers import REPO
+from agent_helpers import REPO, logged_events, start_cli
 
 from agent.config import EvidenceConfig
 from agent.confirm import Confirmer
@@ -207,30 +207,10 @@ def test_the_leaderboard_puts_the_incumbent_first_whatever_its_point_fitness(
 # ---------------------------------------------------------------- the real loop, killed in a confirm round
 
 
-def _events(run: Path) -> list[dict]:
-    path = run / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
-
-
-def _start(home: Path, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), *args, "--quiet"]
-    return subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _kill_when(proc: subprocess.Popen, run: Path, seen: Any, timeout: float = 300) -> bool:
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
-        if any(seen(e) for e in _events(run)):
+        if any(seen(e) for e in logged_events(run)):
             os.killpg(proc.pid, signal.SIGKILL)  # the runner and its training workers, as a crash would
             proc.wait()
             return True
@@ -259,20 +239,20 @@ def test_tiny_run_confirms_on_extra_seeds_and_a_kill_in_a_round_retrains_nothing
     config = tmp_path / "disco.toml"
     config.write_text(CONFIG)
     env = os.environ | {"DISCO_CACHE": str(shared_cache), "DISCO_MODEL": "offline"}
-    proc = _start(home, ["run", "--config", str(config), "--run-id", "ev"], env)
+    proc = start_cli(home, ["run", "--config", str(config), "--run-id", "ev"], env)
     # Kill 1: the first non-final evidence, i.e. the candidate's extra-seed training is under way.
     in_round = _kill_when(proc, run, lambda e: e["kind"] == "evidence" and not e["payload"]["final"])
     assert in_round, "no candidate was promising on its one seed (the tiny preset with loop seed 0 had one)"
-    proc = _start(home, ["resume", "ev"], env)
+    proc = start_cli(home, ["resume", "ev"], env)
     # Kill 2: after the first extra seed was kept, while the incumbent trains on it.
     assert _kill_when(
         proc, run, lambda e: e["kind"] == "tool" and e["payload"].get("tool") == "evaluate_seeds"
     )
-    proc = _start(home, ["resume", "ev"], env)
+    proc = start_cli(home, ["resume", "ev"], env)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
 
-    events = _events(run)
+    events = logged_events(run)
     candidates = {e["candidate"]: e["payload"] for e in events if e["kind"] == "candidate"}
     assert list(candidates) == ["ev-0001", "ev-0002"]
     evidence = [(e["candidate"], e["payload"]) for e in events if e["kind"] == "evidence"]

@@ -10,12 +10,11 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from agent_helpers import REPO
+from agent_helpers import logged_events, start_cli
 from test_jobs_helpers import make_model_and_data, train_config
 
 from tools.jobs import JobQueue
@@ -28,20 +27,6 @@ JOB_KILLS = 4
 CANDIDATES = 4
 EXPECTED_EVENTS = 170
 """About what the run logs (~25 events a candidate, its jobs, ~3 a resume): kill points spread over it."""
-
-
-def _events(run: Path) -> list[dict]:
-    path = run / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_bytes().decode().splitlines() if line.endswith("}")]
-
-
-def _start(home: Path, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), *args, "--quiet"]
-    return subprocess.Popen(
-        cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
 
 
 def _training(jobs_root: Path) -> int:
@@ -101,7 +86,7 @@ def _job_kills(kills: list[tuple[str, str, int]]) -> int:
 
 def _running_session(run: Path, proc: subprocess.Popen) -> bool:
     """Has this runner process logged its session (it is past start-up and drives the loop)?"""
-    events = _events(run)
+    events = logged_events(run)
     sessions = [e for e in events if e["kind"] == "run" and e["payload"].get("phase") == "session"]
     return bool(sessions) and sessions[-1]["payload"].get("pid") == proc.pid
 
@@ -121,7 +106,7 @@ def _wait(
     if mode == "startup":
         time.sleep(rng.uniform(0.2, 2.5))
         return mode if p.poll() is None else None
-    while p.poll() is None and len(_events(run)) < count and time.monotonic() < deadline:
+    while p.poll() is None and len(logged_events(run)) < count and time.monotonic() < deadline:
         if job_kills < JOB_KILLS and _training(jobs_root) and _running_session(run, p):
             time.sleep(rng.uniform(0.0, 1.0))
             return "job" if p.poll() is None else None
@@ -140,30 +125,30 @@ def test_twenty_random_kill_9s_across_steps_and_jobs_lose_and_repeat_nothing(
     _config(config, model, data)
     env = os.environ | {"DISCO_CACHE": str(shared_cache), "DISCO_MODEL": "offline"}
     rng = random.Random(SEED)
-    proc = _start(home, ["run", "--config", str(config), "--run-id", "f"], env)
+    proc = start_cli(home, ["run", "--config", str(config), "--run-id", "f"], env)
     kills: list[tuple[str, str, int]] = []
     points = _kill_points(rng)
     try:
         while points and (mode := _wait(points[0], rng, run, jobs_root, proc, _job_kills(kills))):
             if mode != "job":
                 points.pop(0)
-            events = _events(run)
+            events = logged_events(run)
             where = str(events[-1]["payload"].get("node") or events[-1]["kind"]) if events else "none"
             kills.append((mode, where, _training(jobs_root)))
             os.killpg(proc.pid, signal.SIGKILL)  # the runner and all it started, as a crash would
             proc.wait()
-            proc = _start(home, ["resume", "f"], env)
+            proc = start_cli(home, ["resume", "f"], env)
         _, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 0, err.decode()[-3000:]
+    assert proc.returncode == 0, err[-3000:]
     assert len(kills) >= 20, f"the run ended after only {len(kills)} kills: {kills}"
     assert sum(1 for k in kills if k[2]) >= 2, f"too few kills while a job trained: {kills}"
     assert len({k[1] for k in kills}) >= 4, f"kills not spread over the loop's steps: {kills}"
 
-    events = _events(run)
+    events = logged_events(run)
     assert [e["seq"] for e in events] == list(range(len(events))), "a gap or a torn line in the event log"
     recorded = [e["candidate"] for e in events if e["kind"] == "candidate"]
     assert recorded == [f"f-{i:04d}" for i in range(1, CANDIDATES + 1)], (recorded, kills)

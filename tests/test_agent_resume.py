@@ -11,31 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from agent_helpers import REPO
+from agent_helpers import REPO, logged_events, start_cli
 
 KILL_AT_EVENTS = (5, 12, 19, 27, 34, 43, 51, 60)
 """Event counts at which the runner is killed: spread over design, reflect, check, evaluate and record
 of different candidates (a tiny-preset candidate writes about 20 events)."""
-
-
-def _events(run: Path) -> list[dict]:
-    path = run / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
-
-
-def _start(home: Path, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), *args, "--quiet"]
-    return subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -53,23 +33,23 @@ def test_kill_9_at_any_step_then_resume_records_every_candidate_once(
         "[evidence]\nextra_rounds = 1\nseeds_per_round = 1\n"
     )
     env = os.environ | {"DISCO_CACHE": str(shared_cache), "DISCO_MODEL": "offline"}
-    proc = _start(home, ["run", "--config", str(config), "--run-id", "k9"], env)
+    proc = start_cli(home, ["run", "--config", str(config), "--run-id", "k9"], env)
     kills = []
     for threshold in KILL_AT_EVENTS:
         deadline = time.monotonic() + 180
-        while len(_events(run)) < threshold and proc.poll() is None and time.monotonic() < deadline:
+        while len(logged_events(run)) < threshold and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         if proc.poll() is not None:
             break
-        last = _events(run)[-1]
+        last = logged_events(run)[-1]
         kills.append((last["kind"], last["payload"].get("node"), last["payload"].get("phase")))
         _kill_group(proc)
-        proc = _start(home, ["resume", "k9"], env)
+        proc = start_cli(home, ["resume", "k9"], env)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     assert len(kills) >= 6, f"the run ended before enough kills: {kills}"
 
-    events = _events(run)
+    events = logged_events(run)
     recorded = [e["candidate"] for e in events if e["kind"] == "candidate"]
     assert recorded == ["k9-0001", "k9-0002", "k9-0003", "k9-0004"], (recorded, kills)
     evaluations = [e["candidate"] for e in events if e["kind"] == "evaluation"]

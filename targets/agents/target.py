@@ -99,6 +99,8 @@ class AgentTargetConfig(BaseModel):
 
 class AgentSystemTarget:
     name = "adas"
+    """Memory keeps candidates per target name: set per benchmark in __init__ (`adas-mgsm`, `adas-drop`),
+    since fitnesses on two benchmarks are not comparable and a seed measured on one is not on the other."""
     evaluate_seeds_first = True
     """ADAS measures its archive (CoT, CoT-SC, Self-Refine, …) before the search builds on it."""
     summary = "an LLM agent system (ADAS forward(self, taskInfo)), scored on MGSM/DROP/MMLU/GPQA/ARC"
@@ -122,6 +124,7 @@ class AgentSystemTarget:
 
     def __init__(self, config: AgentTargetConfig | None = None, inner: ModelEndpoint | None = None) -> None:
         self.config = c = config or AgentTargetConfig()
+        self.name = f"adas-{c.benchmark}"
         self.inner = inner or ModelEndpoint()
         settings = ProxySettings(
             requests_per_s=c.requests_per_s,
