@@ -55,7 +55,8 @@ def body(line: str, name: str = "rule") -> str:
         (body("return param + self.lr * grad, state"), "descends", "move against the gradient"),
         (body("return param - self.lr * grad * np.random.rand(), state"), "deterministic", "differ"),
         (
-            body("s = sum(i for i in range(3000))\n    return param - self.lr * grad, state"),
+            # ~3-10 ms a step: 2000 steps take several times the 2 s budget even on a fast machine
+            body("s = sum(i for i in range(100000))\n    return param - self.lr * grad, state"),
             "fast",
             "vectorise",
         ),
