@@ -206,3 +206,14 @@ def test_repair_without_genome_starts_over_from_a_stable_genome() -> None:
     repaired = DPOBlockProposer(seed=0).repair(0, cell.code, failures, attempt=1)
     assert "no genome" in repaired.thought
     assert check_candidate(repaired.code).passed
+
+
+def test_perturbation_never_moves_an_exponent_cap() -> None:
+    """A cap that training never reaches makes a 'new' loss that trains like its parent."""
+    from targets.dpo.proposer import perturb
+
+    genome = normalise(Genome(terms=[default_term("exponential")]))
+    rng = random.Random(0)
+    for _ in range(200):
+        child, why = perturb(genome, rng)
+        assert child.terms[0].cap == genome.terms[0].cap and "cap" not in why

@@ -62,18 +62,20 @@ def _label(t: Term) -> str:
 
 # Mutations: each returns a normalised genome and a clause saying what changed and why ----------------
 def perturb(genome: Genome, rng: random.Random) -> tuple[Genome, str]:
-    """Move one continuous parameter: log-normal for scales (t, cap), additive for margins and ε."""
+    """Move one continuous parameter: log-normal for temperatures, additive for margins and ε.
+
+    An exponent's cap is not moved: it only guards against overflow, training never reaches it, and
+    two losses differing only in their cap train identically (the offline-proposer eval found such
+    pairs passing the novelty gate and costing an evaluation each). Repairs still set it.
+    """
     i = rng.randrange(len(genome.terms))
     t = genome.terms[i]
     spec = VOCABULARY[t.kind]
-    params = [
-        p for p in ("temperature", "margin", "eps", "cap") if getattr(spec, p) and getattr(t, p) is not None
-    ]
+    params = [p for p in ("temperature", "margin", "eps") if getattr(spec, p) and getattr(t, p) is not None]
     param = rng.choice(params)
     old = getattr(t, param)
     new = {
         "temperature": lambda: _lognormal(old, rng, 0.4),
-        "cap": lambda: _lognormal(old, rng, 0.3),
         "margin": lambda: old + rng.gauss(0.0, 0.3 * (1 + old)),
         "eps": lambda: old + rng.gauss(0.0, 0.06),
     }[param]()
@@ -83,7 +85,6 @@ def perturb(genome: Genome, rng: random.Random) -> tuple[Genome, str]:
         "temperature": "sharper around z = 0" if new < old else "softer around z = 0",
         "margin": "pushes ordered pairs further" if new > old else "stops pushing ordered pairs sooner",
         "eps": "more tolerant of flipped labels" if new > old else "trusts the labels more",
-        "cap": "bounds the push on badly mis-ordered pairs",
     }[param]
     return child, f"{t.kind} {param} {old:g} → {new:g} ({why})"
 
