@@ -86,6 +86,7 @@ def test_leaderboard_ranks_scored_candidates_with_their_intervals(built, written
     for row, rec in zip(rows, scored, strict=False):
         fit = rec["fitness"]
         assert row["fitness [95% CI]"] == f"{fit['value']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]"
+        assert "vs DPO [95% CI]" in row, "the column names what the target pairs against"
     html = (run.root / "report.html").read_text()
     for rec in records.values():
         assert f'<tr data-candidate="{rec["id"]}"' in html

@@ -117,6 +117,8 @@ class ReportData(BaseModel):
     candidates: list[Candidate]
     """In design order."""
     best_id: str | None = None
+    baseline: str = "baseline"
+    """What `vs_baseline` is paired against (the target's declaration, carried by evaluation events)."""
     baseline_frontier: list[Point] = Field(default_factory=list)
     failures: list[Failure] = Field(default_factory=list)
     evidence: list[EvidenceItem] = Field(default_factory=list)
@@ -261,6 +263,10 @@ def collect(run: RunDir) -> ReportData:
         ),
         candidates=candidates,
         best_id=status.best_id,
+        baseline=next(
+            (str(b) for e in events if e.kind == "evaluation" and (b := e.payload.get("baseline"))),
+            "baseline",
+        ),
         baseline_frontier=baseline,
         failures=failures(run, candidates, events),
         evidence=evidence,

@@ -115,7 +115,9 @@ def frontier(data: ReportData, path: Path) -> Path | None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=colours[(i + 4) % 10], label=label)
     base = _drawable(data.baseline_frontier)
     if base:
-        ax.plot([p[0] for p in base], [p[1] for p in base], "s--", color=BASELINE, label="baseline")
+        ax.plot(
+            [p[0] for p in base], [p[1] for p in base], "s--", color=BASELINE, label=_plain(data.baseline)
+        )
         for kl, reward, beta in base:
             if beta is not None:
                 ax.annotate(
@@ -125,7 +127,8 @@ def frontier(data: ReportData, path: Path) -> Path | None:
     ax.set_xlabel("KL to the reference")
     ax.set_ylabel("reward")
     ax.set_title(
-        f"Reward–KL frontier of the top {len(top)} candidates" + (" vs the baseline" if base else "")
+        f"Reward–KL frontier of the top {len(top)} candidates"
+        + (f" vs {_plain(data.baseline)}" if base else "")
     )
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
