@@ -36,6 +36,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import add_fused_lm_head
 
 from targets.dpo.candidate import CandidateLoss, LossContext, format_candidate_traceback
+from targets.dpo.guard import StateTampered, call_on_leaves, surrogate
 
 TOKENIZED_COLUMNS = frozenset({"prompt_ids", "chosen_ids", "rejected_ids"})
 REF_COLUMNS = frozenset({"ref_chosen_logps", "ref_rejected_logps"})
@@ -265,14 +266,27 @@ class CandidateDPOTrainer(DPOTrainer):
             )
 
         step = self.state.global_step + 1
+        # The candidate sees detached leaves only: no autograd path reaches a parameter (targets.dpo.guard).
         try:
-            losses = self.candidate(
-                self.loss_context, chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps
-            )
+            losses, *leaves = call_on_leaves(
+                self.candidate, self.loss_context, chosen_logps, rejected_logps, ref_chosen_logps,
+                ref_rejected_logps,
+            )  # fmt: skip
+        except StateTampered as exc:
+            raise CandidateFailure(str(exc), step, None) from exc
         except Exception as exc:  # model-written code: any exception is the candidate's to fix
             raise CandidateFailure(f"the candidate raised {type(exc).__name__}: {exc}", step, exc) from exc
         check_losses(losses, chosen_logps.shape[0], step)
         loss = losses.mean()
+        if loss.requires_grad:
+            try:
+                loss = surrogate(loss, (leaves[0], leaves[1]), (chosen_logps, rejected_logps))
+            except StateTampered as exc:
+                raise CandidateFailure(str(exc), step, None) from exc
+            except Exception as exc:  # the backward of the candidate's own graph
+                raise CandidateFailure(
+                    f"the candidate's gradient raised {type(exc).__name__}: {exc}", step, exc
+                ) from exc
         if model.training:
             # Checked once per optimiser step, with the gradient norm, in _get_grad_norm.
             self._step_losses.append(losses.detach())
