@@ -9,6 +9,7 @@ reason recorded; the LangGraph checkpoint (SQLite, written synchronously after e
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import threading
@@ -25,6 +26,7 @@ from agent.events import Event, EventLog, read_events
 from agent.models import ExchangeLog, ModelError
 from agent.nodes import Loop, Services
 from agent.runs import RunDir, RunMeta, RunStatus
+from sandbox.registry import SandboxUnavailable
 from tools.processes import process_start
 
 ENDPOINT_ERRORS = ("unreachable", "timeout", "rate_limited", "server")
@@ -375,11 +377,20 @@ class Runner:
                 evidenced=evidenced,
             )
             graph = build_graph(Loop(services), SqliteSaver(conn))
-            self._event("run", phase="session", resumed=bool(history), model=designer.model_name, pid=_pid())
+            self._event(
+                "run",
+                phase="session",
+                resumed=bool(history),
+                model=designer.model_name,
+                pid=_pid(),
+                unsafe_sandbox=os.environ.get("DISCO_UNSAFE_SANDBOX") == "1",
+            )
             final = self._drive(graph)
         except StopRun as stop:
             final = (stop.state, stop.reason)
         except ModelError as exc:  # a configuration the endpoint refuses (auth, unknown model)
+            final = ("failed", str(exc))
+        except SandboxUnavailable as exc:  # the host cannot isolate candidate code: nothing ran unboxed
             final = ("failed", str(exc))
         except KeyboardInterrupt:
             final = ("stopped", "interrupted twice: stopped inside a step (resume re-runs that step)")
@@ -541,8 +552,6 @@ def _minutes(seconds: float) -> str:
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 

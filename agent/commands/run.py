@@ -155,8 +155,10 @@ def run(
     ] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+    unsafe_sandbox: Annotated[bool, typer.Option(help=UNSAFE_HELP)] = False,
 ) -> None:
     """Run the meta-agent headless: design, reflect, check, repair, evaluate and record candidates."""
+    _allow_unsafe_sandbox(unsafe_sandbox)
     from agent.config import ConfigError, find_config_file, load_config
     from agent.home import disco_home
     from agent.models import ModelConfigError
@@ -195,6 +197,23 @@ def run(
     _execute(Runner(run_dir, config, replay_of=replay_dir, progress=ConsoleProgress(quiet)), run_dir)
 
 
+UNSAFE_HELP = (
+    "Run candidate code even where this host refuses the sandbox's namespaces or seccomp, with weaker "
+    "isolation (logged in the run). Never with a secret in reach."
+)
+
+
+def _allow_unsafe_sandbox(unsafe: bool) -> None:
+    """The weaker mode is the person's explicit choice: an environment variable every sandbox and training
+    process reads (so it reaches spawned workers), said on the console and recorded in the run's events."""
+    import os
+
+    if unsafe:
+        os.environ["DISCO_UNSAFE_SANDBOX"] = "1"
+    if os.environ.get("DISCO_UNSAFE_SANDBOX") == "1":
+        typer.echo("WARNING: --unsafe-sandbox: candidate code may run with weaker isolation", err=True)
+
+
 def _validate_target(config: Any) -> None:
     """Load the target once (a bad spec, module or option is one sentence now, not a failed run) and
     record a file target by its absolute path, its options moving with it, so that resume finds it."""
@@ -225,8 +244,10 @@ def _baseline_name(run: RunDir) -> str:
 def resume(
     run_id: Annotated[str, typer.Argument(help="The run to continue.")],
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+    unsafe_sandbox: Annotated[bool, typer.Option(help=UNSAFE_HELP)] = False,
 ) -> None:
     """Continue a run after a crash, a kill or a stop: nothing recorded is lost or done twice."""
+    _allow_unsafe_sandbox(unsafe_sandbox)
     from agent.config import ConfigError, RunConfig
     from agent.models.settings import models_from_env
     from agent.runner import Runner
