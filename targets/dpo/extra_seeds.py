@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from targets.base import Evaluation, Interval
+from targets.cache_dirs import read_sealed, write_sealed
 from targets.dpo.fitness import RunResult
 
 if TYPE_CHECKING:
@@ -27,18 +27,12 @@ def _digest(code: str) -> str:
     return hashlib.sha256(code.strip().encode()).hexdigest()[:16]
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 class BetaMemory:
     """The β each code chose on the default seeds, by code hash and sweep settings: a restarted process
     confirms a candidate at the β it chose, without re-running its sweep."""
 
     def __init__(self, cache_dir: Path, spec_key: str) -> None:
+        self.cache_dir = cache_dir
         self.root = cache_dir / "chosen_beta"
         self.spec_key = spec_key
 
@@ -47,15 +41,15 @@ class BetaMemory:
 
     def remember(self, code: str, beta: float | None) -> None:
         """`None` records that no β trained (every run failed)."""
-        _write(self.path(code), json.dumps({"beta": beta}))
+        write_sealed(self.path(code), self.cache_dir, json.dumps({"beta": beta}))
 
     def known(self, code: str) -> bool:
-        return self.path(code).exists()
+        return read_sealed(self.path(code), self.cache_dir) is not None
 
     def recall(self, code: str) -> float | None:
         try:
-            return json.loads(self.path(code).read_text(encoding="utf-8"))["beta"]
-        except (OSError, ValueError, KeyError):
+            return json.loads(read_sealed(self.path(code), self.cache_dir) or "")["beta"]
+        except (ValueError, KeyError, TypeError):
             return None
 
 
@@ -64,20 +58,22 @@ class RunCache:
     lands: a process killed in the middle of a batch keeps what it finished."""
 
     def __init__(self, cache_dir: Path, spec_key: str) -> None:
+        self.cache_dir = cache_dir
         self.root = cache_dir / "runs" / spec_key
 
     def _path(self, job: SweepJob) -> Path:
         return self.root / f"{_digest(job.code)}-b{job.beta:g}-s{job.seed}.json"
 
     def get(self, job: SweepJob) -> RunResult | None:
+        """A run this data dir's parent process trained and sealed; a forged entry is never used."""
         try:
-            run = RunResult.model_validate_json(self._path(job).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            run = RunResult.model_validate_json(read_sealed(self._path(job), self.cache_dir) or "")
+        except ValueError:
             return None
         return run.model_copy(update={"loss": job.loss})
 
     def put(self, job: SweepJob, run: RunResult) -> None:
-        _write(self._path(job), run.model_dump_json())
+        write_sealed(self._path(job), self.cache_dir, run.model_dump_json())
 
     def run(self, pool: SweepPool, jobs: list[SweepJob]) -> list[RunResult]:
         """`jobs`' results, from the cache or trained now (in the order of `jobs`)."""

@@ -26,7 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import hash_module
 
-from targets.cache_dirs import build_dir_once
+from targets.cache_dirs import build_dir_once, verified_dir
 from targets.dpo.trainer import (
     REFCACHE_INFO_KEY,
     preset_reference_hash,
@@ -146,7 +146,7 @@ def prepare_preference_dataset(
     model_key = model_key or hash_module(ref_model)
     key, parts = cache_key(model_key, tokenizer, dataset, max_length, batch_size, bf16)
     final = Path(cache_dir) / f"refcache-{key}" if cache_dir is not None else None
-    if final is not None and (final / "meta.json").exists():
+    if final is not None and verified_dir(final, "meta.json"):
         return Dataset.load_from_disk(str(final))
 
     t0 = time.perf_counter()

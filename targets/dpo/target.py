@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from targets.base import Evaluation, Interval, OfflineProposer, SeedCandidate, TargetEnv
-from targets.cache_dirs import file_lock
+from targets.cache_dirs import file_lock, read_sealed, write_sealed
 from targets.results import CheckReport, CheckResult
 
 log = logging.getLogger("disco.target.dpo")
@@ -205,13 +205,12 @@ class DPOTarget:
         path = self.cache_dir / "baselines" / f"dpo-{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(path.with_suffix(".lock")):
-            if path.exists():
-                runs = [RunResult.model_validate(r) for r in json.loads(path.read_text())]
+            saved = read_sealed(path, self.cache_dir)  # written by a parent process only, HMAC-sealed
+            if saved is not None:
+                runs = [RunResult.model_validate(r) for r in json.loads(saved)]
             else:
                 runs = pool.run({"dpo": get_zoo_loss("dpo").code})
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps([r.model_dump(mode="json") for r in runs]))
-                tmp.replace(path)
+                write_sealed(path, self.cache_dir, json.dumps([r.model_dump(mode="json") for r in runs]))
         self._baseline = runs
         return runs
 
@@ -301,7 +300,7 @@ class DPOTarget:
 def _spec_key(spec: Any) -> str:
     import hashlib
 
-    blob = spec.model_dump_json(exclude={"workers"})
+    blob = spec.model_dump_json(exclude={"workers", "run_timeout_s", "child_memory_mb"})
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

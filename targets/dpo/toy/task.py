@@ -113,17 +113,23 @@ class ToyTask:
         The weights are read from disk once per task and copied after that (~2 ms, no progress bar),
         because a sweep asks for two models per training run."""
         import torch
-        from safetensors.torch import load_file
         from transformers import GPT2Config, GPT2LMHeadModel
 
-        if self._weights is None:
-            self._weights = load_file(self.sft_model_dir / "model.safetensors")
+        weights = self.sft_weights()
         with torch.random.fork_rng():  # the init is overwritten; keep the caller's RNG stream intact
             model = GPT2LMHeadModel(GPT2Config.from_pretrained(self.sft_model_dir))
-        missing, unexpected = model.load_state_dict(self._weights, strict=False)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
         if unexpected or set(missing) - {"lm_head.weight"}:  # lm_head.weight is tied to wte
             raise RuntimeError(f"{self.sft_model_dir}: missing {missing}, unexpected {unexpected}")
         return model.eval()
+
+    def sft_weights(self) -> dict[str, Any]:
+        """The SFT model's tensors by name, read from disk once (callers must not modify them)."""
+        from safetensors.torch import load_file
+
+        if self._weights is None:
+            self._weights = load_file(self.sft_model_dir / "model.safetensors")
+        return self._weights
 
     def reward(self, text: str) -> float:
         """Exact reward of a completion; see `language.reward`."""
