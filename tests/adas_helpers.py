@@ -7,6 +7,7 @@ import csv
 import gzip
 import json
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,18 @@ def inner_responder(answer: Callable[[dict[str, Any]], str] = mgsm_solver) -> Ca
         return out
 
     return respond
+
+
+def ask(socket_path: str, token: str, **extra: Any) -> dict[str, Any] | None:
+    """One request in the proxy's wire format, as the sandboxed framework sends it; None when the proxy
+    closed the connection without a reply."""
+    request = {"token": token, "system": "sys", "prompt": "hello"} | extra
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(30.0)
+        conn.connect(socket_path)
+        conn.sendall(json.dumps(request).encode() + b"\n")
+        line = conn.makefile("rb").readline()
+    return json.loads(line) if line else None
 
 
 def endpoint(server: Any, model: str = "inner-model", **kw: Any) -> ModelEndpoint:

@@ -125,6 +125,8 @@ class FakeOpenAI:
         """Every request as "METHOD /path"."""
         self.default: Responder | None = None
         """Answers when the script is empty; without one an empty script is a 500 (a test bug)."""
+        self.report_usage = True
+        """False: replies carry no `usage` (as some local servers), so that clients must estimate."""
         self._queue: deque[Item] = deque()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -272,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "created": int(time.time()),
                 "model": model,
                 "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-                "usage": usage,
+                "usage": usage if self.fake.report_usage else None,
             },
         )
 

@@ -29,7 +29,8 @@ def summarise(
     item_scores: dict[str, list[float]] = {}
     runs: dict[str, Any] = {}
     answered = 0
-    usage = {"calls": 0, "errors": 0, "refused": 0, "prompt_tokens": 0, "completion_tokens": 0, "usd": 0.0}
+    usage = {"calls": 0, "errors": 0, "refused": 0, "prompt_tokens": 0, "completion_tokens": 0, "usd": 0.0,
+             "estimated_calls": 0}  # fmt: skip
     for seed, out in outcomes.items():
         for key in usage:
             usage[key] += getattr(out.usage, key)
@@ -61,6 +62,7 @@ def summarise(
         "prompt_tokens": float(usage["prompt_tokens"]),
         "completion_tokens": float(usage["completion_tokens"]),
         "usd": float(usage["usd"]),
+        "model_calls_estimated": float(usage["estimated_calls"]),
     }
     details = {"benchmark": bench.name, "seeds": list(outcomes), "runs": runs}
     if answered == 0:

@@ -2,14 +2,18 @@
 loop that runs a candidate's `forward(self, taskInfo)` over tasks, one forked process per task.
 
 Unlike ADAS's search.py, no API client and no key live here: every model call is one JSON line to the
-proxy in the parent process (targets/agents/proxy.py) over a Unix socket, which picks the inner model and
-enforces the rate limit, the per-task timeout and the candidate's budget. Each task runs in its own child
-process that is killed at its deadline, so a candidate stuck in a loop costs one task, not the run.
+proxy in the parent process (targets/agents/proxy.py) over a Unix socket, carrying the token that the
+parent minted for the task; the proxy picks the inner model and enforces the rate limit, the task's
+deadline and the candidate's budget. Each task runs in its own child process (and process group) that is
+killed at its deadline, so a candidate stuck in a loop costs one task, not the run; when a task is over,
+its token is given back (`end`), so nothing it left behind can call the model on its behalf. Tasks carry
+their text and token only: no item id, no gold answer.
 Imports: the standard library only (this module is the sandbox worker's preload).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -32,13 +36,12 @@ FORMAT_INST = (
 MAX_REPLY_BYTES = 4 << 20
 _STATE: dict[str, Any] = {
     "socket": None,
-    "session": "",
-    "task": "",
+    "token": "",
     "hint": "",
     "deadline": None,
     "seed": None,
 }
-"""Set by `run_agent` in each task's process: where the proxy listens and which task is asking."""
+"""Set by `run_agent` in each task's process: where the proxy listens and the task's token."""
 
 
 class ModelCallError(RuntimeError):
@@ -51,20 +54,27 @@ def _ask(system: str, prompt: str, temperature: float | None) -> str:
         raise ModelCallError("no model proxy is configured for this process")
     left = None if _STATE["deadline"] is None else _STATE["deadline"] - time.monotonic()
     if left is not None and left <= 0:
-        raise ModelCallError(f"task {_STATE['task']} has no time left for a model call")
+        raise ModelCallError("the task has no time left for a model call")
     request = {
-        "session": _STATE["session"],
-        "task": _STATE["task"],
+        "token": _STATE["token"],
         "system": system,
         "prompt": prompt,
         "temperature": temperature,
         "seed": _STATE.get("seed"),
     }
+    reply = _send(_STATE["socket"], request, None if left is None else left + 5.0)
+    if not reply.get("ok"):
+        raise ModelCallError(str(reply.get("error") or "the model call failed"))
+    return str(reply.get("content") or "")
+
+
+def _send(path: str, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """One request line to the proxy and its one reply line."""
     data = b""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(None if left is None else left + 5.0)
+        conn.settimeout(timeout)
         try:
-            conn.connect(_STATE["socket"])
+            conn.connect(path)
             conn.sendall(json.dumps(request).encode() + b"\n")
             while not data.endswith(b"\n") and len(data) < MAX_REPLY_BYTES:
                 chunk = conn.recv(65536)
@@ -73,13 +83,24 @@ def _ask(system: str, prompt: str, temperature: float | None) -> str:
                 data += chunk
         except OSError as exc:
             raise ModelCallError(f"the model proxy did not answer: {exc}") from None
+    if not data:
+        raise ModelCallError("the model proxy closed the connection (the evaluation's time is up)")
     try:
         reply = json.loads(data)
     except ValueError:
         raise ModelCallError("the model proxy sent a malformed reply") from None
-    if not reply.get("ok"):
-        raise ModelCallError(str(reply.get("error") or "the model call failed"))
-    return str(reply.get("content") or "")
+    if not isinstance(reply, dict):
+        raise ModelCallError("the model proxy sent a malformed reply")
+    return reply
+
+
+def _end_task(token: str) -> None:
+    """Tell the proxy that a task is over, so that its token dies now (best effort: it dies at its
+    deadline anyway)."""
+    if not _STATE["socket"] or not token:
+        return
+    with contextlib.suppress(ModelCallError):
+        _send(_STATE["socket"], {"op": "end", "token": token}, 2.0)
 
 
 def parse_json_reply(text: str) -> dict[str, Any]:
@@ -216,16 +237,16 @@ def run_agent(
     code: str,
     tasks: list[dict[str, str]],
     socket_path: str,
-    session: str,
     answer_hint: str = "",
     task_timeout_s: float = 60.0,
     concurrency: int = 4,
     seed: int = 0,
     max_answer_chars: int = 2000,
 ) -> dict[str, Any]:
-    """The sandbox's entry point: every task's answer or error, in order. `error` is set (and `results` is
-    empty) when the code itself cannot be installed."""
-    _STATE.update(socket=socket_path, session=session, hint=answer_hint, seed=seed)
+    """The sandbox's entry point: every task's answer or error, in order. Each task is
+    `{"content": text, "token": its proxy token}`. `error` is set (and `results` is empty) when the code
+    itself cannot be installed."""
+    _STATE.update(socket=socket_path, token="", hint=answer_hint, seed=seed)
     try:
         system = install(code)
     except BaseException as exc:  # a syntax error, a failing top level or no forward: the candidate's fault
@@ -248,16 +269,33 @@ def run_agent(
             index, pid, _, data = running.pop(fd)
             os.close(fd)
             _, status = os.waitpid(pid, 0)
+            _stop_task(pid, tasks[index])
             results[index] = _decode(data, status)
         now = time.monotonic()
         for fd in [fd for fd, (_, _, d, _) in running.items() if d <= now]:
             index, pid, _, _ = running.pop(fd)
-            os.kill(pid, signal.SIGKILL)
+            _kill(pid)
             os.waitpid(pid, 0)
+            _stop_task(pid, tasks[index])
             os.close(fd)
             message = f"TimeoutError: the task ran past its {task_timeout_s:g} s limit and was stopped"
             results[index] = {"answer": None, "error": message, "seconds": task_timeout_s}
     return {"error": None, "results": results}
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL a task's process group (the task and what it started), or the task alone."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _stop_task(pid: int, task: dict[str, str]) -> None:
+    """A task is over: whatever it left running is killed and its token given back."""
+    _kill(pid)
+    _end_task(task.get("token", ""))
 
 
 def _fork_task(
@@ -268,8 +306,9 @@ def _fork_task(
     if pid == 0:  # the task's own process: run, write one JSON result, leave without cleanup
         code = 0
         try:
+            os.setpgid(0, 0)  # its own group: the task and its children are stopped together
             os.close(read_fd)
-            _STATE.update(task=task["id"], deadline=time.monotonic() + timeout_s)
+            _STATE.update(token=task.get("token", ""), deadline=time.monotonic() + timeout_s)
             payload = json.dumps(_task(system, task, seed * 1_000_003 + index, max_chars)).encode()
             view = memoryview(payload)
             while view:

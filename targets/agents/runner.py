@@ -1,6 +1,8 @@
 """One run of a candidate agent over tasks: the sandbox (no network) runs framework.run_agent, the proxy in
 this process answers its model calls, and what comes back is every task's answer or error plus the
-candidate's model usage. Gold answers never enter the sandbox; scoring happens here."""
+candidate's model usage. The sandbox gets each task's text and its proxy token, nothing else: no gold
+answer, no item id (ids name the benchmark file's rows), no path; results come back by position and are
+scored here."""
 
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ from pydantic import BaseModel, Field
 from targets.agents.benchmarks import Item
 from targets.agents.proxy import InnerModelProxy, ProxySettings, Usage
 from targets.base import ModelEndpoint
+
+STARTUP_S = 30.0
+"""Room for the sandbox to start and install the code, on top of the waves' time: the first wave's tokens
+live this long plus `task_timeout_s` from the session's start (see targets/agents/proxy.py)."""
 
 
 class TaskOutcome(BaseModel):
@@ -28,7 +34,8 @@ class RunOutcome(BaseModel):
     tasks: list[TaskOutcome] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     call_log: list[tuple[str, float | None, str]] = Field(default_factory=list)
-    """Every model call the agent made: (task, temperature asked for, system prompt)."""
+    """Every model call the agent made: (item id, temperature asked for, system prompt); the item is the
+    one whose token the call carried."""
     failure: str = ""
     stderr: str = ""
     seconds: float = 0.0
@@ -93,15 +100,18 @@ class AgentRunner:
                 settings = settings.model_copy(update={"max_calls": max_calls})
             timeout = settings.task_timeout_s
             waves = math.ceil(len(items) / max(1, self.concurrency))
-            wall = waves * timeout + 30.0
-            with self.proxy.session(settings) as session:
+            wall = waves * timeout + STARTUP_S
+            with self.proxy.session(settings, wall_s=wall) as session:
+                tokens = session.mint_waves([it.id for it in items], self.concurrency, STARTUP_S)
                 request = SandboxRequest(
                     call="targets.agents.framework:run_agent",
                     kwargs={
                         "code": code,
-                        "tasks": [{"id": it.id, "content": it.content} for it in items],
+                        "tasks": [
+                            {"content": it.content, "token": token}
+                            for it, token in zip(items, tokens, strict=True)
+                        ],
                         "socket_path": self.proxy.socket_path,
-                        "session": session.token,
                         "answer_hint": answer_hint,
                         "task_timeout_s": timeout,
                         "concurrency": self.concurrency,
@@ -117,7 +127,7 @@ class AgentRunner:
                     ),
                 )
                 result = self.sandbox().run(request)
-                usage, log = session.usage.model_copy(), list(session.log)
+            usage, log = session.usage.model_copy(deep=True), list(session.log)
         outcome = RunOutcome(
             usage=usage, call_log=log, stderr=result.stderr[-4000:], seconds=result.duration_s
         )

@@ -91,6 +91,13 @@ class AgentTargetConfig(BaseModel):
     """Inner-model calls one candidate may make per evaluation seed."""
     max_usd: float | None = None
     """Inner-model cost one candidate may spend per evaluation seed (needs the inner model's prices)."""
+    max_tokens_per_eval: int = Field(3_000_000, ge=1)
+    """Inner-model tokens (prompt + completion) one candidate may use per evaluation seed, counted with or
+    without prices (estimated from characters when the server reports no usage)."""
+    max_prompt_chars: int = Field(32_000, ge=1)
+    """Longest prompt of one inner-model call (system + user, characters); a longer call is refused."""
+    max_prompt_tokens: int = Field(12_000, ge=1)
+    """Longest prompt of one call in estimated tokens (about three bytes each); a longer call is refused."""
     max_temperature: float = 1.2
     json_mode: bool = True
     bootstrap_samples: int = Field(2000, ge=100)
@@ -132,6 +139,9 @@ class AgentSystemTarget:
             task_timeout_s=c.task_timeout_s,
             max_calls=c.max_calls,
             max_usd=c.max_usd,
+            max_tokens_per_eval=c.max_tokens_per_eval,
+            max_prompt_chars=c.max_prompt_chars,
+            max_prompt_tokens=c.max_prompt_tokens,
             max_temperature=c.max_temperature,
             json_mode=c.json_mode,
         )
