@@ -26,7 +26,7 @@ from sandbox.base import (
     signal_code,
     write_files,
 )
-from sandbox.isolation import Level, best_level, can_drop_uid, describe, probe
+from sandbox.isolation import UNSAFE_HINT, Level, best_level, can_drop_uid, describe, probe, unsafe_opted_in
 from sandbox.models import RESULT_FILE, BackendReport, SandboxRequest, SandboxResult
 from sandbox.pool import WarmPool, Worker, WorkerStartError, discard, kill_tree
 from sandbox.registry import SandboxUnavailable
@@ -58,12 +58,21 @@ class LocalSandbox:
     # ------------------------------------------------------------------ set-up
     @property
     def level(self) -> Level:
+        """The level runs get; only bubblewrap unless the user opted in to weaker isolation."""
         if self.config.isolation == "auto":
-            return best_level()
-        level = self.config.isolation
-        ok, why = probe()[level]
-        if not ok:
-            raise SandboxUnavailable(f"isolation level {level!r} is unavailable here: {why}")
+            level = best_level()
+        else:
+            level = self.config.isolation
+            ok, why = probe()[level]
+            if not ok:
+                raise SandboxUnavailable(f"isolation level {level!r} is unavailable here: {why}")
+        if level != "bwrap" and not unsafe_opted_in():
+            why = probe()["bwrap"][1] or f"isolation level {level!r} was configured"
+            raise SandboxUnavailable(
+                "the local sandbox runs candidate code only inside bubblewrap with namespaces, seccomp and "
+                f"an allow-list of mounts, which is unavailable here ({why}); to accept weaker isolation "
+                f"anyway, opt in with {UNSAFE_HINT}"
+            )
         return level
 
     def pool(self) -> WarmPool:
@@ -135,7 +144,9 @@ class LocalSandbox:
 
 
 def _chown_tree(root: Path, uid: int) -> None:
-    for path in [root, *root.rglob("*")]:
+    """Hand the request's files to the sandbox's uid (the work dir itself stays group root, see
+    `sandbox.pool.start_worker`)."""
+    for path in root.rglob("*"):
         os.lchown(path, uid, uid)
 
 

@@ -25,12 +25,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.isolation import REPO_ROOT, Level, wrapper_argv
+from sandbox.isolation import REPO_ROOT, Level, seccomp_fd, wrapper_argv
 
 READY_TIMEOUT_S = 120.0
 """Importing torch and the targets takes seconds, more on a busy machine."""
 SAFE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "USER": "sandbox",  # getpass.getuser() reads these first: the sandbox has no /etc/passwd
+    "LOGNAME": "sandbox",
     "LANG": "C.UTF-8",
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONUNBUFFERED": "1",  # output written just before a kill still reaches the caller
@@ -87,23 +89,30 @@ def start_worker(
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
     (workdir / ".tmp").mkdir()
     if uid is not None:
-        for path in (workdir, workdir / ".tmp"):
-            os.chown(path, uid, uid)
-    spec = {"preload": list(preload), "workdir": str(workdir), "uid": uid}
-    argv = [
-        *wrapper_argv(level, workdir, shared),
-        sys.executable, "-I", "-c", _BOOT.format(root=str(REPO_ROOT)), json.dumps(spec),
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=sandbox_env(workdir, env),
-        cwd=workdir,
-        start_new_session=True,
-        preexec_fn=None if level == "bwrap" else _pdeathsig(),
-    )
+        # Owned by the sandbox's uid; group root with 0770, because until its uid change the worker is
+        # root without CAP_DAC_OVERRIDE and must still enter it.
+        os.chown(workdir, uid, 0)
+        os.chmod(workdir, 0o770)
+        os.chown(workdir / ".tmp", uid, uid)
+    # RLIMIT_NPROC counts per uid: the worker's own uid, or (non-root) its user namespace's processes.
+    nproc = uid is not None or (level == "bwrap" and os.geteuid() != 0)
+    spec = {"preload": list(preload), "workdir": str(workdir), "uid": uid, "nproc": nproc}
+    with seccomp_fd() as fd:
+        argv = [
+            *wrapper_argv(level, workdir, shared, fd, uid is not None),
+            sys.executable, "-I", "-c", _BOOT.format(root=str(REPO_ROOT)), json.dumps(spec),
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=sandbox_env(workdir, env),
+            cwd=workdir,
+            start_new_session=True,
+            pass_fds=(fd,) if level == "bwrap" else (),
+            preexec_fn=None if level == "bwrap" else _pdeathsig(),
+        )
     worker = Worker(proc, workdir, uid, level)
     try:
         _await_ready(worker)

@@ -5,7 +5,8 @@ arrives, which is what makes a warm check fast; limits and the uid drop are appl
 they bound the candidate and not torch's start-up. One job per process: nothing a candidate does can
 leak into the next one.
 
-Protocol: argv[1] is JSON {"preload": [...], "workdir": str, "uid": int | null, "job": path?}. Without
+Protocol: argv[1] is JSON {"preload": [...], "workdir": str, "uid": int | null, "nproc": bool,
+"job": path?} (nproc: apply RLIMIT_NPROC even without a uid change, i.e. inside a user namespace). Without
 "job" (the local backend's warm workers) the worker writes
 `DISCO-READY\\n` on stdout once the imports are done, then reads one JSON job line from stdin:
 {"kind": "code" | "call" | "command", "code"|"call"+"kwargs"|"command", "limits": {...}}.
@@ -14,6 +15,7 @@ Protocol: argv[1] is JSON {"preload": [...], "workdir": str, "uid": int | null, 
 from __future__ import annotations
 
 import ctypes
+import errno
 import importlib
 import json
 import math
@@ -27,6 +29,8 @@ from typing import Any
 READY = b"DISCO-READY\n"
 RESULT_FILE = ".disco-result.json"  # same value as sandbox.models.RESULT_FILE (not imported: startup)
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 
 
 def _limit(which: int, value: int) -> None:
@@ -35,8 +39,26 @@ def _limit(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
-def _confine(limits: dict[str, Any], uid: int | None) -> None:
-    """Apply rlimits and drop to `uid`. Irreversible: the code cannot raise them back."""
+def _drop_capabilities() -> None:
+    """Empty the bounding set (needs CAP_SETPCAP: as root in bubblewrap the worker keeps it for this) and
+    the ambient set, so that no later exec or uid change can give a capability back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
+            break  # past the kernel's last capability
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+
+
+def _clear_capsets() -> None:
+    """capset(2) to nothing: effective, permitted and inheritable."""
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    ctypes.CDLL(None, use_errno=True).capset(header, data)
+
+
+def _confine(limits: dict[str, Any], uid: int | None, nproc: bool = False) -> None:
+    """Apply rlimits, drop every capability and drop to `uid`. Irreversible: the code cannot raise them
+    back."""
     used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
     cpu = math.ceil(used + limits["cpu_seconds"])
     hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
@@ -47,14 +69,36 @@ def _confine(limits: dict[str, Any], uid: int | None) -> None:
     _limit(resource.RLIMIT_FSIZE, limits["max_file_mb"] << 20)
     _limit(resource.RLIMIT_NOFILE, limits["max_open_files"])
     _limit(resource.RLIMIT_CORE, 0)
+    _drop_capabilities()  # before the uid change, which needs CAP_SETUID/SETGID (not in the bounding set)
     if uid is not None:
         os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-        # Counted per uid on the whole host, so each sandbox gets its own uid (see LocalSandbox).
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    _clear_capsets()
+    if uid is not None or nproc:
+        # Counted per uid on the whole host (so each sandbox gets its own uid, see LocalSandbox), or per
+        # user namespace when not root.
         _limit(resource.RLIMIT_NPROC, limits["max_processes"])
     # No setuid binary (su, ping, ...) can give privileges back.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if _seccomp_mode() == 0:  # bubblewrap loaded the filter already; the weaker levels load it here
+        from sandbox.seccomp import install
+
+        try:
+            install()
+        except OSError as exc:
+            sys.stderr.write(f"warning: the seccomp filter could not be loaded: {exc}\n")
+
+
+def _seccomp_mode() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Seccomp:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -130,7 +174,7 @@ def main() -> None:
     sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - stays open for the code
     os.chdir(spec["workdir"])
     os.environ.update(job.get("env") or {})
-    _confine(job["limits"], spec["uid"])
+    _confine(job["limits"], spec["uid"], spec.get("nproc", False))
     code = _run(job, spec["workdir"])
     try:
         sys.stdout.flush()

@@ -184,9 +184,21 @@ def test_registry_names_the_valid_backends() -> None:
 
 
 @pytest.mark.parametrize("level", ["unshare", "none"])
-def test_weaker_levels_still_bound_the_run(level: str) -> None:
+def test_weaker_levels_are_refused_without_the_opt_in(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISCO_UNSAFE_SANDBOX", raising=False)
+    sandbox = LocalSandbox(isolation=level, warm=0)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(SandboxUnavailable, match=r"opt in with --unsafe-sandbox, .*DISCO_UNSAFE_SANDBOX=1$"):
+            sandbox.run(SandboxRequest(code="print('hi')", limits=quick()))
+    finally:
+        sandbox.close()
+
+
+@pytest.mark.parametrize("level", ["unshare", "none"])
+def test_weaker_levels_still_bound_the_run(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if not probe()[level][0]:  # type: ignore[index]
         pytest.fail(f"{level} should work on a host where bubblewrap works: {probe()[level]}")  # type: ignore[index]
+    monkeypatch.setenv("DISCO_UNSAFE_SANDBOX", "1")
     sandbox = LocalSandbox(isolation=level, warm=0)  # type: ignore[arg-type]
     try:
         ok = sandbox.run(SandboxRequest(code="print('hi')", limits=quick()))
@@ -196,6 +208,7 @@ def test_weaker_levels_still_bound_the_run(level: str) -> None:
         sandbox.close()
     assert (ok.status, spin.status) == ("ok", "timeout")
     assert f"level: {level}" in ok.isolation
+    assert "WARNING: weaker isolation accepted by the user (--unsafe-sandbox)" in ok.isolation
     assert report.network_isolated is (level == "unshare") and report.filesystem_readonly is False
     if level == "none":
         assert "network: NOT isolated (no namespaces on this host)" in ok.isolation
