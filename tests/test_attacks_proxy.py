@@ -320,16 +320,11 @@ def shared_benchmark_files(tmp_path: Path) -> Iterator[Path]:
     yield REAL_DATA / "mgsm_en.tsv"
 
 
-UNTIL_ALLOW_LIST = pytest.mark.xfail(
-    strict=True,
-    reason="the bubblewrap sandbox binds / and hides a fixed list (issue 15, item 4): until its allow-list "
-    "of mounts lands, an agent can read benchmark files outside that list",
-)
 PLACES = [
     pytest.param(data_under_tmp, id="data under /tmp"),
-    pytest.param(data_in_the_checkout, id="data in the checkout's .disco", marks=UNTIL_ALLOW_LIST),
+    pytest.param(data_in_the_checkout, id="data in the checkout's .disco"),
     *(
-        [pytest.param(shared_benchmark_files, id="the shared benchmark files", marks=UNTIL_ALLOW_LIST)]
+        [pytest.param(shared_benchmark_files, id="the shared benchmark files")]
         if (REAL_DATA / "mgsm_en.tsv").is_file()
         else []
     ),
