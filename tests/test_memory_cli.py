@@ -34,14 +34,40 @@ def cli(tmp_path: Path) -> Iterator[Invoke]:
     set_home(None)  # --home sets process state; leave none behind for other tests
 
 
-@pytest.fixture
-def seeded(cli: Invoke, tmp_path: Path) -> Invoke:
-    items = [
-        {"code": get_zoo_loss(n).code, "fitness": f} for n, f in [("dpo", 1.0), ("lrml", 2.0), ("slic", 0.5)]
-    ]
-    path = tmp_path / "discopop.json"
+ZOO_ARCHIVE = [("dpo", 1.0), ("lrml", 2.0), ("slic", 0.5)]
+
+
+def write_zoo_archive(path: Path) -> Path:
+    items = [{"code": get_zoo_loss(n).code, "fitness": f} for n, f in ZOO_ARCHIVE]
     path.write_text(json.dumps(items), encoding="utf-8")
-    result = cli("import", str(path), "--json")
+    return path
+
+
+@pytest.fixture(scope="module")
+def zoo_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zoo archive imported once (its fingerprints computed in the sandbox) and exported as JSONL, so
+    that each test seeds its own memory from the export without computing them again."""
+    shared_minilm()
+    folder = tmp_path_factory.mktemp("zoo")
+    home = ["--home", str(folder / "home"), "memory"]
+    try:
+        result = CliRunner().invoke(
+            app, [*home, "import", str(write_zoo_archive(folder / "discopop.json")), "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == {"read": 3, "added": 3, "fingerprinted": 3}
+        out = folder / "zoo.jsonl"
+        assert CliRunner().invoke(app, [*home, "export", str(out)]).exit_code == 0
+    finally:
+        set_home(None)
+    return out
+
+
+@pytest.fixture
+def seeded(cli: Invoke, tmp_path: Path, zoo_export: Path) -> Invoke:
+    """Memory holding the zoo archive as `disco memory import` of the DiscoPOP file leaves it."""
+    write_zoo_archive(tmp_path / "discopop.json")
+    result = cli("import", str(zoo_export), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"read": 3, "added": 3, "fingerprinted": 3}
     return cli

@@ -4,23 +4,31 @@ The store lives at `<data dir>/memory`. Only `search`, `import` and `novelty` em
 load the embedding model; chromadb itself is imported inside the commands, never by `disco --help`.
 Text embeddings: the offline MiniLM, or an OpenAI-compatible endpoint with
 DISCO_EMBEDDINGS_BACKEND=openai (DISCO_EMBEDDINGS_MODEL, DISCO_EMBEDDINGS_BASE_URL, OPENAI_API_KEY).
+
+An archive's code is as untrusted as a model's: behavioural fingerprints (`import`, `novelty`) are
+computed in the sandbox ($DISCO_SANDBOX, default local), one fresh sandboxed process per candidate, and
+this process only reads back a list of numbers. It never executes candidate code; without a sandbox the
+candidates are judged by text alone.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
 from agent.commands.errors import fail as _fail
 
 if TYPE_CHECKING:
     from memory.records import CandidateRecord
     from memory.store import MemoryStore
+    from sandbox.base import Sandbox
 
 memory_app = typer.Typer(
     help="The candidate memory shared by all runs: search, novelty, import and export.",
@@ -59,20 +67,118 @@ def open_store() -> MemoryStore:
     return MemoryStore(disco_home() / "memory", embedder=make_embedder(EmbeddingConfig.from_env()))
 
 
-def fingerprinter(target: str) -> Callable[[str], list[float] | None] | None:
-    """The target's behavioural fingerprint, None for a target that has none; a loss that cannot be
-    fingerprinted (does not load, raises) gets None and is judged by text alone."""
-    if target != "dpo":
-        return None
-    from targets.dpo.fingerprint import FingerprintError, loss_fingerprint
+class FingerprintCall(BaseModel):
+    """How a target's fingerprint is computed in the sandbox: the function, what to preload, its length."""
 
-    def fp(code: str) -> list[float] | None:
-        try:
-            return loss_fingerprint(code)
-        except FingerprintError:
+    call: str
+    preload: tuple[str, ...]
+    length: int
+
+
+FINGERPRINT_CALLS: dict[str, FingerprintCall] = {
+    "dpo": FingerprintCall(
+        call="targets.dpo.fingerprint:loss_fingerprint",
+        preload=("torch", "targets.dpo.fingerprint"),
+        length=351,  # targets.dpo.fingerprint.DIM (not imported here: it would import torch)
+    ),
+}
+"""Targets with a behavioural fingerprint that an archive's bare code can be given."""
+
+
+class SandboxFingerprinter:
+    """A target's behavioural fingerprint of archive code, computed in the sandbox, never here.
+
+    Each candidate runs in its own fresh sandboxed process (the local backend's workers run one job each),
+    so one archive item cannot change another's numbers. What comes back is checked as data: a list of
+    `length` finite numbers, else None. A candidate that cannot be fingerprinted (breaks the policy, does
+    not load, raises, too slow) gets None and is judged by its text alone; so does every candidate when no
+    sandbox is available (`unavailable` says why).
+    """
+
+    def __init__(self, target: str, backend: str | None = None) -> None:
+        from agent.commands.sandbox import backend_name
+
+        self.spec = FINGERPRINT_CALLS.get(target)
+        self.backend = backend_name(backend)
+        self.unavailable: str | None = None
+        self.failed = 0
+        self._box: Sandbox | None = None
+
+    def _sandbox(self) -> Sandbox | None:
+        if self._box is None and self.unavailable is None:
+            from sandbox.registry import SandboxUnavailable, get_sandbox
+
+            try:
+                self._box = (
+                    get_sandbox(self.backend, warm=1)
+                    if self.backend == "local"
+                    else get_sandbox(self.backend)
+                )
+            except SandboxUnavailable as exc:
+                self.unavailable = str(exc)
+        return self._box
+
+    def __call__(self, code: str) -> list[float] | None:
+        if self.spec is None:
             return None
+        box = self._sandbox()
+        if box is None:
+            return None
+        from sandbox.models import SandboxLimits, SandboxRequest
+        from sandbox.registry import SandboxUnavailable
 
-    return fp
+        request = SandboxRequest(
+            call=self.spec.call,
+            kwargs={"code": code},
+            preload=self.spec.preload,
+            limits=SandboxLimits(timeout_s=60, cpu_s=60, memory_mb=4096),
+        )
+        try:
+            result = box.run(request)
+        except SandboxUnavailable as exc:
+            self.unavailable = str(exc)
+            return None
+        value = result.value if result.status == "ok" else None
+        if (
+            isinstance(value, list)
+            and len(value) == self.spec.length
+            and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+            )
+        ):
+            return [float(v) for v in value]
+        self.failed += 1
+        return None
+
+    def close(self) -> None:
+        if self._box is not None:
+            self._box.close()
+            self._box = None
+
+
+@contextmanager
+def fingerprinters() -> Iterator[dict[str, SandboxFingerprinter]]:
+    """target -> its sandboxed fingerprinter, made on first use (`_fingerprint`) and closed at the end."""
+    made: dict[str, SandboxFingerprinter] = {}
+    try:
+        yield made
+    finally:
+        for fp in made.values():
+            fp.close()
+
+
+def _fingerprint(made: dict[str, SandboxFingerprinter], target: str, code: str) -> list[float] | None:
+    if target not in FINGERPRINT_CALLS:
+        return None
+    if target not in made:
+        made[target] = SandboxFingerprinter(target)
+    return made[target](code)
+
+
+def _say_unavailable(made: dict[str, SandboxFingerprinter]) -> None:
+    for fp in made.values():
+        if fp.unavailable:
+            typer.echo(f"no behavioural fingerprints: {fp.unavailable} (judged by text alone)", err=True)
 
 
 @memory_app.command("stats")
@@ -163,15 +269,15 @@ def import_archive(
     """Add an archive's candidates to memory (importing the same archive twice keeps one of each)."""
     from memory.archive import read_archive
 
-    with _user_errors():
+    with _user_errors(), fingerprinters() as made:
         items = read_archive(file, target=target)
         fps: list[list[float] | None] = []
         for item in items:
             fp = item.fingerprint
-            make = fingerprinter(item.record.target)
-            if fp is None and make is not None:
-                fp = make(item.record.code)
+            if fp is None:  # computed in the sandbox: archive code never runs in this process
+                fp = _fingerprint(made, item.record.target, item.record.code)
             fps.append(fp)
+        _say_unavailable(made)
         store = open_store()
         before = store.count()
         store.record_many([i.record for i in items], fps)
@@ -221,8 +327,9 @@ def novelty(
         raise _fail(f"cannot read {file}: it is not UTF-8 text") from None
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
-    make = fingerprinter(target) if fingerprint else None
-    with _user_errors():
-        verdict = open_store().novelty(code, target=target, fingerprint=make(code) if make else None)
+    with _user_errors(), fingerprinters() as made:
+        fp = _fingerprint(made, target, code) if fingerprint else None
+        _say_unavailable(made)
+        verdict = open_store().novelty(code, target=target, fingerprint=fp)
     typer.echo(json.dumps(verdict.summary()) if as_json else verdict.message)
     raise typer.Exit(0 if verdict.novel else 1)
