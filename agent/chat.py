@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agent.prompting import render
+from sandbox.redact import redact
 
 
 class ToolCallRecord(BaseModel):
@@ -63,6 +64,7 @@ class ChatAgent:
             for call in message.tool_calls:
                 tool = self.tools.get(call["name"])
                 result = tool.invoke(call["args"]) if tool else f"error: there is no tool {call['name']!r}"
+                result = redact(str(result))  # it may quote a candidate, and goes to the model and the TUI
                 reply.tool_calls.append(
                     ToolCallRecord(name=call["name"], args=call["args"], result=str(result))
                 )

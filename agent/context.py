@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from memory.records import FAILED_STATUSES, CandidateRecord
 from memory.store import FailureLesson, MemoryStore
+from sandbox.redact import redact
 
 
 class TargetText(Protocol):
@@ -102,12 +103,14 @@ class ContextLimits(BaseModel):
 
 
 def clip(text: str, limit: int, *, tail_share: float = 1 / 3) -> str:
-    """`text` cut to about `limit` characters with a visible marker where the cut is.
+    """`text` redacted (it may quote a candidate) and cut to about `limit` characters with a visible
+    marker where the cut is.
 
     Keeps `1 - tail_share` of the budget from the start and `tail_share` from the end, cut at line
     boundaries (else at spaces) when there are any, so that a clipped function still shows its
     signature and its return, and prose is not cut mid-word.
     """
+    text = redact(text)  # before the cut: a secret cut in two is no longer recognised
     if len(text) <= limit:
         return text
     tail_n = int(limit * tail_share)

@@ -16,6 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from sandbox.redact import redact_obj
+
+MAX_PAYLOAD_CHARS = 20_000
+"""Cap on each string of an event's payload (a candidate's output can be megabytes)."""
+
 EventKind = Literal[
     "run",  # run created / session started / finished, with the final status and why
     "node",  # a graph node entered or left, with its duration
@@ -83,6 +88,9 @@ class EventLog:
         self._seq = sum(1 for _ in read_events(path))
 
     def append(self, kind: EventKind, candidate: str | None = None, **payload: Any) -> Event:
+        # Payloads quote candidates (errors, check messages, reasons): the log, the TUI and the report
+        # read them, so every string is redacted and capped here, once for every writer.
+        payload = redact_obj(payload, MAX_PAYLOAD_CHARS)
         with self._lock:
             event = Event(seq=self._seq, run=self.run_id, kind=kind, candidate=candidate, payload=payload)
             line = event.model_dump_json() + "\n"

@@ -22,6 +22,7 @@ from agent.schemas import Draft
 from agent.state import LoopState
 from memory.records import CandidateRecord, Cost, Fitness
 from memory.store import MemoryStore
+from sandbox.redact import redact_obj
 from targets.base import Target, baseline_of, evaluators_of
 from targets.results import CheckReport, CheckResult
 from tools.toolbox import Toolbox, ToolError
@@ -244,7 +245,7 @@ class Loop:
         if saved is None:  # evaluated already when a kill came before the checkpoint: never twice
             draft = Draft.model_validate(state["draft"])
             evaluation = self.s.tools.evaluate(draft.code, draft.name, candidate_id=cid)
-            saved = evaluation.model_dump(mode="json")
+            saved = redact_obj(evaluation.model_dump(mode="json"))  # reasons quote the candidate's errors
             self.s.run.write_candidate_file(cid, "evaluation.json", saved)
         if cid not in self.s.evaluated:
             self.s.evaluated.add(cid)

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from agent.context import DesignContext, clip
 from agent.schemas import Draft, Reflection
+from sandbox.redact import redact
 from targets.results import CheckResult
 
 Message = dict[str, str]
@@ -59,7 +60,8 @@ def _environment() -> jinja2.Environment:
 def render(template: str, **variables: Any) -> str:
     """Render agent/prompts/<template>.j2 (the suffix may be given or not) with `variables`.
 
-    Raises PromptError for a missing template or variable, or a None that would be printed.
+    Raises PromptError for a missing template or variable, or a None that would be printed. The text is
+    redacted (sandbox.redact); the pieces that are clipped were redacted before the cut (agent.context.clip).
     """
     name = template if template.endswith(".j2") else f"{template}.j2"
     try:
@@ -68,7 +70,9 @@ def render(template: str, **variables: Any) -> str:
         raise PromptError(f"no prompt template {name!r} in agent/prompts") from None
     except jinja2.UndefinedError as exc:
         raise PromptError(f"prompt template {name!r}: {exc.message}") from None
-    return text.strip() + "\n"
+    # The last net before the endpoint: a prompt quotes candidates (checks, tracebacks, memory written by
+    # any version of disco), and a secret one of them read must not reach the model.
+    return redact(text.strip()) + "\n"
 
 
 def _reply_spec(schema: type[BaseModel]) -> dict[str, Any]:

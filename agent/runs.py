@@ -24,9 +24,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from sandbox.redact import redact, redact_obj
+
 RunState = Literal["created", "running", "paused", "waiting", "stopped", "finished", "failed"]
 ACTIVE_STATES: tuple[str, ...] = ("created", "running", "paused", "waiting")
 """States in which a runner should be holding the run; without one the run was interrupted."""
+MAX_REASON_CHARS = 4000
 
 
 class RunError(RuntimeError):
@@ -95,7 +98,7 @@ class RunDir:
             raise RunError(f"run {meta.run_id} already exists; resume it with `disco resume {meta.run_id}`")
         (root / "candidates").mkdir(parents=True)
         run = cls(root)
-        write_json_atomically(run.meta_path, meta.model_dump_json(indent=2))
+        write_json_atomically(run.meta_path, redact_obj(meta).model_dump_json(indent=2))
         run.write_status(RunStatus())
         return run
 
@@ -119,6 +122,7 @@ class RunDir:
 
     def write_status(self, status: RunStatus) -> None:
         status.updated_at = datetime.now(UTC)
+        status.reason = redact(status.reason, MAX_REASON_CHARS)  # may quote an error a candidate caused
         write_json_atomically(self.status_path, status.model_dump_json(indent=2))
 
     def candidate_dir(self, candidate_id: str) -> Path:
@@ -127,7 +131,9 @@ class RunDir:
         return path
 
     def write_candidate_file(self, candidate_id: str, name: str, data: str | dict | list) -> Path:
-        text = data if isinstance(data, str) else json.dumps(data, indent=2, default=str)
+        """Write one file of the candidate's folder. Everything here is the candidate's or quotes it (code,
+        check messages, reasons): every string is redacted before it is written."""
+        text = redact(data) if isinstance(data, str) else json.dumps(redact_obj(data), indent=2, default=str)
         path = self.candidate_dir(candidate_id) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomically(path, text)

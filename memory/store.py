@@ -33,6 +33,7 @@ from memory.archive import export_line
 from memory.embeddings import TextEmbedder, make_embedder
 from memory.novelty import NoveltyConfig, NoveltyVerdict, cosine_similarity, fingerprint_similarity
 from memory.records import FAILED_STATUSES, CandidateRecord, code_hash, normalise_code
+from sandbox.redact import redact_obj
 
 RECORDS = "records"
 Space = Literal["code", "meaning", "both"]
@@ -193,6 +194,7 @@ class MemoryStore:
         Text is embedded only for records that are new or whose code or thought changed; `vectors`
         (keys `code`, `meaning`: arrays aligned with `records`) skips embedding altogether (bulk loads).
         """
+        records = [_redacted(r) for r in records]
         fps = list(fingerprints) if fingerprints is not None else [None] * len(records)
         latest: dict[str, int] = {r.id: i for i, r in enumerate(records)}  # last write of an id wins
         order = sorted(latest.values())
@@ -490,6 +492,14 @@ class MemoryStore:
                 threshold=config.text_threshold, **common,
             )  # fmt: skip
         return NoveltyVerdict(novel=True, nearest=None, similarity=0.0, by="empty", **common)
+
+
+def _redacted(record: CandidateRecord) -> CandidateRecord:
+    """The record with every string redacted (errors and check messages quote the candidate; memory feeds
+    prompts and outlives runs). Its code hash stays that of the code as written, so novelty still works."""
+    dumped = record.model_dump()
+    cleaned = redact_obj(dumped)
+    return record if cleaned == dumped else CandidateRecord.model_validate(cleaned)
 
 
 def _code_text(record: CandidateRecord) -> str:

@@ -16,6 +16,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from sandbox.models import BackendReport, SandboxLimits, SandboxRequest, SandboxResult
 from sandbox.policy import check_policy
+from sandbox.redact import redact
 
 Killed = Literal["timeout", "output", "cancelled", "cpu", "oom"]
 
@@ -132,11 +133,11 @@ def finish(raw: RawOutcome, limits: SandboxLimits, backend: str, isolation: list
     return SandboxResult(
         status=status,  # type: ignore[arg-type]
         exit_code=code,
-        stdout=raw.stdout.text(),
-        stderr=stderr,
+        stdout=redact(raw.stdout.text()),  # untrusted text: no secret leaves the sandbox in it
+        stderr=redact(stderr),
         duration_s=round(raw.duration_s, 4),
         peak_memory_mb=None if raw.peak_memory_mb is None else round(raw.peak_memory_mb, 1),
-        reason=reason,
+        reason=redact(reason),
         backend=backend,
         isolation=isolation,
         files=raw.files,

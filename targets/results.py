@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sandbox.redact import redact
+
+MAX_MESSAGE_CHARS = 4000
+MAX_TRACEBACK_CHARS = 8000
 
 
 class CheckResult(BaseModel):
@@ -28,6 +33,19 @@ class CheckResult(BaseModel):
     line: int | None = None
     """1-based line of the candidate's code that the message is about, when known."""
     traceback: str | None = None
+
+    # A message or traceback may quote what the candidate printed or raised: untrusted text, redacted and
+    # capped whenever a result is made or loaded (in the sandbox, and again in the parent, which knows the
+    # secrets that the sandbox's scrubbed environment does not).
+    @field_validator("message")
+    @classmethod
+    def _redact_message(cls, value: str) -> str:
+        return redact(value, MAX_MESSAGE_CHARS)
+
+    @field_validator("traceback")
+    @classmethod
+    def _redact_traceback(cls, value: str | None) -> str | None:
+        return None if value is None else redact(value, MAX_TRACEBACK_CHARS)
 
 
 class CheckReport(BaseModel):

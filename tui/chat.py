@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sandbox.redact import redact
 from tui.commands import MemoryQuery
 from tui.view import Line
 
@@ -143,7 +144,7 @@ class ChatService:
             else:
                 found = box.failures(q.k)
                 lines = [
-                    f"{x['failed']['id']}  {x['failed']['name']}: {x['error'][:160]}"
+                    f"{x['failed']['id']}  {x['failed']['name']}: {redact(x['error'])[:160]}"
                     + (f"  → fixed by {x['fixed_by']['id']}" if x["fixed_by"] else "")
                     for x in found
                 ]

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from agent.models.base import CallUsage, ErrorKind, ModelError
+from sandbox.redact import redact_obj
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -70,7 +71,9 @@ class ExchangeLog:
                 self.skipped_lines += 1
 
     def append(self, ex: Exchange) -> None:
-        """Write one exchange and make it durable before returning."""
+        """Write one exchange, redacted, and make it durable before returning. The prompts were redacted
+        when rendered; this is the net for anything else that quotes a candidate (a model echoing one)."""
+        ex = redact_obj(ex)
         line = ex.model_dump_json() + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)

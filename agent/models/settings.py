@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+from sandbox.redact import register_secret
 
 OFFLINE = "offline"
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -45,6 +47,15 @@ class ModelSettings(BaseModel):
     """Price per million prompt tokens, for the cost budget; None when unknown or free."""
     usd_per_mtok_out: float | None = None
     """Price per million completion tokens, for the cost budget; None when unknown or free."""
+
+    @field_validator("api_key")
+    @classmethod
+    def _register_key(cls, key: SecretStr | None) -> SecretStr | None:
+        """Every configured key, from any layer (file, environment, flags), is redacted from candidate
+        text from the moment it is known (sandbox.redact): a key must never reach a record or a prompt."""
+        if key is not None:
+            register_secret(key.get_secret_value(), "api_key")
+        return key
 
     @property
     def offline(self) -> bool:
