@@ -240,9 +240,9 @@ def forward(self, taskInfo):
     return "done"
 """
 
-GRANDCHILD_ROWS = [
-    pytest.param(False, 0.5, 1.5, "task_ended", id="token given back when its task ended"),
-    pytest.param(True, 2.0, 1.4, "task_expired", id="end silenced: token dies at its task's timeout"),
+GRANDCHILD_ROWS = [  # (timeout 2 s) the other tasks keep the sandbox alive for ~4 s after the first call
+    pytest.param(False, 1.0, 1.9, "task_ended", id="token given back when its task ended"),
+    pytest.param(True, 2.6, 1.9, "task_expired", id="end silenced: token dies at its task's timeout"),
 ]
 
 
@@ -252,7 +252,7 @@ def test_a_grandchild_cannot_call_after_its_task(
 ) -> None:
     server.default = inner_responder(lambda body: "7")
     runner = AgentRunner(
-        endpoint(server), ProxySettings(requests_per_s=100.0, task_timeout_s=1.5), concurrency=1
+        endpoint(server), ProxySettings(requests_per_s=100.0, task_timeout_s=2.0), concurrency=1
     )
     items = [Item(id=f"i{n}", content=f"{name} task", gold=7) for n, name in enumerate(["first", "b", "c"])]
     try:

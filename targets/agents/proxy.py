@@ -53,6 +53,9 @@ FAILING_START = 3
 """Failed calls, with none answered, after which a session's calls are refused at once."""
 OPENAI_URL = "https://api.openai.com/v1"
 ERROR_CHARS = 300
+GRACE_S = 0.25
+"""An upstream call may outlive its deadline by this much, so that one cut at the session's deadline ends
+after it (and is never served) rather than racing it with a timeout error."""
 
 
 class ProxySettings(BaseModel):
@@ -286,6 +289,10 @@ class Session:
             self.in_flight_tokens -= admitted.reserved
 
     # ------------------------------------------------------------------ connections and closing
+    def over(self) -> bool:
+        """Closed, or past its deadline (the closing timer may not have fired yet)."""
+        return self.closed or time.monotonic() >= self.deadline
+
     def attach(self, conn: socket.socket) -> bool:
         with self.lock:
             if self.closed:
@@ -448,7 +455,7 @@ class InnerModelProxy:
         import openai
 
         try:
-            content, usage = self._call(call, max(0.5, admitted.deadline - time.monotonic()))
+            content, usage = self._call(call, max(0.5, admitted.deadline - time.monotonic()) + GRACE_S)
         except (openai.OpenAIError, ValueError, LookupError) as exc:  # this call's failure, reported to it
             status = getattr(exc, "status_code", None)
             shown = f"the inner model failed: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
@@ -457,7 +464,7 @@ class InnerModelProxy:
                 session.in_flight_tokens -= admitted.reserved
                 session.usage.errors += 1
                 session.usage.last_error = self.redact(f"{type(exc).__name__}: {exc}")[:ERROR_CHARS]
-            return {"ok": False, "error": shown}
+            return None if session.over() else {"ok": False, "error": shown}
         except BaseException:  # anything else still frees its place in the budget, then propagates
             session.release(admitted)
             raise
@@ -474,17 +481,20 @@ class InnerModelProxy:
             u.completion_tokens += usage[1]
             e = self.endpoint
             u.usd += ((e.usd_per_mtok_in or 0.0) * usage[0] + (e.usd_per_mtok_out or 0.0) * usage[1]) / 1e6
-            if session.closed:  # answered after the deadline: counted, never served
-                return None
+        if session.over():  # answered after the deadline: counted, never served
+            return None
         return {"ok": True, "content": content}
 
     def redact(self, text: str) -> str:
-        """`text` without the endpoint's key or anything shaped like a bearer token or API key."""
+        """`text` without the endpoint's key, nor anything the project's redaction knows as a secret
+        (secret-looking environment values, registered keys, key and bearer shapes)."""
+        from sandbox.redact import redact
+
         key = self.endpoint.api_key.get_secret_value() if self.endpoint.api_key else ""
         if key:
             text = text.replace(key, "[redacted]")
         text = re.sub(r"(?i)bearer\s+\S+", "Bearer [redacted]", text)
-        return re.sub(r"\b(sk|key|tok)-[A-Za-z0-9_\-*]{6,}", "[redacted]", text)
+        return redact(text)
 
     def client(self) -> Any:
         if self._client is None:
