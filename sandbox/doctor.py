@@ -2,18 +2,24 @@
 
 A backend's own claims (`Sandbox.doctor`) are checked against a small program run inside it: it tries
 to reach a listener that this process opens on loopback and on the host's address, to write outside
-its work dir, and reads its limits. Where the measurement and the claim differ, the measurement wins
-and a warning says so.
+its work dir, to list host directories that no sandbox should show (/srv, /opt, /home, /root, /run,
+/mnt, /var/lib: a listing equal to the host's is the host's), and reads its limits. Where the
+measurement and the claim differ, the measurement wins and a warning says so.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 from contextlib import ExitStack
 
 from sandbox.models import BackendReport, SandboxLimits, SandboxRequest
 from sandbox.registry import SandboxUnavailable, backend_names, get_sandbox
+
+HOST_DIRS = ("/srv", "/opt", "/home", "/root", "/run", "/mnt", "/var/lib")
+"""Directories of the host that hold data or secrets: a sandbox that lists them as the host does shows
+the host's file system."""
 
 PROBE = r"""
 import json, os, resource, socket
@@ -36,6 +42,13 @@ for path in ("/etc/disco-probe", "/usr/disco-probe", "/disco-probe"):
     except OSError:
         pass
 out["fs_writable"] = wrote
+seen = {}
+for path in json.loads(os.environ["DISCO_PROBE_DIRS"]):
+    try:
+        seen[path] = sorted(os.listdir(path))
+    except OSError:
+        pass
+out["dirs"] = seen
 names = {"cpu": resource.RLIMIT_CPU, "address space": resource.RLIMIT_AS,
          "file size": resource.RLIMIT_FSIZE, "open files": resource.RLIMIT_NOFILE,
          "processes": resource.RLIMIT_NPROC}
@@ -73,7 +86,7 @@ def diagnose(name: str) -> BackendReport:
                 targets.append((host, listener.getsockname()[1]))
             request = SandboxRequest(
                 code=PROBE,
-                env={"DISCO_PROBE_TARGETS": json.dumps(targets)},
+                env={"DISCO_PROBE_TARGETS": json.dumps(targets), "DISCO_PROBE_DIRS": json.dumps(HOST_DIRS)},
                 limits=SandboxLimits(timeout_s=60),
             )
             result = sandbox.run(request)
@@ -94,8 +107,22 @@ def _reconcile(report: BackendReport, facts: dict[str, object]) -> BackendReport
         if getattr(report, key) != value:
             report.warnings.append(f"{key} claimed {getattr(report, key)} but measured {value}")
             setattr(report, key, value)
+    host_seen = sorted(
+        path
+        for path, listing in facts.get("dirs", {}).items()  # type: ignore[union-attr]
+        if listing and listing == _host_listing(path)
+    )
+    if host_seen:
+        report.warnings.append(f"the sandbox shows the host's {', '.join(host_seen)}")
     report.detail += f" (probe: uid {facts['uid']}, rlimits set: {', '.join(facts['rlimits'])})"  # type: ignore[arg-type]
     return report
+
+
+def _host_listing(path: str) -> list[str] | None:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return None
 
 
 def diagnose_all() -> list[BackendReport]:

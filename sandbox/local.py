@@ -27,6 +27,7 @@ from sandbox.base import (
     write_files,
 )
 from sandbox.isolation import UNSAFE_HINT, Level, best_level, can_drop_uid, describe, probe, unsafe_opted_in
+from sandbox.jail import probe_jail
 from sandbox.models import RESULT_FILE, BackendReport, SandboxRequest, SandboxResult
 from sandbox.pool import WarmPool, Worker, WorkerStartError, discard, kill_tree
 from sandbox.registry import SandboxUnavailable
@@ -123,16 +124,26 @@ class LocalSandbox:
         if not uid_ok:
             warnings.append(uid_why)
         warnings += [w.removeprefix("WARNING: ") for w in describe(level, uid_ok) if w.startswith("WARNING")]
+        jail_ok, jail_why = probe_jail()
+        jail = (
+            "training jail (forked children): works, with the same allow-list, namespaces, seccomp and no "
+            "capabilities"
+            if jail_ok
+            else f"training jail (forked children): REFUSED here ({jail_why})"
+        )
+        if not jail_ok:
+            warnings.append(jail)
         limits = ["wall clock", "cpu seconds", "address space", "file size", "open files", "output"]
+        nproc = uid_ok or (level == "bwrap" and os.geteuid() != 0)  # per uid, or per user namespace
         return BackendReport(
             backend=self.name,
             available=True,
-            detail=f"isolation level {level}: " + "; ".join(describe(level, uid_ok)),
+            detail=f"isolation level {level}: " + "; ".join([*describe(level, uid_ok), jail]),
             network_isolated=level in ("bwrap", "unshare"),
             filesystem_readonly=level == "bwrap",
             pid_namespace=level in ("bwrap", "unshare"),
             separate_uid=uid_ok,
-            limits_enforced=[*limits, "processes"] if uid_ok else limits,
+            limits_enforced=[*limits, "processes"] if nproc else limits,
             warnings=warnings,
         )
 
