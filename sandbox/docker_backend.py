@@ -2,8 +2,12 @@
 
 Works against Docker or against podman's Docker-compatible API (see sandbox/image/podman-service.sh).
 The image (`sandbox/image/build.py` or `sandbox/Dockerfile`) holds only system libraries; the Python
-install, the venv and the repository are mounted read-only at their host paths, and a private host dir
-is the work dir (a bind, not a tmpfs, because files must go in before and come out after the run).
+install, the venv and disco's packages (`sandbox/`, `targets/`, `memory/`: not the checkout) are
+mounted read-only at their host paths, and a private host dir is the work dir (a bind, not a tmpfs,
+because files must go in before and come out after the run). Nothing else of the host is mounted (but a
+request's shared dirs, e.g. the ADAS proxy's socket dir). The container runs as an unprivileged uid
+with no capabilities, no-new-privileges, the engine's seccomp profile, no network, a pids and a memory
+limit, a read-only root and a size-capped tmpfs /tmp.
 The same `sandbox.worker` as the local backend runs the job inside, reading it from the work dir.
 """
 
@@ -36,7 +40,7 @@ from sandbox.base import (
     signal_code,
     write_files,
 )
-from sandbox.isolation import REPO_ROOT, python_paths
+from sandbox.isolation import REPO_ROOT, code_paths
 from sandbox.models import RESULT_FILE, BackendReport, SandboxRequest, SandboxResult
 from sandbox.pool import SAFE_ENV
 from sandbox.registry import SandboxUnavailable
@@ -123,7 +127,8 @@ class DockerSandbox:
         limits = request.limits
         spec = {"preload": list(request.preload), "workdir": "/work", "uid": None, "job": f"/work/{JOB_FILE}"}
         if self.config.python is None:
-            volumes = {str(p): {"bind": str(p), "mode": "ro"} for p in python_paths()}
+            # The allow-list's code part only: never the checkout (its .disco holds runs, memory, caches).
+            volumes = {str(p.resolve()): {"bind": str(p), "mode": "ro"} for p in code_paths()}
             argv = [sys.executable, "-I", "-c", _BOOT.format(root=str(REPO_ROOT)), json.dumps(spec)]
         else:
             volumes = {}

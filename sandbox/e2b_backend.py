@@ -28,11 +28,18 @@ from sandbox.registry import SandboxUnavailable
 WORKDIR = "/home/user/work"
 VALUE_MARKER = "DISCO-VALUE:"
 ISOLATION = [
-    "network: none (allow_internet_access=False)",
-    "file system: E2B micro-VM, discarded after the run",
-    "limits: wall clock and output here; memory and CPU are the template's",
+    "network: none (allow_internet_access=False: all egress denied)",
+    "file system: E2B micro-VM of its own, nothing of this host in it, discarded after the run",
+    "limits: wall clock and output here; memory, CPU and processes are the template's",
     "environment: only the request's",
 ]
+CANNOT = [
+    "memory, CPU and process limits are the E2B template's, not the request's",
+    "inside its VM the code runs as the template's user with the template's capabilities: no seccomp "
+    "filter, read-only root or allow-list of disco's (the VM boundary is the isolation)",
+    "no shared dirs: a request that needs one (the ADAS proxy's socket) is refused",
+]
+"""What E2B's API does not let disco enforce (`disco sandbox doctor` says so)."""
 
 
 class E2BConfig(BaseModel):
@@ -126,8 +133,9 @@ class E2BSandbox:
             detail="; ".join(ISOLATION),
             network_isolated=True,
             filesystem_readonly=False,
+            pid_namespace=True,
             limits_enforced=["wall clock", "output"],
-            warnings=["memory and CPU limits are the E2B template's, not the request's"],
+            warnings=list(CANNOT),
         )
 
     def close(self) -> None:

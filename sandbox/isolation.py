@@ -82,12 +82,12 @@ def python_paths() -> list[Path]:
     return sorted(paths)
 
 
-def _site_dirs() -> list[Path]:
+def _site_dirs(entries: tuple[str, ...]) -> list[Path]:
     """site-packages and dist-packages dirs on sys.path outside the prefixes (editable installs, a user
     site): never the checkout itself, nor a parent of it."""
     prefixes = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
     found = []
-    for entry in sys.path:
+    for entry in entries:
         if not entry or not os.path.isabs(entry) or not os.path.isdir(entry):
             continue
         path = Path(entry).resolve()
@@ -98,6 +98,12 @@ def _site_dirs() -> list[Path]:
         if path.name in ("site-packages", "dist-packages"):
             found.append(path)
     return found
+
+
+def code_paths() -> list[Path]:
+    """What a sandbox must mount read-only to run disco's worker with this interpreter: the prefixes,
+    disco's packages and site-packages dirs on sys.path (the system libraries excluded)."""
+    return sorted({*python_paths(), *_site_dirs(tuple(sys.path))})
 
 
 def _system(names: Iterable[str]) -> list[Bind]:
@@ -111,20 +117,31 @@ def _system(names: Iterable[str]) -> list[Bind]:
     return binds
 
 
-def allow_list(
-    readonly: Iterable[Path] = (), writable: Iterable[Path] = (), exec_dirs: bool = False
-) -> list[Bind]:
-    """Everything a sandboxed process sees of the host, parents before children; a read-only path
-    inside another read-only one is left out (the outer bind brings it)."""
+@functools.lru_cache(maxsize=8)
+def _base(path_entries: tuple[str, ...], exec_dirs: bool) -> tuple[Bind, ...]:
+    """The part of the allow-list that depends on the interpreter only (computed once per sys.path: a
+    forked jail child then pays nothing for it)."""
     binds = _system([*SYSTEM_DIRS, *(EXEC_DIRS if exec_dirs else ())])
-    for path in [*python_paths(), *_site_dirs(), *map(Path, readonly)]:
+    for path in [*python_paths(), *_site_dirs(path_entries)]:
         if path.exists():
             binds.append(Bind(os.path.abspath(path), str(path.resolve()), "ro"))
     for name in ETC_FILES:
         if os.path.exists(name):
             binds.append(Bind(name, os.path.realpath(name), "ro"))
-    for path in writable:
-        binds.append(Bind(os.path.abspath(path), str(Path(path).resolve()), "rw"))
+    return tuple(binds)
+
+
+def allow_list(
+    readonly: Iterable[Path] = (), writable: Iterable[Path] = (), exec_dirs: bool = False
+) -> list[Bind]:
+    """Everything a sandboxed process sees of the host, parents before children; a read-only path
+    inside another read-only one is left out (the outer bind brings it)."""
+    binds = list(_base(tuple(sys.path), exec_dirs))
+    for path in map(Path, readonly):
+        if path.exists():
+            binds.append(Bind(os.path.abspath(path), str(path.resolve()), "ro"))
+    for path in map(Path, writable):
+        binds.append(Bind(os.path.abspath(path), str(path.resolve()), "rw"))
     unique = sorted(set(binds), key=lambda b: (b.dest.count("/"), b.dest, b.kind))
     kept: list[Bind] = []
     for bind in unique:

@@ -4,6 +4,7 @@ The shared escape suite runs on it in tests/test_sandbox_escapes.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,6 +46,30 @@ def test_memory_limit_is_the_engines(docker_sandbox: Sandbox) -> None:
     result = docker_sandbox.run(SandboxRequest(code=code, limits=SandboxLimits(memory_mb=256)))
     assert result.status == "oom", result.reason
     assert result.peak_memory_mb is None or result.peak_memory_mb <= 300
+
+
+def test_container_mounts_nothing_of_the_host_but_the_code(docker_sandbox: Sandbox) -> None:
+    """No checkout (its .disco holds runs, memory, caches), no home, no /srv; no capability at all,
+    no_new_privs and a seccomp filter."""
+    from sandbox.isolation import REPO_ROOT
+
+    code = (
+        "import json, os\n"
+        "status = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines() if ':' in l)\n"
+        f"seen = {{p: sorted(os.listdir(p)) for p in ({str(REPO_ROOT)!r}, '/root', '/srv', '/home') "
+        "if os.path.isdir(p)}\n"
+        "print(json.dumps({'seen': seen, **{k: status[k].strip() for k in "
+        "('CapBnd', 'CapEff', 'CapPrm', 'NoNewPrivs', 'Seccomp')}}))\n"
+    )
+    result = docker_sandbox.run(SandboxRequest(code=code))
+    assert result.status == "ok", result.stderr
+    facts = json.loads(result.stdout)
+    assert set(facts["seen"].get(str(REPO_ROOT), [])) <= {"sandbox", "targets", "memory", ".venv"}
+    for path in ("/root", "/srv", "/home"):
+        host = sorted(os.listdir(path)) if os.path.isdir(path) else []
+        assert not host or facts["seen"].get(path, []) != host, f"the container shows the host's {path}"
+    assert facts["CapBnd"] == facts["CapEff"] == facts["CapPrm"] == "0000000000000000"
+    assert (facts["NoNewPrivs"], facts["Seccomp"]) == ("1", "2")
 
 
 def test_loss_check_runs_in_a_container(docker_sandbox: Sandbox) -> None:
