@@ -15,6 +15,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from fake_openai import Delay, Error, FakeOpenAI
 
 from sandbox.isolation import REPO_ROOT
 from targets.agents.benchmarks import Item, load_benchmark
-from targets.agents.proxy import InnerModelProxy, ProxySettings, Session
+from targets.agents.proxy import MAX_CONNECTIONS, InnerModelProxy, ProxySettings, Session
 from targets.agents.runner import AgentRunner
 
 REAL_DATA = Path("/work/shared/data/adas")
@@ -95,6 +96,11 @@ def after_the_deadline(ctx: Ctx) -> list[dict[str, Any] | None]:
     return [ask(ctx.proxy.socket_path, ctx.token) for _ in range(2)]
 
 
+def temperature_not_a_number(ctx: Ctx) -> list[dict[str, Any] | None]:
+    """Python's json reads NaN; forwarded, it would be invalid JSON upstream."""
+    return [raw(ctx, {"token": ctx.token, "system": "s", "prompt": "p", "temperature": float("nan")})]
+
+
 def redirect_the_key(ctx: Ctx) -> list[dict[str, Any] | None]:
     """Fields that would send the call, and the key, elsewhere, or echo headers."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as evil:
@@ -148,6 +154,7 @@ ATTACKS = [
         wall_s=0.3,
     ),
     Attack("redirect the call or the key", redirect_the_key, "bad_request", "unknown fields"),
+    Attack("temperature NaN", temperature_not_a_number, "bad_request", "malformed or has unknown fields"),
 ]
 
 
@@ -171,6 +178,46 @@ def test_the_proxy_refuses(server: FakeOpenAI, attack: Attack) -> None:
     assert ctx.token not in text and SECRET not in text, "a reply never carries a token or the key"
     if attack.refusal == "tokens":
         assert usage.usd == 0.0 and usage.estimated_calls == 2 and usage.tokens > 1600, usage
+
+
+def test_a_flood_of_idle_connections_cannot_tie_up_the_parent(server: FakeOpenAI) -> None:
+    proxy = InnerModelProxy(endpoint(server), ProxySettings()).start()
+    conns: list[socket.socket] = []
+    try:
+        with proxy.session(wall_s=60.0) as session:
+            token = session.mint("t1")
+            for _ in range(MAX_CONNECTIONS + 36):
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.connect(proxy.socket_path)
+                conns.append(conn)
+            deadline, cut = time.monotonic() + 10.0, 0
+            while cut < 36 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                cut = sum(_closed_by_peer(c) for c in conns)
+            assert cut == 36, f"{cut} connections over the limit were closed"
+            threads = threading.active_count()
+            assert threads < MAX_CONNECTIONS + 20, f"{threads} threads in the parent"
+            for conn in conns:
+                conn.close()
+            time.sleep(0.3)  # the held slots come back as their connections close
+            reply = ask(proxy.socket_path, token)
+            assert reply is not None and reply["ok"], reply
+        usage = session.usage
+    finally:
+        for conn in conns:
+            conn.close()
+        proxy.close()
+    assert usage.refusals.get("unknown_token", 0) >= 36 and len(server.requests) == 1
+
+
+def _closed_by_peer(conn: socket.socket) -> bool:
+    conn.settimeout(0.001)
+    try:
+        return conn.recv(1) == b""
+    except (TimeoutError, BlockingIOError):
+        return False
+    except OSError:
+        return True
 
 
 def test_a_call_in_flight_at_the_deadline_is_cut_and_never_served(server: FakeOpenAI) -> None:

@@ -84,7 +84,10 @@ def _send(path: str, request: dict[str, Any], timeout: float | None) -> dict[str
         except OSError as exc:
             raise ModelCallError(f"the model proxy did not answer: {exc}") from None
     if not data:
-        raise ModelCallError("the model proxy closed the connection (the evaluation's time is up)")
+        raise ModelCallError(
+            "the model proxy closed the connection without an answer (the evaluation's time is up, or too "
+            "many calls were open at once)"
+        )
     try:
         reply = json.loads(data)
     except ValueError:

@@ -49,6 +49,11 @@ from targets.base import ModelEndpoint
 
 MAX_REQUEST_BYTES = 2 << 20
 """Longest request line read; the prompt caps (ProxySettings) are far below it and are what refuses."""
+MAX_CONNECTIONS = 64
+"""Connections served at once (tasks make one call at a time; at most 16 run at once): more are closed
+unanswered, so that a candidate opening thousands cannot tie up the parent's threads."""
+READ_TIMEOUT_S = 10.0
+"""A connection that has not sent its request line within this is closed."""
 FAILING_START = 3
 """Failed calls, with none answered, after which a session's calls are refused at once."""
 OPENAI_URL = "https://api.openai.com/v1"
@@ -136,7 +141,7 @@ class ModelCall(BaseModel):
     token: str
     system: str = ""
     prompt: str = ""
-    temperature: float | None = None
+    temperature: float | None = Field(None, allow_inf_nan=False)
     seed: int | None = None
 
 
@@ -238,8 +243,9 @@ class Session:
         return Refused(kind, message)
 
     def admit(self, entry: TaskToken, call: ModelCall) -> Admitted:
-        """Let a call through or raise Refused (counted); a let-through call holds its place in the budget
-        until `settle` or `release`."""
+        """Let a call through or raise Refused (counted). A call let through holds its place in the call
+        budget and its prompt's estimated tokens in the token budget until it is answered or released
+        (its reply's tokens are counted then: the last call may overshoot by one reply)."""
         s = self.settings
         chars = len(call.system) + len(call.prompt)
         estimate = estimate_tokens(call.system) + estimate_tokens(call.prompt)
@@ -328,6 +334,7 @@ class InnerModelProxy:
         session counts those made while it was open (an AgentRunner opens one at a time)."""
         self.json_mode = self.settings.json_mode
         self._lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._client: Any = None
         self._server: socketserver.ThreadingUnixStreamServer | None = None
         self._dir: Path | None = None
@@ -544,9 +551,23 @@ class InnerModelProxy:
 
 class _Handler(socketserver.StreamRequestHandler):
     proxy: InnerModelProxy
+    timeout = READ_TIMEOUT_S
 
     def handle(self) -> None:
-        line = self.rfile.readline(MAX_REQUEST_BYTES)
+        if not self.proxy.slots.acquire(blocking=False):
+            with self.proxy._lock:
+                self.proxy.stray += 1
+            return
+        try:
+            self._serve()
+        finally:
+            self.proxy.slots.release()
+
+    def _serve(self) -> None:
+        try:
+            line = self.rfile.readline(MAX_REQUEST_BYTES)
+        except OSError:  # nothing sent within READ_TIMEOUT_S
+            line = b""
         try:
             request = json.loads(line)
             if not isinstance(request, dict):
