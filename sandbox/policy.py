@@ -47,14 +47,28 @@ FORBIDDEN_ATTRIBUTES: frozenset[str] = frozenset(
         # typing evaluates string annotations with eval().
         "get_type_hints", "ForwardRef", "evaluate_forward_ref",
         # Frames and code objects: a generator's frame leads to the caller's globals.
-        "gi_frame", "gi_code", "cr_frame", "ag_frame", "tb_frame", "tb_next", "f_back",
-        "f_globals", "f_locals", "f_builtins", "f_code", "co_code", "mro",
+        "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_await", "ag_frame", "ag_await",
+        "tb_frame", "tb_next", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace",
+        "co_code", "mro",
+        # The reflective builtins reached as attributes of a module that re-exports builtins.
+        "exec", "getattr", "setattr", "delattr", "globals", "locals", "vars", "breakpoint",
+        # Re-exports found by walking the attribute graph of torch, F, math and typing (issue 15):
+        # typing.stdlib_re.enum.bltns is `builtins`; torch.overrides hands out sets of torch functions
+        # that include torch.load and torch.from_file; the others re-export multiprocessing and codecs.
+        "bltns", "stdlib_re", "overrides", "tunable", "profiler_util", "codecs", "copyreg",
+        # The autograd graph: from a loss's inputs to the model's parameters.
+        "grad_fn", "next_functions",
     }
 )  # fmt: skip
 """Attribute names rejected wherever they appear (`x.load`, `from torch import load`, `import torch.hub`)."""
 
 _DUNDER = re.compile(r"^__\w+__$")
 _DUNDER_IN_TEXT = re.compile(r"__\w+__")
+_FORMAT_FIELD = re.compile(r"\{([^{}!:]*)")
+_FIELD_ATTRIBUTE = re.compile(r"\.(\w+)")
+MODULE_GLOBALS: frozenset[str] = frozenset({"torch", "F", "np", "math"})
+"""Module names that targets hand candidates as globals without an import (an attribute store on one,
+like an imported module's, changes it for everything else in the process)."""
 
 
 class PolicyViolation(BaseModel):
@@ -64,7 +78,8 @@ class PolicyViolation(BaseModel):
     col: int
     rule: str
     """One of: syntax, import, dunder, private-attribute, forbidden-name, forbidden-attribute,
-    scope-escape, bare-except, dunder-string."""
+    scope-escape, bare-except, dunder-string, format-string, module-store (the loss policy of
+    `targets.dpo.policy` adds its own)."""
     message: str
 
 
@@ -91,8 +106,26 @@ def check_policy(
             )
         ]
     walker = _Walker(allowed_imports, forbidden_attributes, forbidden_names)
+    walker.modules = _module_names(tree, allowed_imports)
     walker.visit(tree)
     return sorted(walker.violations, key=lambda v: (v.line, v.col))
+
+
+def _module_names(tree: ast.AST, allowed: frozenset[str]) -> set[str]:
+    """Names that refer to a module: what the code's imports bind, allowed modules, provided globals."""
+    names = set(MODULE_GLOBALS) | {m.split(".")[0] for m in allowed}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.asname or a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 class _Walker(ast.NodeVisitor):
@@ -100,6 +133,7 @@ class _Walker(ast.NodeVisitor):
         self.allowed = allowed
         self.attrs = attrs
         self.names = names
+        self.modules: set[str] = set()
         self.violations: list[PolicyViolation] = []
 
     def add(self, node: ast.AST, rule: str, what: str) -> None:
@@ -137,6 +171,14 @@ class _Walker(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self.check_attribute(node, node.attr)
         self.generic_visit(node)
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and _root_name(node) in self.modules:
+            # `torch.log_softmax = ...` stays set for every later computation in the process.
+            self.add(
+                node,
+                "module-store",
+                f"assigning to or deleting `{ast.unparse(node)}` changes a module for everything else "
+                "in the process; assign to a local name",
+            )
 
     def visit_MatchClass(self, node: ast.MatchClass) -> None:
         for attr in node.kwd_attrs:  # `case C(attr=x)` reads an attribute by name
@@ -159,8 +201,19 @@ class _Walker(ast.NodeVisitor):
 
     def visit_Constant(self, node: ast.Constant) -> None:
         # "{0.__class__}".format(x) reads attributes from a string.
-        if isinstance(node.value, str) and _DUNDER_IN_TEXT.search(node.value):
+        if not isinstance(node.value, str):
+            return
+        if _DUNDER_IN_TEXT.search(node.value):
             self.add(node, "dunder-string", "strings containing dunder names are not allowed")
+            return
+        # "{0.gi_frame.f_back.f_globals}".format(g): the same read without a dunder.
+        for field in _FORMAT_FIELD.findall(node.value):
+            for attr in _FIELD_ATTRIBUTE.findall(field):
+                if attr.startswith("_") or attr in self.attrs:
+                    self.add(
+                        node, "format-string", f"a format field may not read `.{attr}` (in `{{{field}}}`)"
+                    )
+                    return
 
     # Imports -----------------------------------------------------------------------------------
     def check_module(self, node: ast.AST, module: str) -> bool:
