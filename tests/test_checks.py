@@ -106,16 +106,16 @@ BAD = [
     ("subclasses", body("().__class__.__base__.__subclasses__()", "return -F.logsigmoid(self.beta * rho)"),
      "policy", "dunder attribute `.__class__`"),
     ("torch-load", body("torch.load('weights.pt')", "return -F.logsigmoid(self.beta * rho)"), "policy",
-     "attribute `.load`"),
+     "`torch.load` is not an allowed operation"),
     ("F-torch-os", body("F.torch.os.system('ls')", "return -F.logsigmoid(self.beta * rho)"), "policy",
-     "attribute `.os`"),
+     "`F.torch` is not an allowed operation"),
     ("global", body("global counter", "return -F.logsigmoid(self.beta * rho)"), "policy", "`global counter`"),
     ("wrong-direction", body("return -F.logsigmoid(-self.beta * rho)"), "preference_direction",
      "at every β the loss does not decrease"),
     ("constant-loss", body("return torch.ones_like(policy_chosen_logps)"), "gradients", "no gradient"),
     ("flat-loss", body("return 0 * rho + 1"), "gradients", "exactly zero for all 64 pairs"),
-    ("random", body("return -F.logsigmoid(self.beta * rho) + torch.rand_like(rho)"), "deterministic",
-     "different losses"),
+    ("random", body("return -F.logsigmoid(self.beta * rho) + torch.rand_like(rho)"), "policy",
+     "a loss must be deterministic"),
     ("raises", body("raise ValueError('margin out of range')"), "output_shape",
      "ValueError: margin out of range"),
     ("shape-depends-on-values", body("return rho[rho > 0]"), "output_shape", "for a batch of"),
@@ -173,11 +173,18 @@ def test_infinite_loop_returns_within_the_budget() -> None:
 
 
 def test_a_loop_that_catches_exceptions_still_times_out() -> None:
+    from targets.dpo.candidate import load_candidate
+    from targets.dpo.checks import _ordinary, _Runner, _Stop
+
     code = body("while True:", "    try:", "        rho = rho + 0", "    except Exception:", "        pass")
+    assert "`try` is not allowed" in by_name(check_candidate(code))["policy"].message
+    # Behind the policy (defence in depth): `except Exception` cannot swallow the time limit.
+    run = _Runner(code, deadline=time.monotonic() + 0.5, per_call_s=0.5)
+    run.loss = load_candidate(code)
     start = time.monotonic()
-    report = check_candidate(code, time_budget_s=0.5)
+    with pytest.raises(_Stop, match="did not return within"):
+        run(0.1, _ordinary(4, seed=0))
     assert time.monotonic() - start < 2.0
-    assert "did not return within" in by_name(report)["output_shape"].message
 
 
 def test_an_infinite_loop_at_module_level_times_out_in_signature() -> None:
@@ -251,6 +258,18 @@ def test_paper_lrml_runs_unchanged_and_fails_only_finite_extreme_with_the_known_
     assert extreme.numbers == pytest.approx(
         extreme.numbers | {"rho": -1000.0, "beta": 0.1, "beta_rho": -100.0}
     )
+
+
+def test_deterministic_check_still_catches_a_loss_that_draws() -> None:
+    """The policy refuses random operations; the check behind it is the second line (defence in depth)."""
+    from targets.dpo.candidate import load_candidate
+    from targets.dpo.checks import _deterministic, _Runner
+
+    code = body("return -F.logsigmoid(self.beta * rho) + torch.rand_like(rho)")
+    run = _Runner(code, deadline=time.monotonic() + 10, per_call_s=2.0)
+    run.loss = load_candidate(code)
+    result = _deterministic(run)
+    assert not result.passed and "different losses" in result.message
 
 
 def test_paper_style_code_with_imports_and_annotations_passes() -> None:

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from sandbox.policy import check_policy
 from targets.base import ParentInfo, Proposal
 from targets.dpo.checks import check_candidate
 from targets.dpo.genome import (
@@ -25,7 +24,7 @@ from targets.dpo.genome import (
     parse_genome,
     render,
 )
-from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
+from targets.dpo.policy import check_loss_policy
 from targets.dpo.proposer import DPOBlockProposer, recombine
 from targets.dpo.zoo import list_zoo
 from targets.results import CheckResult
@@ -84,7 +83,7 @@ def test_seed_genomes_round_trip_and_pass(name: str) -> None:
     code = render(genome)
     assert code.startswith(GENOME_PREFIX)
     assert parse_genome(code) == genome
-    assert check_policy(code, LOSS_ALLOWED_IMPORTS) == []
+    assert check_loss_policy(code) == []
     assert check_candidate(code).passed
 
 

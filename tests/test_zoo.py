@@ -7,9 +7,8 @@ import math
 import pytest
 import torch
 
-from sandbox.policy import check_policy
 from targets.dpo.candidate import LossContext, load_candidate
-from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
+from targets.dpo.policy import check_loss_policy
 from targets.dpo.zoo import UnknownZooLoss, get_zoo_loss, list_zoo, zoo_names
 
 torch.set_num_threads(1)
@@ -109,7 +108,7 @@ def test_file_is_a_clean_candidate_with_a_citation(name: str) -> None:
     first = z.code.splitlines()[0]
     assert first.startswith("# ") and z.citation == first[2:].strip()
     assert any(str(year) in first for year in (2023, 2024))
-    assert check_policy(z.code, LOSS_ALLOWED_IMPORTS) == []
+    assert check_loss_policy(z.code) == []
     assert "import" not in z.code  # torch and F come from the candidate's globals
     assert "# (B,)" in z.code
 
