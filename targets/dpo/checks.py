@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from sandbox.policy import check_policy
 from targets.dpo.candidate import (
     CandidateError,
     CandidateLoss,
@@ -29,7 +28,7 @@ from targets.dpo.candidate import (
     format_candidate_traceback,
     load_candidate,
 )
-from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
+from targets.dpo.policy import check_loss_policy
 from targets.results import CheckReport, CheckResult
 
 BETAS: tuple[float, ...] = (0.01, 0.1, 0.5, 1.0, 5.0)
@@ -449,7 +448,7 @@ _NUMERIC_CHECKS: tuple[tuple[str, Callable[[_Runner], CheckResult]], ...] = (
 
 # Driver ------------------------------------------------------------------------------------------
 def _policy(code: str) -> CheckResult:
-    violations = check_policy(code, LOSS_ALLOWED_IMPORTS)
+    violations = check_loss_policy(code)
     if not violations:
         return CheckResult(name="policy", passed=True, message="no forbidden imports, names or attributes")
     return CheckResult(

@@ -27,10 +27,9 @@ import warnings
 
 import torch
 
-from sandbox.policy import check_policy
 from targets.dpo.candidate import CandidateError, LossContext, load_candidate
 from targets.dpo.checks import CallTimeout, _time_limit
-from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
+from targets.dpo.policy import check_loss_policy
 
 BETAS: tuple[float, ...] = (0.1, 0.5, 2.0)
 MARGINS: tuple[float, ...] = tuple(float(x) for x in torch.linspace(-20.0, 20.0, 15).tolist())
@@ -77,7 +76,7 @@ def loss_fingerprint(code: str, time_limit_s: float = 2.0) -> list[float]:
     Code that breaks the static policy is refused before it runs (imports from an archive reach here
     without having been checked).
     """
-    violations = check_policy(code, LOSS_ALLOWED_IMPORTS)
+    violations = check_loss_policy(code)
     if violations:
         raise FingerprintError(f"the loss breaks the static policy: {violations[0].message}")
     try:

@@ -46,6 +46,9 @@ def my_loss(
 RULES = [
     "Exactly one function with the five parameters above; it returns a tensor of shape (B,).",
     "No imports, no file, network or process access, no global state: only torch, F and math.",
+    "Only pure tensor operations (torch.exp, torch.where, F.logsigmoid, F.softplus, x.clamp(), x.mean(), "
+    "...): no attribute or item assignment, no in-place ops (x.add_(), out=), no .grad_fn/.data/hooks, "
+    "no classes, try, with or decorators; read self.beta and other self values, never call them.",
     "Finite losses and gradients for ordinary margins, for extreme margins (|ρ| up to 1000) and in "
     "bfloat16: use softplus / logsigmoid instead of log(sigmoid(x)), clamp or log-space exponentials.",
     "Lowering the loss must raise the chosen completion's log-ratio relative to the rejected one.",
@@ -143,10 +146,9 @@ class DPOTarget:
 
     # ------------------------------------------------------------------ checks
     def policy(self, code: str) -> CheckResult:
-        from sandbox.policy import check_policy
-        from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
+        from targets.dpo.policy import check_loss_policy
 
-        violations = check_policy(code, LOSS_ALLOWED_IMPORTS)
+        violations = check_loss_policy(code)
         if not violations:
             return CheckResult(name="policy", passed=True, message="only torch, F and math are used")
         first = violations[0]

@@ -84,12 +84,11 @@ class JobQueue:
         Raises JobError for a spec that is bad or could never run on the backend; a candidate that
         fails while training is a failed job, not an error.
         """
-        from sandbox.policy import check_policy
-        from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
+        from targets.dpo.policy import check_loss_policy
 
         existing = self.store.get(spec.job_id())
         if existing is None:
-            violations = check_policy(spec.candidate_code, LOSS_ALLOWED_IMPORTS)
+            violations = check_loss_policy(spec.candidate_code)
             if violations:
                 raise JobError("the candidate breaks the sandbox policy: " + violations[0].message)
             spec = spec.normalized()
