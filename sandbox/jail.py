@@ -17,12 +17,16 @@ milliseconds (two forks and some mounts). What the child gets:
   the process's original environment block zeroed, which /proc/self/environ reads), then the seccomp
   filter of `sandbox.seccomp`.
 
-Process layout: the caller's child C unshares and forks P1, PID 1 of the new PID namespace; P1 sets up
-the file system and privileges, forks P2 and only reaps (orphans included) until P2 ends, then exits
-with P2's status; P2 returns from `enter_jail` and runs the job. C waits for P1 and `os._exit`s with its
-status (a signal n as 128 + n), so the caller's waitpid on C sees the job's exit code. P1 dies with C
-(PR_SET_PDEATHSIG) and everything in the namespace dies with P1: killing C kills the job and all it
-started. P2 is not PID 1, so signals and SIGXCPU work on it as on any process.
+Process layout: the caller's child C unshares and forks J, PID 1 of the new PID namespace, which sets
+up the file system and privileges and returns from `enter_jail` to run the job. C waits for J and
+`os._exit`s with its status (a signal n as 128 + n), so the caller's waitpid on C sees the job's exit
+code. J dies with C (PR_SET_PDEATHSIG, set again after the uid change, which clears it) and everything
+in the namespace dies with J: killing C kills the job and all it started.
+J being PID 1 (one fork less than a separate reaper, ~10 ms with torch loaded) has two consequences:
+orphans of the job's own children stay zombies until the job ends (bounded by `max_processes`), and a
+signal J sends itself with its default action is ignored by the kernel. RLIMIT_CPU's SIGXCPU is
+therefore handled (exit 128 + SIGXCPU) and its hard limit, a second later, is SIGKILL, which does reach
+a PID 1.
 
 Memory the zygote holds is the child's too (fork): a zygote must never hold a secret. The environment
 block is wiped here; Python objects are not.
@@ -44,6 +48,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from sandbox.isolation import UNSAFE_HINT, Bind, allow_list
+from sandbox.seccomp import deny_list, filter_bytes, install
 
 JAIL_UID_BASE = 1_000_000
 """Jailed processes run as this plus a pid when started as root (pids are below 2**22)."""
@@ -56,7 +61,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 4, 24, 47
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 24, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 KEEP_ENV = frozenset({"LANG", "TZ", "PYTHONHASHSEED", "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES"})
@@ -384,12 +389,11 @@ def _die_with_parent(alive: int) -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if select.select([alive], [], [], 0)[0]:
         os._exit(1)
-    os.close(alive)
 
 
 def enter_jail(spec: JailSpec) -> list[str]:
-    """Call first in a forked, single-threaded child. Returns only inside the jail (in a grandchild, see
-    the module's docstring); the calling process waits for it and `os._exit`s with its status (signals
+    """Call first in a forked, single-threaded child. Returns only inside the jail (in a grandchild that is
+    PID 1 of a new PID namespace); the calling process waits for it and `os._exit`s with its status (signals
     mapped to 128+n), so callers see the jailed process's exit code via waitpid on the child.
     Returns what was achieved, in words. Raises JailRefused (before any partial state matters) when the
     host refuses a namespace, a mount or seccomp and `spec.unsafe` is False."""
@@ -398,7 +402,7 @@ def enter_jail(spec: JailSpec) -> list[str]:
         ctypes.set_errno(errno.EINVAL)
         steps.need(False, "enter_jail in a process with threads (namespaces are per thread)")
     parent = os.getppid()
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # C dies with its caller, P1 with C
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # C dies with its caller, J with C
     if os.getppid() != parent:
         os._exit(1)
     root = os.geteuid() == 0
@@ -407,7 +411,7 @@ def enter_jail(spec: JailSpec) -> list[str]:
     said = _namespaces(spec, steps)
     alive, holder = os.pipe()
     pid = os.fork()
-    if pid != 0:  # C: wait for P1, exit with its status; never returns to the caller
+    if pid != 0:  # C: wait for J, exit with its status; never returns to the caller
         code = 1
         try:
             os.close(alive)
@@ -421,30 +425,21 @@ def enter_jail(spec: JailSpec) -> list[str]:
     steps.need(_libc.sethostname(JAIL_HOSTNAME.encode(), len(JAIL_HOSTNAME)) == 0, "sethostname")
     _close_directory_fds()
     said += _drop_privileges(spec, uid, steps)
+    _die_with_parent(alive)  # again: a uid change clears PR_SET_PDEATHSIG
+    os.close(alive)
     said += _rlimits(spec)
     home = str(spec.writable[0]) if spec.writable else "/tmp"
     said += _scrub_environment(home)
     with contextlib.suppress(OSError):
         os.chdir(home)
-    from sandbox.seccomp import deny_list, install
-
+    # PID 1 ignores a SIGXCPU left at its default action: make the soft CPU limit end the job anyway.
+    signal.signal(signal.SIGXCPU, lambda *_: os._exit(128 + signal.SIGXCPU))
     try:
         install()
         said.append(f"seccomp: {len(deny_list())} system calls denied, no_new_privs")
     except OSError as exc:
         ctypes.set_errno(exc.errno or errno.EPERM)
         steps.need(False, "loading the seccomp filter")
-    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # P1: its memory and /proc files out of P2's reach
-    job = os.fork()
-    if job != 0:  # P1: reap until the job ends; the namespace (and all left in it) ends with P1
-        code = 1
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGUSR1):
-                signal.signal(sig, signal.SIG_IGN)
-            code = _await_exit(job)
-        finally:
-            os._exit(code)
-    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # P2 reads its own /proc/self files
     return said + [f"NOT {m}" for m in steps.missing]
 
 
@@ -473,3 +468,7 @@ def probe_jail() -> tuple[bool, str]:
     if code == 0:
         return True, ""
     return False, why or f"the probe exited with status {code}"
+
+
+filter_bytes()  # built here, in the zygote, not in every forked child
+allow_list()
