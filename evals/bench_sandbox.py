@@ -13,8 +13,15 @@ Round trip = `sandbox.run(request)` as the caller sees it, from request to resul
 the replacement worker between runs (as the agent loop does, with an LLM call in between); the
 in-process time of the same check with one thread is reported beside them as the floor.
 
+  sandbox_launch.json|md         (--launch) what the boxes themselves cost: a bubblewrap launch of `true`
+                                and of `python -c pass` with today's allow-list argv (seccomp included)
+                                against the former argv (`--ro-bind / /` with a hidden-dirs list), and
+                                `sandbox.jail.enter_jail` in a fork of a process that imported torch,
+                                transformers and TRL (the training zygote), against a bare fork
+
 Run: .venv/bin/python evals/bench_sandbox.py [--reps 15] [--docker-host unix:///run/disco-podman/podman.sock]
 About 2–4 minutes on 2 cores. Docker rows need the engine (`make sandbox-deps`); e2b needs E2B_API_KEY.
+`--launch` (about 30 s) measures only the launch costs.
 """
 
 from __future__ import annotations
@@ -192,11 +199,115 @@ def plot(latency: dict[str, object]) -> None:
     fig.savefig(OUT / "sandbox_latency.png", dpi=120)
 
 
+def former_bwrap_argv(workdir: Path) -> list[str]:
+    """The bubblewrap argv before the allow-list (commit b1937a8): / read-only, a fixed list hidden."""
+    import sandbox.isolation as iso
+
+    argv = ["bwrap", "--die-with-parent", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--hostname", "sandbox", "--ro-bind", "/", "/"]  # fmt: skip
+    for hidden in ("/root", "/home", "/run", "/var/tmp", "/tmp", "/mnt", "/media"):
+        if Path(hidden).is_dir() and not Path(hidden).is_symlink():
+            argv += ["--perms", "1777", "--tmpfs", hidden] if "tmp" in hidden else ["--tmpfs", hidden]
+    for path in iso.python_paths():
+        if path.is_relative_to("/root"):
+            argv += ["--ro-bind", str(path), str(path)]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--bind", str(workdir), str(workdir)]
+    return [*argv, "--chdir", str(workdir), "--"]
+
+
+def _median_ms(run: Callable[[], None], reps: int) -> float:
+    samples = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - started)
+    return round(statistics.median(samples) * 1000, 2)
+
+
+def bench_launch(reps: int) -> dict[str, float]:
+    """Milliseconds (medians) that a box adds to starting a process."""
+    import subprocess
+    import tempfile
+
+    import torch  # noqa: F401 - the training zygote's imports: what a fork has to copy
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+
+    from sandbox.isolation import bwrap_argv, seccomp_fd
+    from sandbox.jail import JailSpec, enter_jail
+
+    rows: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as work:
+        for label, tail in (("true", ["true"]), ("python -c pass", [sys.executable, "-I", "-c", "pass"])):
+            rows[f"{label}: bare"] = _median_ms(lambda t=tail: subprocess.run(t, check=True), reps)
+            old = former_bwrap_argv(Path(work))
+            former = lambda o=old, t=tail: subprocess.run([*o, *t], check=True)  # noqa: E731
+            rows[f"{label}: bwrap, former argv"] = _median_ms(former, reps)
+
+            def allow_list_launch(t: list[str] = tail) -> None:
+                with seccomp_fd() as fd:
+                    argv = bwrap_argv(Path(work), (), fd, os.geteuid() == 0)
+                    subprocess.run([*argv, *t], check=True, pass_fds=(fd,))
+
+            rows[f"{label}: bwrap, allow-list + seccomp"] = _median_ms(allow_list_launch, reps)
+
+        def fork_only() -> None:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+
+        entered: list[float] = []
+
+        def fork_and_jail() -> None:
+            read, write = os.pipe()
+            started = time.perf_counter()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read)
+                enter_jail(JailSpec(writable=[Path(work)]))
+                os.write(write, repr(time.perf_counter()).encode())
+                os._exit(0)
+            os.close(write)
+            with os.fdopen(read, "rb") as fh:
+                entered.append(float(fh.read()) - started)
+            os.waitpid(pid, 0)
+
+        rows["fork + exit of the torch zygote (no jail)"] = _median_ms(fork_only, reps)
+        rows["fork + enter_jail + exit, until reaped"] = _median_ms(fork_and_jail, reps)
+        rows["fork + enter_jail, until the job runs in the jail"] = round(
+            statistics.median(entered) * 1000, 2
+        )
+    return rows
+
+
+def write_launch(rows: dict[str, float], host: str) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "sandbox_launch.json").write_text(json.dumps({"host": host, "median_ms": rows}, indent=2) + "\n")
+    lines = [
+        "# What the process boxes cost to start",
+        "",
+        f"Host: {host}",
+        "",
+        "| what | median ms |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in rows.items()]
+    (OUT / "sandbox_launch.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--docker-host", default=os.environ.get("DISCO_DOCKER_HOST"))
+    parser.add_argument("--launch", action="store_true", help="only the launch costs (sandbox_launch.*)")
     args = parser.parse_args()
+    if args.launch:
+        load = os.getloadavg()[0]
+        rows = bench_launch(max(args.reps, 20))
+        write_launch(rows, f"{os.cpu_count()} cores, load average {load:.1f} at start, uid {os.geteuid()}")
+        print((OUT / "sandbox_launch.md").read_text())
+        return
     load = os.getloadavg()[0]  # other work on the host inflates every figure: say how busy it was
     rows: dict[str, dict[str, float]] = {
         "in-process loss check (1 thread, no sandbox)": in_process_floor(args.reps)
