@@ -188,7 +188,8 @@ def test_weaker_levels_are_refused_without_the_opt_in(level: str, monkeypatch: p
     monkeypatch.delenv("DISCO_UNSAFE_SANDBOX", raising=False)
     sandbox = LocalSandbox(isolation=level, warm=0)  # type: ignore[arg-type]
     try:
-        with pytest.raises(SandboxUnavailable, match=r"opt in with --unsafe-sandbox, .*DISCO_UNSAFE_SANDBOX=1$"):
+        refusal = r"opt in with --unsafe-sandbox, .*DISCO_UNSAFE_SANDBOX=1$"
+        with pytest.raises(SandboxUnavailable, match=refusal):
             sandbox.run(SandboxRequest(code="print('hi')", limits=quick()))
     finally:
         sandbox.close()
