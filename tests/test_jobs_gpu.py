@@ -1,6 +1,9 @@
 """GPU admission on a real GPU: two small jobs share one device, each sees only it (by UUID).
 
 Gated by a capability check and an explicit flag: DISCO_GPU_TESTS=1 on a machine with a CUDA GPU.
+Each job takes the CUDA path of targets/dpo/real.py: a trusted fork computes the reference log-probs, a
+jailed child (which needs `JailSpec.devices` for /dev/nvidia*) trains and reports its peak GPU memory, and
+the worker loads the weights on the GPU after the child exited and scores them.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ GPU visibility, spec files, and the store's at-most-once start. No training runs
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -16,10 +18,11 @@ from test_jobs_helpers import DPO, NAN, job_spec
 
 from tools.jobs import JobError, JobQueue, JobSpec, Resources
 from tools.jobs.admission import AdmissionConfig, admit, never_fits
-from tools.jobs.classify import from_exception, from_exit, from_outcome
+from tools.jobs.classify import from_child, from_exception, from_exit, from_outcome
 from tools.jobs.gpu import GPUInfo, probe_gpus, visible
 from tools.jobs.local import runner_alive
 from tools.jobs.models import Assignment, Job
+from tools.jobs.relay import Relay, clean_metrics
 from tools.jobs.specfile import load_spec_file
 from tools.jobs.store import JobStore
 from tools.jobs.streams import read_jsonl, read_lines
@@ -221,6 +224,24 @@ def test_process_exits(returncode, killed_for, state, text):
     assert got == state and text in reason
 
 
+@pytest.mark.parametrize(
+    ("kind", "message", "detail", "sig", "state", "text"),
+    [
+        ("timeout", "training did not finish", None, None, "failed:timeout", "time limit of 30 s"),
+        ("killed", "killed by signal 9", None, 9, "failed:oom", "out-of-memory killer"),
+        ("crash", "OutOfMemoryError: CUDA out of memory", "Traceback ...", None, "failed:oom", "CUDA"),
+        ("crash", "KeyError: 'input_ids'", f"Traceback ... {CPU_OOM}", None, "failed:oom", "KeyError"),
+        ("crash", "the training process ended (exit 1)", "Traceback ...", None, "failed:crash", "exit 1"),
+        ("rejected", "the trained weights were rejected: x", None, None, "failed:crash", "rejected"),
+        ("refused", "the training sandbox was refused", None, None, "failed:crash", "refused"),
+    ],
+)  # fmt: skip
+def test_jailed_child_failures(kind, message, detail, sig, state, text):
+    """How a job ends when its jailed training child left no usable result (targets.dpo.real.ChildFailed)."""
+    got, reason = from_child(kind, message, detail, sig, 30.0)
+    assert got == state and text in reason
+
+
 # ---------------------------------------------------------------- streams
 def test_reads_whole_lines_once_across_offsets(tmp_path):
     path = tmp_path / "log"
@@ -336,3 +357,43 @@ def test_an_unreachable_ray_cluster_is_one_sentence_not_a_hang(tmp_path):
     reopened.list()
     assert reopened.warnings and "cannot reach the Ray cluster" in reopened.warnings[0]
     assert time.monotonic() - t0 < 30
+
+
+# ---------------------------------------------------------------- relay of the jailed child's progress
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        (b'{"kind": "train", "step": 2, "loss": 0.5, "epoch": null}', True),
+        (b'{"kind": "summary", "step": 6, "train_loss": NaN}', True),
+        (b'{"kind": "eval", "step": 6, "eval_rewards/margins": 99.0}', False),  # only the worker scores
+        (b'{"kind": "train", "step": 2, "note": "OPENAI_API_KEY=sk-..."}', False),  # numbers only
+        (b'{"kind": "train", "loss": 0.5}', False),
+        (b'{"kind": "train", "step": 2, "nested": {"a": 1}}', False),
+        (b"not json", False),
+        (b"[1, 2]", False),
+    ],
+)
+def test_the_relay_keeps_only_the_childs_progress_numbers(line, kept):
+    out = clean_metrics(line)
+    assert (out is not None) == kept
+    if kept:
+        assert json.loads(out.decode().replace("NaN", "null"))["kind"] in ("train", "summary")
+
+
+def test_the_relay_copies_files_not_links(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "output.log").symlink_to("/etc/hostname")
+    (scratch / "metrics.jsonl").write_text(
+        '{"kind": "train", "step": 1, "loss": 0.7}\n{"kind": "eval", "step": 1}\n'
+    )
+    log = tmp_path / "log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT)
+    try:
+        with Relay(scratch / "output.log", fd, scratch / "metrics.jsonl", tmp_path / "metrics.jsonl"):
+            pass
+    finally:
+        os.close(fd)
+    assert log.read_text() == ""  # the link was never followed
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["kind"] for x in lines] == ["train"]

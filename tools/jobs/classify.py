@@ -86,3 +86,17 @@ def from_exit(returncode: int | None, killed_for: str | None, time_limit_s: floa
             )
         return "failed:crash", f"the training process was killed by {name}"
     return "failed:crash", f"the training process exited with status {returncode} without a result"
+
+
+def from_child(
+    kind: str, message: str, detail: str | None, sig: int | None, time_limit_s: float
+) -> tuple[JobState, str]:
+    """State for a jailed training child that ended without a usable result (`targets.dpo.real.ChildFailed`:
+    refused, timeout, killed, crash or rejected); `detail` is its untrusted output, read for OOM markers."""
+    if kind == "timeout":
+        return from_exit(None, "timeout", time_limit_s)
+    if kind == "killed" and sig is not None:
+        return from_exit(-sig, None, time_limit_s)
+    if kind == "crash" and (is_oom(message) or is_oom(detail or "")):
+        return "failed:oom", f"out of memory ({message[:300]})"
+    return "failed:crash", message[:500]
