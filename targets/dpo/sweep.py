@@ -16,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -56,6 +56,10 @@ class SweepSpec(BaseModel):
     fitness: FitnessConfig = Field(default_factory=FitnessConfig)
     workers: int = Field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)))
     """Worker processes; each trains with one thread when there are several."""
+    run_timeout_s: float = 600.0
+    """Wall-clock limit of one training run in its jailed child (a shard of k runs gets k times this)."""
+    child_memory_mb: int | None = None
+    """Address-space limit of a training child (None: no limit; torch reserves large virtual ranges)."""
 
     @classmethod
     def full_grid(cls, **kw: Any) -> SweepSpec:
@@ -71,8 +75,19 @@ class SweepJob(BaseModel):
 
 
 # ---------------------------------------------------------------- worker side (imports torch lazily)
+# A worker is trusted: it builds and loads the task, forks one jailed child per candidate shard, and scores
+# what the child hands back. It never runs candidate code itself, so nothing a candidate does in its child
+# (module attributes, hooks, the RNG, the model) reaches the scorer, the next candidate or DPO's baseline.
 
 _WORKER: dict[str, Any] = {}
+MAX_REPORT_BYTES = 1 << 20
+HF_QUIET_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -82,18 +97,15 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker_init(threads: int, parent: int, cache_dir: str) -> None:
-    # Confine first (namespaces are per thread, so before any thread starts): candidate code trains in
-    # here, so no network, a read-only file system but the cache, a scrubbed environment, rlimits.
-    from sandbox.confine import Confinement, confine_current_process
+def _worker_init(threads: int, parent: int) -> None:
+    from sandbox.redact import SECRET_NAME
 
-    _WORKER["isolation"] = confine_current_process(Confinement(writable=[Path(cache_dir)]))
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # What this process holds, its forked training children hold too: it keeps no key or token.
+    for name in [name for name in os.environ if SECRET_NAME.search(name)]:
+        del os.environ[name]
+    for name, value in HF_QUIET_ENV.items():
+        os.environ.setdefault(name, value)
     import torch
 
     torch.set_num_threads(threads)
@@ -103,7 +115,7 @@ def _worker_init(threads: int, parent: int, cache_dir: str) -> None:
 
 
 def _worker_state(spec: SweepSpec, cache_dir: Path) -> dict[str, Any]:
-    """Task, reference model and prepared data, loaded once per worker and per task config."""
+    """Task, reference model and prepared data, built (verified by digest) and loaded once per worker."""
     key = spec.task.key() + f"-L{spec.train.max_length}"
     if _WORKER.get("key") != key:
         from targets.dpo.refcache import prepare_preference_dataset
@@ -124,56 +136,181 @@ def _worker_state(spec: SweepSpec, cache_dir: Path) -> dict[str, Any]:
 
 
 def prepare(spec: SweepSpec, cache_dir: Path) -> dict[str, Any]:
-    """Build (or load) the task and the reference log-probs; returns the task's build stats."""
+    """Build (or load) the task and the reference log-probs; returns the task's build stats and whether
+    the host can jail a training child."""
+    from sandbox.jail import probe_jail
+
     state = _worker_state(spec, cache_dir)
+    jail_ok, jail_why = probe_jail()
     return {
         "n_pairs": len(state["prepared"]),
         "n_eval_prompts": len(state["task"].eval_prompts),
-        "isolation": state.get("isolation", []),
+        "jail": jail_ok,
+        "jail_reason": jail_why,
     }
 
 
 def run_job(job: SweepJob, spec: SweepSpec, cache_dir: Path) -> RunResult:
-    """Train the SFT model with one loss at one β and seed, then evaluate it. Never raises for a bad loss."""
-    from sandbox.policy import check_policy
+    """One (loss, β, seed) run in a jailed child of its own, scored here."""
+    return run_shard([job], spec, cache_dir)[0]
+
+
+def run_shard(jobs: list[SweepJob], spec: SweepSpec, cache_dir: Path) -> list[RunResult]:
+    """Train one candidate's runs in ONE jailed child used by it alone, then score each run here from the
+    weights it hands back. Never raises for a bad loss: a failed run is a RunResult with a reason."""
+    import shutil
+    import tempfile
+
+    from sandbox.forked import run_forked
+    from sandbox.jail import JailSpec
+    from targets.dpo.policy import check_loss_policy
+
+    if len({job.code for job in jobs}) != 1:
+        raise ValueError("a shard holds the runs of one candidate: a child is never shared by two")
+    job = jobs[0]
+    state = _worker_state(spec, cache_dir)
+    bases = [RunResult(loss=j.loss, beta=j.beta, seed=j.seed, status="error") for j in jobs]
+    violations = check_loss_policy(job.code)
+    if violations:  # never train code that the static policy refuses
+        reason = "policy: " + "; ".join(v.message for v in violations[:3])
+        return [b.model_copy(update={"reason": reason}) for b in bases]
+    scratch = Path(tempfile.mkdtemp(prefix="disco-train-"))
+    try:
+        jail = JailSpec(
+            writable=[scratch],
+            unsafe=os.environ.get("DISCO_UNSAFE_SANDBOX") == "1",
+            memory_mb=spec.child_memory_mb,
+        )
+        outcome = run_forked(
+            lambda: _train_in_child(jobs, spec, state, scratch), jail, scratch, spec.run_timeout_s * len(jobs)
+        )
+        return [
+            _score(j, i, b, state, scratch, outcome) for i, (j, b) in enumerate(zip(jobs, bases, strict=True))
+        ]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_in_child(jobs: list[SweepJob], spec: SweepSpec, state: dict[str, Any], scratch: Path) -> None:
+    """In the jailed child: compile the candidate, train each run, write its report and weights."""
+    import json
+
+    import torch
+    from safetensors.torch import save
+
     from targets.dpo.candidate import CandidateError, load_candidate
-    from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
-    from targets.dpo.toy.evaluate import evaluate_policy
     from targets.dpo.trainer import DPOTrainConfig, train_candidate
 
-    state = _worker_state(spec, cache_dir)
-    task = state["task"]
-    base = RunResult(loss=job.loss, beta=job.beta, seed=job.seed, status="error")
-    violations = check_policy(job.code, LOSS_ALLOWED_IMPORTS)
-    if violations:  # never train code that the static policy refuses
-        return base.model_copy(update={"reason": "policy: " + "; ".join(v.message for v in violations[:3])})
+    torch.set_num_threads(1 if spec.workers > 1 else max(1, os.cpu_count() or 1))
+    os.environ["TMPDIR"] = str(scratch)
     try:
-        candidate = load_candidate(job.code)
+        candidate = load_candidate(jobs[0].code)
     except CandidateError as exc:
-        return base.model_copy(update={"reason": f"candidate does not load: {exc.message}"})
-    policy = task.load_sft_model()
-    config = DPOTrainConfig(
-        beta=job.beta,
-        seed=job.seed,
-        learning_rate=spec.train.learning_rate,
-        per_device_train_batch_size=spec.train.batch_size,
-        max_steps=spec.train.max_steps,
-        lr_scheduler_type=spec.train.lr_scheduler_type,
-        max_grad_norm=spec.train.max_grad_norm,
-        max_length=spec.train.max_length,
-    )
-    outcome = train_candidate(candidate, policy, task.tokenizer, state["prepared"], config)
-    base = base.model_copy(update={"steps": outcome.steps, "train_seconds": outcome.seconds})
-    if outcome.status != "ok":
-        return base.model_copy(update={"status": outcome.status, "reason": outcome.reason})
+        for i in range(len(jobs)):
+            report = {"status": "error", "reason": f"candidate does not load: {exc.message}"}
+            (scratch / f"run-{i}.json").write_text(json.dumps(report))
+        return
+    for i, job in enumerate(jobs):
+        policy = state["task"].load_sft_model()
+        config = DPOTrainConfig(
+            beta=job.beta,
+            seed=job.seed,
+            learning_rate=spec.train.learning_rate,
+            per_device_train_batch_size=spec.train.batch_size,
+            max_steps=spec.train.max_steps,
+            lr_scheduler_type=spec.train.lr_scheduler_type,
+            max_grad_norm=spec.train.max_grad_norm,
+            max_length=spec.train.max_length,
+        )
+        outcome = train_candidate(candidate, policy, state["task"].tokenizer, state["prepared"], config)
+        if outcome.status == "ok":
+            weights = {k: v.detach().contiguous().clone() for k, v in policy.state_dict().items()}
+            weights.pop("lm_head.weight", None)  # tied to the token embedding
+            (scratch / f"run-{i}.safetensors").write_bytes(save(weights))
+        report = outcome.model_dump(include={"status", "reason", "steps", "seconds"})
+        (scratch / f"run-{i}.json").write_text(json.dumps(report))
+
+
+class ChildReport(BaseModel):
+    """What a child says about one run: untrusted, so only the status and short text are taken from it."""
+
+    status: Literal["ok", "diverged", "error"]
+    reason: str | None = Field(default=None, max_length=4000)
+    steps: int = Field(default=0, ge=0)
+    seconds: float = Field(default=0.0, ge=0.0)
+
+
+def _score(
+    job: SweepJob, i: int, base: RunResult, state: dict[str, Any], scratch: Path, outcome: Any
+) -> RunResult:
+    """Validate the child's report and weights, then evaluate the policy in this (clean) process."""
+    from pydantic import ValidationError
+
+    from sandbox.forked import read_untrusted
+    from targets.dpo.toy.evaluate import evaluate_policy
+
+    try:
+        report = ChildReport.model_validate_json(read_untrusted(scratch / f"run-{i}.json", MAX_REPORT_BYTES))
+    except (OSError, ValueError, ValidationError):
+        return base.model_copy(update={"reason": _child_failure(outcome)})
+    base = base.model_copy(update={"steps": report.steps, "train_seconds": report.seconds})
+    if report.status != "ok":
+        return base.model_copy(update={"status": report.status, "reason": report.reason})
+    try:
+        policy = load_trained_policy(scratch / f"run-{i}.safetensors", state["task"])
+    except (OSError, ValueError) as exc:
+        return base.model_copy(update={"reason": f"the trained weights were rejected: {exc}"})
     # The evaluation seed is shared by all losses (common random numbers): differences are the losses'.
-    result = evaluate_policy(policy.eval(), state["reference"], task, seed=10_000 + job.seed)
+    result = evaluate_policy(policy, state["reference"], state["task"], seed=10_000 + job.seed)
     update: dict[str, Any] = {"eval_seconds": result.seconds}
     if result.degenerate:
         update |= {"status": "degenerate", "reason": result.degenerate_reason}
     else:
         update |= {"status": "ok", "rewards": result.rewards, "kls": result.kls}
     return base.model_copy(update=update)
+
+
+def _child_failure(outcome: Any) -> str:
+    if outcome.refused:
+        return "the training sandbox was refused by this host: " + outcome.log_tail.strip()[-300:]
+    if outcome.timed_out:
+        return f"training did not finish within its time limit ({outcome.seconds:.0f} s) and was killed"
+    if outcome.signal:
+        return f"the training process was killed by signal {outcome.signal} (e.g. out of memory)"
+    return f"the training process ended (exit {outcome.exit_code}) without a result for this run"
+
+
+def load_trained_policy(path: Path, task: Any) -> Any:
+    """The SFT architecture with weights a child returned, after checking them: the same names, shapes and
+    dtypes as the SFT model's, every value finite, and something trained (ValueError says what is wrong)."""
+    import torch
+    from safetensors.torch import load
+
+    from sandbox.forked import read_untrusted
+
+    expected = task.sft_weights()
+    limit = sum(t.numel() * t.element_size() for t in expected.values()) + (1 << 20)
+    data = read_untrusted(path, limit)  # OSError for a link or a missing file, ValueError when too big
+    try:
+        weights = load(data)
+    except Exception as exc:  # a malformed file is the child's doing: say so, never crash the scorer
+        raise ValueError(f"not a readable safetensors file ({type(exc).__name__})") from None
+    if set(weights) != set(expected) - {"lm_head.weight"}:
+        odd = sorted(set(weights) ^ (set(expected) - {"lm_head.weight"}))[:3]
+        raise ValueError(f"unexpected or missing tensors: {', '.join(odd)}")
+    for name, tensor in weights.items():
+        ref = expected[name]
+        if tensor.shape != ref.shape or tensor.dtype != ref.dtype:
+            raise ValueError(
+                f"{name} is {tuple(tensor.shape)} {tensor.dtype}, expected {tuple(ref.shape)} {ref.dtype}"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{name} holds non-finite values")
+    if all(torch.equal(weights[name], expected[name]) for name in weights):
+        raise ValueError("they equal the SFT model's: training moved nothing")
+    policy = task.load_sft_model()
+    policy.load_state_dict(weights, strict=False)  # lm_head.weight stays tied to the embedding
+    return policy.eval()
 
 
 # ---------------------------------------------------------------- parent side
@@ -192,18 +329,28 @@ class SweepPool:
 
     def _open(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            from sandbox.registry import SandboxUnavailable
+
             threads = 1 if self.spec.workers > 1 else max(1, os.cpu_count() or 1)
-            self.cache_dir.mkdir(parents=True, exist_ok=True)  # must exist before a worker makes it writable
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
             pool = ProcessPoolExecutor(
                 max_workers=self.spec.workers,
                 mp_context=get_context("spawn"),
                 initializer=_worker_init,
-                initargs=(threads, os.getpid(), str(self.cache_dir)),
+                initargs=(threads, os.getpid()),
             )
             info = pool.submit(prepare, self.spec, self.cache_dir).result()
-            for line in info["isolation"]:
-                if "NOT" in line:  # say plainly what the host refused
-                    log.warning("training workers: %s", line)
+            if not info["jail"]:
+                if os.environ.get("DISCO_UNSAFE_SANDBOX") != "1":
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise SandboxUnavailable(
+                        "candidate losses cannot be trained in isolation on this host "
+                        f"({info['jail_reason']}); run with --unsafe-sandbox (or DISCO_UNSAFE_SANDBOX=1) to "
+                        "train them with weaker isolation"
+                    )
+                log.warning(
+                    "training children are NOT fully isolated (--unsafe-sandbox): %s", info["jail_reason"]
+                )
             self._pool = pool
         return self._pool
 
@@ -231,7 +378,8 @@ class SweepPool:
 
     def run_jobs(self, jobs: list[SweepJob], progress: ProgressFn | None = None) -> list[RunResult]:
         """Run any (loss, β, seed) jobs on the sweep's task and training settings, in order of `jobs`;
-        `progress` sees each result as it lands (in this process), e.g. to keep it before the rest ends."""
+        `progress` sees each result as it lands (in this process), e.g. to keep it before the rest ends.
+        Each candidate's runs go to jailed children used by that candidate alone (`shards`)."""
         spec = self.spec
         results: dict[int, RunResult] = {}
         pending = list(range(len(jobs)))
@@ -239,15 +387,16 @@ class SweepPool:
             if not pending:
                 break
             pool = self._open()
-            futures: dict[Future[RunResult], int] = {
-                pool.submit(run_job, jobs[i], spec, self.cache_dir): i for i in pending
+            futures: dict[Future[list[RunResult]], list[int]] = {
+                pool.submit(run_shard, [jobs[i] for i in shard], spec, self.cache_dir): shard
+                for shard in shards([jobs[i] for i in pending], spec.workers, pending)
             }
             try:
                 for fut in as_completed(futures):
-                    i = futures[fut]
-                    results[i] = fut.result()
-                    if progress:
-                        progress(results[i], len(results), len(jobs))
+                    for i, run in zip(futures[fut], fut.result(), strict=True):
+                        results[i] = run
+                        if progress:
+                            progress(run, len(results), len(jobs))
             except BrokenProcessPool:
                 self._pool = None
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -262,6 +411,19 @@ class SweepPool:
                 reason="the worker process died (killed by the OS, e.g. out of memory)",
             )
         return [results[i] for i in range(len(jobs))]
+
+
+def shards(jobs: list[SweepJob], workers: int, index: list[int]) -> list[list[int]]:
+    """Split jobs into groups of one candidate's runs (by code), each candidate over at most `workers`
+    groups so that every worker has work; returns the groups as lists of `index` entries."""
+    by_code: dict[str, list[int]] = {}
+    for job, i in zip(jobs, index, strict=True):
+        by_code.setdefault(job.code, []).append(i)
+    out: list[list[int]] = []
+    for members in by_code.values():
+        n = min(max(1, workers), len(members))
+        out += [members[k::n] for k in range(n)]
+    return out
 
 
 def run_sweep(

@@ -106,6 +106,7 @@ class ToyTask:
     built_now: bool = False
     """True when this call built (part of) the cache, False when everything came from disk."""
     _weights: dict[str, Any] | None = field(default=None, repr=False)
+    _model_config: Any = field(default=None, repr=False)
 
     def load_sft_model(self) -> GPT2LMHeadModel:
         """A fresh copy of the SFT model in eval mode (callers may train it).
@@ -116,8 +117,10 @@ class ToyTask:
         from transformers import GPT2Config, GPT2LMHeadModel
 
         weights = self.sft_weights()
+        if self._model_config is None:  # read once: a jailed training child sees no cache files
+            self._model_config = GPT2Config.from_pretrained(self.sft_model_dir)
         with torch.random.fork_rng():  # the init is overwritten; keep the caller's RNG stream intact
-            model = GPT2LMHeadModel(GPT2Config.from_pretrained(self.sft_model_dir))
+            model = GPT2LMHeadModel(self._model_config)
         missing, unexpected = model.load_state_dict(weights, strict=False)
         if unexpected or set(missing) - {"lm_head.weight"}:  # lm_head.weight is tied to wte
             raise RuntimeError(f"{self.sft_model_dir}: missing {missing}, unexpected {unexpected}")
