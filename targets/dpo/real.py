@@ -693,6 +693,10 @@ def run_real_dpo(
             "GPU jobs cannot run yet: the training jail (sandbox/jail.py) cannot hand a GPU device to the "
             "child that trains the candidate; run the job on the CPU (resources.gpus = 0)."
         )
+    # GNU OpenMP is not fork-safe: a child that runs a parallel region after its parent used a team of
+    # threads hangs. So this process computes with one thread and only the child uses the job's threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     prepared = prepare(spec, workdir)
     if prepared.device == "cuda" and torch.cuda.is_initialized():
         raise RuntimeError(
@@ -702,7 +706,7 @@ def run_real_dpo(
     scratch.mkdir(parents=True, exist_ok=True)
     callbacks = list(callbacks or [])
     outcome = run_forked(
-        lambda: train_in_child(spec, prepared, code, callbacks, scratch),
+        lambda: (torch.set_num_threads(threads), train_in_child(spec, prepared, code, callbacks, scratch)),
         _jail(prepared, scratch, memory_mb),
         scratch,
         timeout_s,

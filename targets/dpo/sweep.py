@@ -108,7 +108,11 @@ def _worker_init(threads: int, parent: int) -> None:
         os.environ.setdefault(name, value)
     import torch
 
-    torch.set_num_threads(threads)
+    # GNU OpenMP is not fork-safe: a child that runs a parallel region after its parent has used a
+    # team of threads hangs. So this worker computes with one thread, and only its forked training
+    # children use `threads`.
+    torch.set_num_threads(1)
+    _WORKER["child_threads"] = threads
     from targets.dpo.trainer import quiet_hf  # warms the heavy imports before the first job
 
     quiet_hf()
@@ -201,7 +205,8 @@ def _train_in_child(jobs: list[SweepJob], spec: SweepSpec, state: dict[str, Any]
     from targets.dpo.candidate import CandidateError, load_candidate
     from targets.dpo.trainer import DPOTrainConfig, train_candidate
 
-    torch.set_num_threads(1 if spec.workers > 1 else max(1, os.cpu_count() or 1))
+    # More than one thread only where the parent never ran a parallel region (see _worker_init).
+    torch.set_num_threads(state.get("child_threads", 1))
     os.environ["TMPDIR"] = str(scratch)
     try:
         candidate = load_candidate(jobs[0].code)
