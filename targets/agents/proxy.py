@@ -356,7 +356,7 @@ class InnerModelProxy:
         self._dir = Path(tempfile.mkdtemp(prefix="disco-inner-", dir=base if len(base) < 64 else "/tmp"))
         self._dir.chmod(0o755)  # the sandbox's own uid must reach the socket
         handler = type("Handler", (_Handler,), {"proxy": self})
-        server = socketserver.ThreadingUnixStreamServer(self.socket_path, handler)
+        server = _Server(self.socket_path, handler)
         server.daemon_threads = True
         os.chmod(self.socket_path, 0o777)  # connect() needs write permission on the socket file
         threading.Thread(
@@ -547,6 +547,13 @@ class InnerModelProxy:
         if usage is None or not usage.prompt_tokens:
             return content, None
         return content, (usage.prompt_tokens or 0, usage.completion_tokens or 0)
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    """A listen backlog for every task of a wave at once: with socketserver's default of 5, the sixth
+    simultaneous connect() on a Unix socket fails with EAGAIN instead of waiting."""
+
+    request_queue_size = 128
 
 
 class _Handler(socketserver.StreamRequestHandler):
