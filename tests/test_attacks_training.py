@@ -111,7 +111,8 @@ def clean_dpo(bed: dict) -> RunResult:
 
 
 ROWS = [
-    # (id, body, what the result must say; None: the attack had no effect and the run equals honest DPO)
+    # (id, body, what a failed run's reason must say — "": any failure, the containment checks below decide;
+    #  None, or a run that trained: the attack had no effect and the run equals honest DPO bit for bit)
     (
         "tamper: rebind torch.log_softmax",
         "torch.log_softmax = lambda *a, **k: a[0] * 0",
@@ -149,30 +150,30 @@ while stack:
     (
         "secret: the parent's environment",
         "raise RuntimeError(open(f'/proc/{os.getppid()}/environ').read())",
-        "Error",
+        "",
     ),
     (
         "secret: every process's environment",
         "import glob\nraise RuntimeError(str([open(p).read() for p in glob.glob('/proc/*/environ')]))",
-        "Error",
+        "",
     ),
-    ("secret: a file in the home directory", "raise RuntimeError(open(HOME_BAIT).read())", "Error"),
-    ("secret: this process's environment", "raise RuntimeError(str(dict(os.environ)))", "environ"),
+    ("secret: a file in the home directory", "raise RuntimeError(open(HOME_BAIT).read())", ""),
+    ("secret: this process's environment", "raise RuntimeError(str(dict(os.environ)))", "RuntimeError"),
     (
         "escape: connect to the host's loopback",
         "import socket\nsocket.create_connection(('127.0.0.1', PORT), timeout=2)",
-        "Error",
+        "",
     ),
     (
         "escape: setns into the init namespaces",
         "os.setns(os.open('/proc/1/ns/net', os.O_RDONLY), 0)",
-        "Error",
+        "",
     ),
-    ("escape: a new user namespace", "os.unshare(os.CLONE_NEWUSER)", "Error"),
-    ("escape: write into the host's /tmp", "open(HOST_FILE, 'w').write('x')", "Error"),
-    ("sabotage: rewrite the task cache", "open(CACHE_FILE, 'w').write('poison')", "Error"),
+    ("escape: a new user namespace", "os.unshare(os.CLONE_NEWUSER)", ""),
+    ("escape: write into the host's /tmp", "open(HOST_FILE, 'w').write('x')", ""),
+    ("sabotage: rewrite the task cache", "open(CACHE_FILE, 'w').write('poison')", ""),
     ("resource: a loop that never ends", "while True:\n    pass", "time limit"),
-    ("resource: allocate a petabyte", "torch.empty(2**50, dtype=torch.uint8)", "Error"),
+    ("resource: allocate a petabyte", "torch.empty(2**50, dtype=torch.uint8)", ""),
     (
         "forge: report success and hand back the reference's weights",
         """
@@ -215,11 +216,11 @@ def test_attack_is_contained(
     before = len(bed["connections"])
     timeout = 20.0 if "never ends" in name else None
     run = train(bed, code, timeout_s=timeout)
-    if expect is None:
+    if expect is None or run.status == "ok":
+        # Contained: the attack ran (e.g. wrote into the jail's private /tmp) and changed nothing.
         assert run.status == "ok", run.reason
         assert (run.rewards, run.kls) == (clean_dpo.rewards, clean_dpo.kls), "the attack changed the score"
     else:
-        assert run.status != "ok", f"{name}: the attack trained as if honest"
         assert expect in (run.reason or ""), run.reason
     assert BAIT not in run.model_dump_json(), "a secret reached the result"
     assert len(bed["connections"]) == before, "the child reached the host's loopback"
