@@ -693,9 +693,8 @@ def run_real_dpo(
             "GPU jobs cannot run yet: the training jail (sandbox/jail.py) cannot hand a GPU device to the "
             "child that trains the candidate; run the job on the CPU (resources.gpus = 0)."
         )
-    # GNU OpenMP is not fork-safe: a child that runs a parallel region after its parent used a team of
-    # threads hangs. So this process computes with one thread and only the child uses the job's threads.
-    threads = torch.get_num_threads()
+    # GNU OpenMP is not fork-safe: a child that runs a parallel region after its parent (or an earlier
+    # caller in the same process) used a team of threads hangs. So both compute with one thread.
     torch.set_num_threads(1)
     prepared = prepare(spec, workdir)
     if prepared.device == "cuda" and torch.cuda.is_initialized():
@@ -706,7 +705,7 @@ def run_real_dpo(
     scratch.mkdir(parents=True, exist_ok=True)
     callbacks = list(callbacks or [])
     outcome = run_forked(
-        lambda: (torch.set_num_threads(threads), train_in_child(spec, prepared, code, callbacks, scratch)),
+        lambda: (torch.set_num_threads(1), train_in_child(spec, prepared, code, callbacks, scratch)),
         _jail(prepared, scratch, memory_mb),
         scratch,
         timeout_s,
