@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from agent.models.settings import ModelsConfig, models_from_env
 
@@ -34,9 +34,14 @@ class ConfigError(ValueError):
 
 
 class BudgetConfig(BaseModel):
-    """When the run stops by itself; it stops at a step boundary and says which budget it hit."""
+    """When the run stops by itself; it stops at a step boundary and says which budget it hit.
 
-    max_candidates: int | None = 10
+    The rule (README, `disco run --help`): the budgets a person gives are the run's budgets, and a budget
+    not given does not bind. Only a run given no budget at all (no flag, no `[budget]` key) gets the
+    default, `DEFAULT_BUDGET`, so that a bare `disco run` ends; `--hours 8` alone runs for eight hours.
+    Every budget is a positive number; none means no limit."""
+
+    max_candidates: int | None = None
     """Candidates designed (whatever their fate)."""
     hours: float | None = None
     """Wall clock while the runner is running (time spent stopped between sessions is not counted)."""
@@ -48,6 +53,50 @@ class BudgetConfig(BaseModel):
     """CPU time of evaluation: the evaluators' seconds (toy training, checks) plus CPU jobs × their cores."""
     max_gpu_hours: float | None = None
     """GPU time of the run's GPU jobs: each job's running time × its GPUs (running jobs count as they go)."""
+    _defaulted: bool = PrivateAttr(False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _default_only_when_none_given(cls, data: Any, handler: Any) -> BudgetConfig:
+        """An empty budget takes DEFAULT_BUDGET; a budget given replaces the defaults (the rest: no limit)."""
+        empty = isinstance(data, Mapping) and not data
+        model = handler(dict(DEFAULT_BUDGET) if empty else data)
+        model._defaulted = empty
+        return model
+
+    @field_validator("*")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:  # also NaN
+            raise ValueError(f"must be a positive number (leave it out for no limit), not {value:g}")
+        return value
+
+    @property
+    def defaulted(self) -> bool:
+        """True when no budget was given and DEFAULT_BUDGET applies."""
+        return self._defaulted
+
+    def describe(self) -> str:
+        """The effective budgets in one line, e.g. `8 h, $5; no limit on candidates, tokens, CPU, GPU`."""
+        given = [fmt(getattr(self, key)) for key, (fmt, _) in BUDGET_WORDS.items() if getattr(self, key)]
+        free = [word for key, (_, word) in BUDGET_WORDS.items() if getattr(self, key) is None]
+        text = ", ".join(given) or "none"
+        if free:
+            text += "; no limit on " + ", ".join(free)
+        return text + (" (the default: no budget was given)" if self.defaulted else "")
+
+
+DEFAULT_BUDGET: dict[str, Any] = {"max_candidates": 10}
+"""What binds when a person gives no budget at all (so that a bare `disco run` ends)."""
+BUDGET_WORDS: dict[str, tuple[Any, str]] = {
+    "max_candidates": (lambda v: f"{v:g} candidates", "candidates"),
+    "hours": (lambda v: f"{v:g} h", "time"),
+    "max_tokens": (lambda v: f"{v:g} tokens", "tokens"),
+    "max_usd": (lambda v: f"${v:g}", "cost"),
+    "max_cpu_hours": (lambda v: f"{v:g} CPU h", "CPU hours"),
+    "max_gpu_hours": (lambda v: f"{v:g} GPU h", "GPU hours"),
+}
+"""How each budget reads in the start line: (value → words, what it limits)."""
 
 
 class EndpointWaitConfig(BaseModel):
@@ -185,6 +234,8 @@ def load_config(
         layered = _merge(layered, {"targets": {config.target: {"sandbox": env["DISCO_SANDBOX"]}}})
     if overrides:
         layered = _merge(layered, overrides)
+    # The budgets are the ones given (file, then flags), never merged with the defaults (BudgetConfig).
+    layered["budget"] = dict(data.get("budget") or {}) | dict((overrides or {}).get("budget") or {})
     try:
         return RunConfig.model_validate(layered)
     except ValidationError as exc:
@@ -194,4 +245,4 @@ def load_config(
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}"

@@ -9,6 +9,7 @@ applies the rest.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -73,10 +74,40 @@ def parse_budget(arg: str) -> dict[str, float | None]:
             raise ControlError(f"budget {key} must be a number or `none`; got {value!r}") from None
         if number < 0:
             raise ControlError(f"budget {key} must not be negative")
+        if not number > 0:  # zero, NaN
+            raise ControlError(
+                f"budget {key} must be a positive number, or `none` for no limit; got {value!r}"
+            )
         out[BUDGET_KEYS[key]] = number
     if not out:
         raise ControlError("budget needs at least one KEY=VALUE, e.g. `budget candidates=20`")
     return out
+
+
+def check_candidate(runs_root: Path, run_id: str, command: Command, memory_dir: Path | None = None) -> None:
+    """A pin or veto must name a candidate that exists (ControlError otherwise): one of this run's (designed
+    or being designed), one of another run in the same data dir, or one in memory. A typo such as `/veto 99`
+    would otherwise be applied to a candidate that never comes, and nothing would say so."""
+    if command.action not in ("pin", "veto"):
+        return
+    cid = command.arg
+    if not _ID.fullmatch(cid):
+        raise ControlError(f"`{command.action}` takes a candidate id such as {run_id}-0003; got {cid!r}")
+    owner = cid.rsplit("-", 1)[0]
+    if any((runs_root / run / "candidates" / cid).is_dir() for run in (run_id, owner)):
+        return
+    if memory_dir is not None and (memory_dir / "chroma.sqlite3").is_file():
+        from memory.store import MemoryStore
+
+        if MemoryStore(memory_dir).get(cid) is not None:
+            return
+    ours = sorted(p.name for p in (runs_root / run_id / "candidates").glob("*") if p.is_dir())
+    known = f"its candidates are {ours[0]} … {ours[-1]}" if ours else "it has no candidate yet"
+    raise ControlError(f"no candidate {cid!r} in run {run_id}, another run or memory ({known})")
+
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
+"""A candidate id (`<run id>-NNNN`): a slug, so that it never names a path outside the runs."""
 
 
 def send(path: Path, command: Command) -> Command:

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -65,6 +66,21 @@ class RunStatus(BaseModel):
     """GPU seconds of this run's GPU jobs (wall clock × GPUs), for the GPU-hours budget."""
 
 
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""A run id names a folder under `runs/`: a slug, so that no id (`../../evil`, `/etc`, `a/b`) reaches
+outside it. Candidate ids are `<run id>-NNNN`, so the same holds for them."""
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` when it is a safe slug; RunError with one sentence otherwise."""
+    if not RUN_ID_PATTERN.fullmatch(run_id):
+        raise RunError(
+            f"run id {run_id!r} is not allowed: use up to 100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return run_id
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
@@ -93,7 +109,7 @@ class RunDir:
 
     @classmethod
     def create(cls, runs_root: Path, meta: RunMeta) -> RunDir:
-        root = runs_root / meta.run_id
+        root = runs_root / check_run_id(meta.run_id)
         if root.exists():
             raise RunError(f"run {meta.run_id} already exists; resume it with `disco resume {meta.run_id}`")
         (root / "candidates").mkdir(parents=True)
@@ -104,7 +120,7 @@ class RunDir:
 
     @classmethod
     def open(cls, runs_root: Path, run_id: str) -> RunDir:
-        root = runs_root / run_id
+        root = runs_root / check_run_id(run_id)
         if not (root / "run.json").is_file():
             known = ", ".join(sorted(p.parent.name for p in runs_root.glob("*/run.json"))[-5:])
             hint = f" (recent runs: {known})" if known else ""

@@ -214,6 +214,19 @@ def evaluates_seeds_first(target: object) -> bool:
     return bool(getattr(target, "evaluate_seeds_first", False))
 
 
+def not_ready_of(target: object) -> str | None:
+    """Why the target cannot run at all now (no inner model, a missing data file), in one sentence, from
+    its optional `not_ready()`; None when it can. The run's preflight asks before the first candidate."""
+    hook = getattr(target, "not_ready", None)
+    return hook() if callable(hook) else None
+
+
+def models_used_of(target: object) -> tuple[str, ...]:
+    """The model roles of the config (`inner`, `judge`) that the target calls itself (`models_used`), so
+    that the preflight probes their endpoints too."""
+    return tuple(getattr(target, "models_used", ()) or ())
+
+
 def evaluators_of(target: object) -> list[EvaluatorInfo]:
     """The target's evaluators, cheap first; one unnamed CPU evaluator when it declares none."""
     declared = getattr(target, "evaluators", None)

@@ -115,6 +115,17 @@ class RunSource:
         index = int(cid[-4:]) if cid[-4:].isdigit() else 0
         return (Row(id=cid, index=index, name=t.name or "…", status=f"{t.node}…"),)
 
+    def refusal(self, command: Command) -> str | None:
+        """Why the command cannot be sent (a pin or veto of a candidate that does not exist), or None."""
+        from agent.control import ControlError, check_candidate
+
+        runs_root = self.run.root.parent
+        try:
+            check_candidate(runs_root, self.run_id, command, runs_root.parent / "memory")
+        except ControlError as exc:
+            return str(exc)
+        return None
+
     def send(self, command: Command) -> str:
         """Write a command to the run's control channel; says when the runner will apply it."""
         send(self.run.control_path, command)

@@ -26,29 +26,60 @@ def _parse_floats(text: str, flag: str) -> list[float]:
 
 
 def resolve_losses(spec: str) -> dict[str, str]:
-    """Names from the zoo, or paths to candidate files: name → code."""
+    """Names from the zoo, or paths to candidate files: name → code. Each input keeps its own row: a
+    file is named by its stem, and by as much of its folder as tells it apart from the other inputs
+    (`c0001/design`, `c0002/design`), from the zoo names given and from the baseline `dpo`."""
     from targets.dpo.zoo import get_zoo_loss, list_zoo
 
-    out: dict[str, str] = {}
+    zoo: dict[str, str] = {}
+    files: list[Path] = []
+    order: list[str | Path] = []  # the rows in the order given
     for item in (s.strip() for s in spec.split(",")):
         if not item:
             continue
-        path = Path(item)
         if item.endswith(".py"):
+            path = Path(item)
             if not path.is_file():
                 raise typer.BadParameter(f"no candidate file at {item}")
-            out[path.stem] = path.read_text()
+            if path.resolve() not in files:
+                files.append(path.resolve())
+                order.append(path.resolve())
             continue
         try:
-            out[item] = get_zoo_loss(item).code
+            zoo[item] = get_zoo_loss(item).code
+            order.append(item)
         except KeyError:
             names = ", ".join(z.name for z in list_zoo())
             raise typer.BadParameter(
                 f"unknown loss {item!r}; known: {names} (or give a path to a .py file)"
             ) from None
+    named = file_labels(files, taken={*zoo, "dpo"})
+    out = {
+        named[x] if isinstance(x, Path) else x: x.read_text() if isinstance(x, Path) else zoo[x]
+        for x in order
+    }
     if not out:
         raise typer.BadParameter("--losses is empty")
     return out
+
+
+def file_labels(paths: list[Path], taken: set[str]) -> dict[Path, str]:
+    """A distinct row name per file: the stem, then `parent/stem`, `grandparent/parent/stem` … for the
+    files whose shorter name another file (or a name in `taken`) has too."""
+    depth = dict.fromkeys(paths, 1)
+
+    def label(path: Path) -> str:
+        parts = path.with_suffix("").parts
+        return "/".join(parts[-depth[path] :]).lstrip("/") or str(path)
+
+    while True:
+        names = [label(p) for p in paths]
+        clash = [p for p, n in zip(paths, names, strict=True) if n in taken or names.count(n) > 1]
+        longer = [p for p in clash if depth[p] < len(p.with_suffix("").parts)]
+        if not longer:
+            return {p: label(p) for p in paths}
+        for p in longer:
+            depth[p] += 1
 
 
 @bench_app.command("losses")

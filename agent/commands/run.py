@@ -134,7 +134,9 @@ def run(
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint (else OPENAI_BASE_URL).")
     ] = None,
-    max_candidates: Annotated[int | None, typer.Option(help="Stop after this many candidates.")] = None,
+    max_candidates: Annotated[
+        int | None, typer.Option(help="Stop after this many candidates (10 when no budget is given at all).")
+    ] = None,
     hours: Annotated[float | None, typer.Option(help="Stop after this much wall clock.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Stop after this many model tokens.")] = None,
     max_usd: Annotated[float | None, typer.Option(help="Stop after this much model cost.")] = None,
@@ -157,13 +159,19 @@ def run(
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
     unsafe_sandbox: Annotated[bool, typer.Option(help=UNSAFE_HELP)] = False,
 ) -> None:
-    """Run the meta-agent headless: design, reflect, check, repair, evaluate and record candidates."""
+    """Run the meta-agent headless: design, reflect, check, repair, evaluate and record candidates.
+
+    Budgets: the ones you give (flags, or the budget table of the config file) bind and no other does:
+    --hours 8 alone runs for eight hours. Only with no budget at all does a run stop after 10 candidates.
+    Each budget is a positive number. Before its first candidate the run checks the data dir, the target
+    and the model endpoints, and prints the budgets that bind."""
     _allow_unsafe_sandbox(unsafe_sandbox)
     from agent.config import ConfigError, find_config_file, load_config
     from agent.home import disco_home
     from agent.models import ModelConfigError
+    from agent.preflight import PreflightError, check_data_dir, check_endpoints, only_model
     from agent.runner import Runner, create_run
-    from agent.runs import RunError, new_run_id
+    from agent.runs import RunError, check_run_id, new_run_id
 
     overrides: dict[str, Any] = {}
     if target:
@@ -179,22 +187,57 @@ def run(
         "max_cpu_hours": max_cpu_hours,
         "max_gpu_hours": max_gpu_hours,
     }
+    check_budget_flags(budget)
     if any(v is not None for v in budget.values()):
         overrides["budget"] = {k: v for k, v in budget.items() if v is not None}
+    notes: list[str] = []
     try:
-        config = load_config(find_config_file(config_file, disco_home()), overrides)
+        if run_id is not None:
+            check_run_id(run_id)
+        config_path = find_config_file(config_file, disco_home())
+        config = load_config(config_path, overrides)
+        if base_url and not model and config.models.meta.offline and not replay:
+            # `--base-url` alone: the server's model when it has one, said aloud; else one sentence.
+            picked = only_model(config.models.meta)
+            overrides["models"]["meta"]["model"] = picked
+            config = load_config(config_path, overrides)
+            notes.append(f"--base-url without --model: using the server's only model, {picked}")
         if preset:
             opts = config.targets.setdefault(config.target, {})
             opts["preset"] = preset
-        _validate_target(config)
+        check_data_dir(disco_home())
+        roles = _validate_target(config, ready=True)
         if not config.models.meta.offline and not replay:
             config.models.meta.check_usable()
+        check_endpoints(config.models, roles, probe_meta=not replay)
         replay_dir = _open_run(replay) if replay else None
         run_dir = create_run(_runs_root(), config, run_id or new_run_id(), replay_of=replay)
-    except (ConfigError, ModelConfigError, RunError) as exc:
+    except (ConfigError, ModelConfigError, RunError, PreflightError) as exc:
         raise _fail(f"{exc}.") from None
+    for note in notes:
+        typer.echo(note, err=True)
     typer.echo(f"run {run_dir.run_id} in {run_dir.root}", err=True)
+    typer.echo(f"budgets: {config.budget.describe()}", err=True)
     _execute(Runner(run_dir, config, replay_of=replay_dir, progress=ConsoleProgress(quiet)), run_dir)
+
+
+BUDGET_FLAGS = {
+    "max_candidates": "--max-candidates",
+    "hours": "--hours",
+    "max_tokens": "--max-tokens",
+    "max_usd": "--max-usd",
+    "max_cpu_hours": "--max-cpu-hours",
+    "max_gpu_hours": "--max-gpu-hours",
+}
+
+
+def check_budget_flags(budget: dict[str, float | int | None]) -> None:
+    """A budget flag is a positive number (zero or less would stop the run before it starts, or never)."""
+    for key, value in budget.items():
+        if value is not None and not value > 0:
+            raise _fail(
+                f"{BUDGET_FLAGS[key]} must be a positive number (leave it out for no limit), not {value:g}"
+            )
 
 
 UNSAFE_HELP = (
@@ -214,11 +257,15 @@ def _allow_unsafe_sandbox(unsafe: bool) -> None:
         typer.echo("WARNING: --unsafe-sandbox: candidate code may run with weaker isolation", err=True)
 
 
-def _validate_target(config: Any) -> None:
+def _validate_target(config: Any, ready: bool = False) -> tuple[str, ...]:
     """Load the target once (a bad spec, module or option is one sentence now, not a failed run) and
-    record a file target by its absolute path, its options moving with it, so that resume finds it."""
+    record a file target by its absolute path, its options moving with it, so that resume finds it.
+    With `ready`, the target must also be able to run (agent.preflight). Returns the model roles the
+    target calls itself, whose endpoints the preflight probes."""
     from agent.config import ConfigError, target_env
     from agent.home import cache_dir
+    from agent.preflight import check_target
+    from targets.base import models_used_of
     from targets.registry import TargetError, canonical_spec, get_target
 
     try:
@@ -226,9 +273,15 @@ def _validate_target(config: Any) -> None:
         if spec != config.target and config.target in config.targets:
             config.targets[spec] = config.targets.pop(config.target) | config.targets.get(spec, {})
         config.target = spec
-        get_target(spec, config.targets.get(spec), target_env(config, cache_dir())).close()
+        target = get_target(spec, config.targets.get(spec), target_env(config, cache_dir()))
     except TargetError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        if ready:
+            check_target(target)
+        return models_used_of(target)
+    finally:
+        target.close()
 
 
 def _baseline_name(run: RunDir) -> str:
@@ -259,9 +312,14 @@ def resume(
     import os
 
     config.models = models_from_env(config.models, os.environ)
+    from agent.home import disco_home
+    from agent.preflight import PreflightError, check_data_dir, check_endpoints
+
     try:
-        _validate_target(config)
-    except ConfigError as exc:
+        check_data_dir(disco_home())
+        roles = _validate_target(config, ready=True)
+        check_endpoints(config.models, roles, probe_meta=not meta.replay_of)
+    except (ConfigError, PreflightError) as exc:
         raise _fail(f"{exc}.") from None
     replay_dir = _open_run(meta.replay_of) if meta.replay_of else None
     status = run_dir.status()
@@ -343,11 +401,13 @@ def control(
     ] = None,
 ) -> None:
     """Send a command to a run; the runner applies it at its next step boundary."""
-    from agent.control import ControlError, parse_command, send
+    from agent.control import ControlError, check_candidate, parse_command, send
+    from agent.home import disco_home
 
     run_dir = _open_run(run_id)
     try:
         command = parse_command(action, " ".join(arg or []))
+        check_candidate(_runs_root(), run_id, command, disco_home() / "memory")
     except ControlError as exc:
         raise _fail(f"{exc}.") from None
     send(run_dir.control_path, command)

@@ -62,7 +62,14 @@ def tui(
         except RunError as exc:
             raise _fail(f"{exc}.") from None
     else:
-        new_id = run_id or new_run_id()
+        from agent.commands.run import check_budget_flags
+        from agent.runs import check_run_id
+
+        check_budget_flags({"max_candidates": max_candidates, "hours": hours})
+        try:
+            new_id = check_run_id(run_id) if run_id else new_run_id()
+        except RunError as exc:
+            raise _fail(f"{exc}.") from None
         if (home / "runs" / new_id).exists():
             raise _fail(f"run {new_id} already exists; `disco tui {new_id}` attaches to it")
         process, log = start_run(home, new_id, _run_args(**flags))

@@ -114,6 +114,8 @@ class AgentSystemTarget:
     rules = RULES
     fitness_meaning = FITNESS_MEANING
     baseline = None
+    models_used = ("inner",)
+    """Its agents call `[models.inner]`: the run's preflight probes that endpoint (targets.base)."""
 
     @property
     def evaluators(self) -> list[dict[str, Any]]:
@@ -164,7 +166,7 @@ class AgentSystemTarget:
         self.benchmark()
         return list(getattr(self._splits, split))
 
-    def _not_ready(self) -> str | None:
+    def not_ready(self) -> str | None:
         """Why nothing can be run now (no inner model, no data), in one sentence; None when ready."""
         why = offline_sentence(self.inner)
         if why:
@@ -201,7 +203,7 @@ class AgentSystemTarget:
 
     def check(self, code: str) -> CheckReport:
         """Run the agent on a few validation items in the sandbox: it installs, runs and answers in form."""
-        why = self._not_ready()
+        why = self.not_ready()
         if why:
             return CheckReport.from_checks(
                 [CheckResult(name="setup", passed=False, message=why[0].upper() + why[1:])]
@@ -256,7 +258,7 @@ class AgentSystemTarget:
         from targets.agents.evaluation import summarise
 
         start = time.perf_counter()
-        why = self._not_ready()
+        why = self.not_ready()
         if why:
             return Evaluation(status="failed", reason=why)
         bench = self.benchmark()

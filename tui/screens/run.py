@@ -139,6 +139,11 @@ class RunScreen(DiscoScreen):
 
     @work(thread=True, group="control", name="send the command", exit_on_error=False)
     def _send(self, command: Command) -> None:
+        why = self.source.refusal(command)  # /veto 99: no such candidate (it may read memory: a thread)
+        if why is not None:
+            self.sent.pop(command.id, None)
+            self.app.call_from_thread(self.say, [Line(why, "bold red", "system")])
+            return
         note = self.source.send(command)
         self.app.call_from_thread(self.say, [Line(note + " …", "dim", "system")])
 
