@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 import traceback
@@ -66,19 +67,26 @@ class RunEvents(EventLog):
         return event
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What a person, `timeout`, systemd, Slurm or a closing terminal sends: each asks for a clean stop."""
+
+
 @contextmanager
 def _stop_signals(flag: threading.Event) -> Iterator[None]:
-    """SIGINT / SIGTERM ask for a stop at the next step boundary instead of killing the step."""
+    """A first SIGINT / SIGTERM / SIGHUP asks for a stop at the next step boundary (the step finishes and
+    is recorded); a second one stops inside the step (still resumable: the step is re-run)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
     def handler(signum: int, frame: Any) -> None:
-        if flag.is_set():  # a second Ctrl-C: the person means it
+        if flag.is_set():  # a second signal: the person means it
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         flag.set()
+        name = signal.Signals(signum).name
+        print(f"{name}: stopping after the current step (again to stop now; both resume)", file=sys.stderr)
 
     for s in previous:
         signal.signal(s, handler)
@@ -284,7 +292,7 @@ class Runner:
         self._apply_control()
         self._poll_jobs()
         if self.stop_flag.is_set():
-            raise StopRun("stopped", "stopped by a signal (Ctrl-C or SIGTERM)")
+            raise StopRun("stopped", "stopped by a signal (Ctrl-C, SIGTERM or SIGHUP) after its step")
         if self.control.stop_requested:
             raise StopRun("stopped", "stopped by the person")
         reason = self._budget(values, new_candidate)

@@ -120,6 +120,8 @@ def _execute(runner: Any, run: RunDir) -> None:
     status = runner.execute()
     print_leaderboard(run)
     typer.echo(f"run {run.run_id}: {status.state} — {status.reason}", err=True)
+    if status.state in ("stopped", "paused"):
+        typer.echo(f"continue it with: disco resume {run.run_id}", err=True)
     if status.state == "failed":
         raise typer.Exit(1)
 

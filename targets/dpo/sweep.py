@@ -7,11 +7,13 @@ built once (cached on disk) and loaded once per worker. The parent process never
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -97,9 +99,34 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Around a submit, which may spawn a worker: the worker starts with the stop signals blocked (a mask
+    survives fork and exec), so that a Ctrl-C while it imports cannot kill it; the parent gets a signal
+    that arrived meanwhile when the mask is lifted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _worker_init(threads: int, parent: int) -> None:
     from sandbox.redact import SECRET_NAME
 
+    # The parent owns shutdown. In a session of its own, a worker never sees the terminal's Ctrl-C nor a
+    # SIGTERM/SIGHUP sent to the run's process group (which would kill it mid-run and come back to the
+    # parent as a KeyboardInterrupt or a broken pool); it leaves when its parent does (below).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.setsid()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent until here
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     # What this process holds, its forked training children hold too: it keeps no key or token.
     for name in [name for name in os.environ if SECRET_NAME.search(name)]:
@@ -344,7 +371,9 @@ class SweepPool:
                 initializer=_worker_init,
                 initargs=(threads, os.getpid()),
             )
-            info = pool.submit(prepare, self.spec, self.cache_dir).result()
+            with _stop_signals_blocked():
+                first = pool.submit(prepare, self.spec, self.cache_dir)
+            info = first.result()
             if not info["jail"]:
                 if os.environ.get("DISCO_UNSAFE_SANDBOX") != "1":
                     pool.shutdown(wait=False, cancel_futures=True)
@@ -392,10 +421,11 @@ class SweepPool:
             if not pending:
                 break
             pool = self._open()
-            futures: dict[Future[list[RunResult]], list[int]] = {
-                pool.submit(run_shard, [jobs[i] for i in shard], spec, self.cache_dir): shard
-                for shard in shards([jobs[i] for i in pending], spec.workers, pending)
-            }
+            with _stop_signals_blocked():
+                futures: dict[Future[list[RunResult]], list[int]] = {
+                    pool.submit(run_shard, [jobs[i] for i in shard], spec, self.cache_dir): shard
+                    for shard in shards([jobs[i] for i in pending], spec.workers, pending)
+                }
             try:
                 for fut in as_completed(futures):
                     for i, run in zip(futures[fut], fut.result(), strict=True):
