@@ -59,9 +59,10 @@ class BudgetConfig(BaseModel):
     @classmethod
     def _default_only_when_none_given(cls, data: Any, handler: Any) -> BudgetConfig:
         """An empty budget takes DEFAULT_BUDGET; a budget given replaces the defaults (the rest: no limit)."""
-        empty = isinstance(data, Mapping) and not data
-        model = handler(dict(DEFAULT_BUDGET) if empty else data)
-        model._defaulted = empty
+        if not isinstance(data, Mapping):
+            return handler(data)  # a BudgetConfig already: it keeps its own flag
+        model = handler(data or dict(DEFAULT_BUDGET))
+        model._defaulted = not data
         return model
 
     @field_validator("*")
