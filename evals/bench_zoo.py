@@ -58,6 +58,7 @@ def report_for(runs: list[RunResult], spec: SweepSpec, names: list[str], seconds
         runs=runs,
         seconds=seconds,
         seconds_per_loss=seconds / len(names),
+        protocol="in-sample",
     )
 
 

@@ -68,7 +68,12 @@ def test_reports_reward_kl_and_fitness_with_ci_per_loss(bench_json: dict) -> Non
         assert point["kl"] > 0.0  # training moved the policy away from the reference
         fit = res["fitness"]
         assert fit["ci_low"] <= fit["value"] <= fit["ci_high"]
-    assert bench_json["results"]["slic"]["vs_baseline"]["baseline"] == "dpo"
+    assert bench_json["protocol"]["name"] == "fresh" and bench_json["protocol"]["beta"] == "fixed"
+    vs = bench_json["results"]["slic"]["vs_dpo"]
+    assert set(vs) >= {"diff", "ci_low", "ci_high", "n_seeds", "verdict", "tested_at"}
+    assert vs["ci_low"] <= vs["diff"] <= vs["ci_high"] and vs["n_seeds"] == 1
+    assert vs["verdict"] in ("better", "worse", "not_separated")
+    assert bench_json["results"]["dpo"]["vs_dpo"] is None  # the baseline
 
 
 def test_a_diverging_loss_is_a_failed_run_not_a_crash(bench_json: dict) -> None:
@@ -77,7 +82,7 @@ def test_a_diverging_loss_is_a_failed_run_not_a_crash(bench_json: dict) -> None:
     assert point["statuses"] == ["diverged"] and point["reward"] is None
     assert any("step" in r for r in point["reasons"])
     assert res["fitness"]["value"] == pytest.approx(-1.0)  # the failure score
-    assert res["vs_baseline"]["separated"] and res["vs_baseline"]["diff"]["value"] < 0
+    assert res["vs_dpo"]["verdict"] == "worse" and res["vs_dpo"]["ci_high"] < 0
 
 
 def test_code_refused_by_the_policy_never_runs(bench_json: dict) -> None:

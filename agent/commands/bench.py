@@ -90,7 +90,19 @@ def bench_losses(
     betas: Annotated[
         str | None, typer.Option(help="β values, comma-separated (default: the quick sweep).")
     ] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Training seeds per β.")] = 2,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Scoring seeds per loss (per β with --protocol in-sample).")
+    ] = 2,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="fresh: β chosen on screening seeds, scored at it on other seeds, vs DPO with a verdict; "
+            "in-sample: max over β on the seeds that score it (the former protocol; overstates a loss)."
+        ),
+    ] = "fresh",
+    screen_seeds: Annotated[
+        int, typer.Option(min=1, help="Screening seeds per β that choose each loss's β (fresh protocol).")
+    ] = 1,
     full_grid: Annotated[bool, typer.Option("--full-grid", help="The paper's β grid 0.01 … 5.")] = False,
     kl_penalty: Annotated[float | None, typer.Option(help="λ of the fitness r − λ·KL.")] = None,
     aggregate: Annotated[
@@ -118,11 +130,18 @@ def bench_losses(
         spec.fitness.kl_penalty = kl_penalty
     if aggregate not in ("max", "mean"):
         raise typer.BadParameter("--aggregate is max or mean")
+    if protocol not in ("fresh", "in-sample"):
+        raise typer.BadParameter("--protocol is fresh or in-sample")
     spec.fitness.aggregate = aggregate
     if workers is not None:
         spec.workers = workers
 
-    n_jobs = (len(chosen) + ("dpo" not in chosen)) * len(spec.betas) * len(spec.seeds)
+    n_losses = len(chosen) + ("dpo" not in chosen)
+    if protocol == "in-sample":
+        n_jobs = n_losses * len(spec.betas) * len(spec.seeds)
+    else:
+        screening = len(spec.betas) * screen_seeds if len(spec.betas) > 1 else 0
+        n_jobs = n_losses * (screening + len(spec.seeds))
     show_progress = not as_json or sys.stderr.isatty()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -144,7 +163,9 @@ def bench_losses(
                 description=f"{run.loss} β={run.beta:g} seed={run.seed}: {run.status}",
             )
 
-        report = run_bench(chosen, spec, cache_dir(), progress=progress)
+        report = run_bench(
+            chosen, spec, cache_dir(), progress=progress, protocol=protocol, screen_seeds=screen_seeds
+        )
 
     written = write_outputs(report, out) if out else []
     if as_json:
@@ -162,7 +183,8 @@ def bench_losses(
 
 
 def run_table(report) -> Table:
-    table = Table(title="Reward and KL per β (mean over seeds)")
+    where = "screening seeds" if report.screen_seeds else "seeds"
+    table = Table(title=f"Reward and KL per β (mean over the {where})")
     table.add_column("loss")
     for beta in report.spec.betas:
         table.add_column(f"β={beta:g}\nreward / KL", justify="right")
@@ -179,8 +201,39 @@ def run_table(report) -> Table:
 
 
 def fitness_table(report) -> Table:
+    if report.protocol == "in-sample":
+        return _in_sample_table(report)
+    race = report.race
+    table = Table(
+        title=f"Fitness = reward − {report.spec.fitness.kl_penalty:g}·KL at each loss's β (chosen on "
+        f"screening seeds), on {len(report.spec.seeds)} other seed(s) ({race.confidence:.0%} CI)",
+        caption=next(iter(report.vs_dpo.values())).tested_at if report.vs_dpo else None,
+    )
+    for col in ("loss", "β", "fitness", "CI", "vs dpo", "CI of diff", "n", "verdict"):
+        table.add_column(col, justify="right" if col != "loss" else "left")
+    ranked = sorted(report.losses, key=lambda n: -report.fitness[n].fitness.value)
+    colour = {"better": "green", "worse": "red", "not_separated": "yellow"}
+    for name in ranked:
+        fit, vs = report.fitness[name], report.vs_dpo.get(name)
+        table.add_row(
+            name,
+            f"{report.chosen_beta.get(name, 0):g}",
+            f"{fit.fitness.value:+.4f}",
+            f"[{fit.fitness.ci_low:+.4f}, {fit.fitness.ci_high:+.4f}]",
+            f"{vs.diff:+.4f}" if vs else "—",
+            f"[{vs.ci_low:+.4f}, {vs.ci_high:+.4f}]" if vs else "—",
+            str(vs.n_seeds) if vs else str(len(report.spec.seeds)),
+            f"[{colour[vs.verdict]}]{vs.verdict}[/]" if vs else "baseline",
+        )
+    return table
+
+
+def _in_sample_table(report) -> Table:
     over = "at the best β" if report.spec.fitness.aggregate == "max" else "mean over β"
-    table = Table(title=f"Fitness = reward − {report.spec.fitness.kl_penalty:g}·KL, {over} (95% CI)")
+    table = Table(
+        title=f"Fitness = reward − {report.spec.fitness.kl_penalty:g}·KL, {over}, in-sample (95% CI)",
+        caption="in-sample: β chosen on the seeds that score it, which overstates a loss",
+    )
     for col in ("loss", "fitness", "95% CI", "vs dpo", "95% CI of diff", "separated"):
         table.add_column(col, justify="right" if col != "loss" else "left")
     ranked = sorted(report.losses, key=lambda n: -report.fitness[n].fitness.value)
