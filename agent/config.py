@@ -146,8 +146,24 @@ class GPUJobsConfig(BaseModel):
 
 
 class EvidenceConfig(BaseModel):
-    """When a candidate replaces the run's incumbent (docs/evidence.md): a paired, seeded bootstrap over the
-    seeds both were evaluated on must say it is better, not its point fitness alone (the winner's curse)."""
+    """When a candidate replaces the run's incumbent (docs/evidence.md). `race` (the default): a sequential
+    race over fresh seeds whose claims hold a run-level error (targets.racing); `bootstrap`: the former
+    per-comparison rule, a paired, seeded bootstrap over the seeds both were evaluated on."""
+
+    rule: Literal["race", "bootstrap"] = "race"
+    """race: 2 → 4 → 8 → … fresh seeds, 'best' only past a bar that holds `alpha` false claims per run;
+    bootstrap: `best` when p_better ≥ `confidence` (per comparison: many candidates, many false claims)."""
+    stages: tuple[int, ...] = (2, 4, 8, 16, 32)
+    """race: the fresh seeds (cumulative) at which a challenger is looked at."""
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    """race: the chance that a run declares any false 'best'."""
+    candidate_budget: int = Field(50, ge=1)
+    """race: candidates the run's α is split over (raised to the run's max_candidates when larger)."""
+    sigma: float | None = Field(None, gt=0)
+    """race: σ per seed of a paired difference; None takes the target's measured one (the DPO target's
+    default preset has one), else each comparison's own spread from 4 seeds on."""
+    min_effect: float = Field(0.02, ge=0)
+    """race: a challenger that cannot plausibly beat the incumbent by this much is dropped."""
 
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     """One-sided: `best` needs p_better (share of bootstrap resamples in which it wins) ≥ this."""

@@ -16,7 +16,8 @@ from typing import Any
 from agent.config import EvidenceConfig
 from agent.evidence import Evidence, compare, next_seeds
 from agent.runs import RunDir
-from targets.base import Target
+from targets.base import Interval, Target
+from targets.racing import Look, RaceConfig, look, seed_differences
 
 PLAN = "seeds/plan.json"
 EventFn = Callable[..., Any]
@@ -72,7 +73,8 @@ class Confirmer:
     def _evaluate_seeds(self, cid: str, code: str, name: str, seeds: list[int], why: str) -> None:
         """Evaluate `cid` on the seeds it lacks and keep each seed's scores before returning."""
         folder = self.run.root / "candidates" / cid / "seeds"
-        missing = [s for s in seeds if not (folder / f"{s}.json").exists()]
+        have = set(self.scores(cid))
+        missing = [s for s in seeds if str(s) not in have and not (folder / f"{s}.json").exists()]
         if not missing:
             return
         evaluation = self.target.evaluate(code, name, seeds=missing)
@@ -113,6 +115,8 @@ class Confirmer:
             incumbent=incumbent,
             diff=ev.diff.model_dump() if ev and ev.diff else None,
             p_better=ev.p_better if ev else None,
+            p_value=ev.p_value if ev else None,
+            rule=self.config.rule,
             confidence=self.config.confidence,
             seeds=ev.seeds if ev else [],
             round=round_,
@@ -125,6 +129,8 @@ class Confirmer:
         """The verdict on `cid` against `incumbent`, after the extra rounds it takes (≤ extra_rounds)."""
         cfg = self.config
         mine = self.scores(cid, evaluation)
+        if incumbent is not None and cfg.rule == "race":
+            return self._race(cid, code, name, evaluation, incumbent)
         if incumbent is None:
             first = Evidence(
                 verdict="first",
@@ -170,3 +176,93 @@ class Confirmer:
                 break
         self.run.write_candidate_file(cid, "evidence.json", {"incumbent": incumbent, "rounds": history})
         return ev
+
+    # ------------------------------------------------------------------ the race (targets.racing)
+    def _selection_seeds(self, cid: str, evaluation: dict[str, Any] | None = None) -> set[int]:
+        """Seeds a candidate's evaluation chose something on (the DPO target's β): never scored."""
+        evaluation = evaluation or self.run.read_candidate_json(cid, "evaluation.json") or {}
+        return {int(s) for s in (evaluation.get("details") or {}).get("selection_seeds") or []}
+
+    def race_config(self) -> RaceConfig:
+        cfg = self.config
+        return RaceConfig(
+            sigma=cfg.sigma or getattr(self.target, "seed_sigma", None),
+            stages=cfg.stages,
+            alpha=cfg.alpha,
+            candidate_budget=cfg.candidate_budget,
+            min_effect=cfg.min_effect,
+        )
+
+    def _race_seeds(self, cid: str, evaluation: dict[str, Any], incumbent: str, n: int) -> list[int]:
+        """The challenger's race order, fixed once (`seeds/plan.json`): its own evaluation seeds that chose
+        nothing, then the smallest seeds neither used to choose; the incumbent's earlier race seeds are
+        among them, so an incumbent is not trained again on seeds it already has."""
+        saved = self.run.read_candidate_json(cid, PLAN)
+        if saved and saved.get("incumbent") == incumbent and saved.get("rule") == "race":
+            return [int(s) for s in saved["seeds"]]
+        skip = self._selection_seeds(cid, evaluation) | self._selection_seeds(incumbent)
+        own = sorted(int(s) for s in (evaluation.get("item_scores") or {}) if int(s) not in skip)
+        order = own + next_seeds(self._used_seeds(cid) | skip, max(0, n - len(own)))
+        self.run.write_candidate_file(cid, PLAN, {"incumbent": incumbent, "rule": "race", "seeds": order})
+        return order
+
+    def _race(self, cid: str, code: str, name: str, evaluation: dict[str, Any], incumbent: str) -> Evidence:
+        """Race `cid` against the incumbent stage by stage on seeds that chose nothing (targets.racing)."""
+        rules = self.race_config()
+        record = self.run.read_candidate_json(incumbent, "record.json") or {}
+        order = self._race_seeds(cid, evaluation, incumbent, rules.stages[-1])
+        history: list[dict[str, Any]] = []
+        for round_, n in enumerate(rules.stages):
+            seeds = order[:n]
+            self._evaluate_seeds(cid, code, name, seeds, f"{n} seeds against {incumbent}")
+            self._evaluate_seeds(
+                incumbent, record.get("code", ""), record.get("name", ""), seeds, f"{n} seeds for {cid}"
+            )
+            keep = {str(s) for s in seeds}
+            mine = {k: v for k, v in self.scores(cid, evaluation).items() if k in keep}
+            theirs = {k: v for k, v in self.scores(incumbent).items() if k in keep}
+            diffs = seed_differences(mine, theirs)
+            last = n == rules.stages[-1]
+            if len(diffs) < rules.stages[0]:
+                ev = Evidence(
+                    verdict="not_better",
+                    confidence=self.config.confidence,
+                    rule="race",
+                    reason=f"nothing to compare on seeds {seeds}: {len(diffs)} comparable",
+                )
+                final = True
+            else:
+                step = look(diffs, rules)
+                ev = _evidence_of(step, rules, sorted(int(k) for k in mine if k in theirs))
+                final = step.decision != "continue" or last or step.n < n  # a seed that did not pair ends it
+            self._log(cid, incumbent, ev, round_, final)
+            history.append({"round": round_} | ev.model_dump(mode="json"))
+            if final:
+                break
+        self.run.write_candidate_file(
+            cid, "evidence.json", {"incumbent": incumbent, "rule": "race", "rounds": history}
+        )
+        return ev
+
+
+def _evidence_of(step: Look, rules: RaceConfig, seeds: list[int]) -> Evidence:
+    """A race look as the loop's verdict: claimed → best; still racing or ahead at the end → promising."""
+    if step.decision == "better":
+        verdict = "best"
+    elif step.decision == "continue" or (step.decision == "not_separated" and step.diff > 0):
+        verdict = "promising"
+    else:
+        verdict = "not_better"
+    diff = None
+    if step.ci_low is not None and step.ci_high is not None:
+        diff = Interval(value=step.diff, ci_low=step.ci_low, ci_high=step.ci_high)
+    return Evidence(
+        verdict=verdict,
+        diff=diff,
+        confidence=rules.confidence,
+        seeds=seeds[: step.n],
+        reason=f"{step.decision}: {step.reason} (diff {step.diff:+.4f} on {step.n} seeds)",
+        rule="race",
+        p_value=step.p_value,
+        tested_at=rules.error_rate(),
+    )

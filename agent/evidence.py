@@ -44,6 +44,11 @@ class Evidence(BaseModel):
     """Paired items over all seeds used."""
     reason: str = ""
     """The verdict in one sentence."""
+    rule: Literal["race", "bootstrap"] = "bootstrap"
+    p_value: float | None = None
+    """race: the one-sided p of "no better", adjusted over the looks."""
+    tested_at: str = ""
+    """race: the error rate a `best` holds at, in words."""
 
 
 def _common(candidate: SeedScores, incumbent: SeedScores) -> tuple[list[int], list[str]]:

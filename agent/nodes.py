@@ -268,9 +268,11 @@ class Loop:
         from agent.confirm import Confirmer
 
         draft = Draft.model_validate(state["draft"])
-        confirmer = Confirmer(
-            self.s.run, self.s.target, self.s.config.evidence, self.s.events.append, self.s.evidenced
-        )
+        evidence_cfg = self.s.config.evidence
+        budget = self.s.config.budget.max_candidates or 0
+        if budget > evidence_cfg.candidate_budget:  # α is split over every candidate the run may race
+            evidence_cfg = evidence_cfg.model_copy(update={"candidate_budget": budget})
+        confirmer = Confirmer(self.s.run, self.s.target, evidence_cfg, self.s.events.append, self.s.evidenced)
         evidence = confirmer.decide(
             state["candidate_id"], draft.code, draft.name, state["evaluation"] or {}, state.get("best_id")
         )

@@ -38,13 +38,17 @@ Decision = Literal["continue", "drop", "better", "not_separated"]
 """At a look: race on; out (clearly not better); claimed better; the last stage reached without a claim."""
 Verdict = Literal["better", "worse", "not_separated"]
 _NORMAL = NormalDist()
+_TINY = 1e-12
+"""A floor on the sd: identical scores on every seed (a bit-identical copy) give z = 0, not 0 / 0."""
 
 
 class RaceConfig(BaseModel):
     """The racing rule's settings; `sigma` is the instrument's, measured by a pilot (never a guess)."""
 
-    sigma: float = Field(gt=0)
-    """Per-seed sd of a paired difference between two losses (one seed's mean item score difference)."""
+    sigma: float | None = Field(None, gt=0)
+    """Per-seed sd of a paired difference between two losses (one seed's mean item score difference), as a
+    pilot measured it; None where none was measured: then nothing is decided before `own_sd_from` seeds,
+    and from there on each comparison's own spread is used."""
     stages: tuple[int, ...] = (2, 4, 8, 16, 32)
     """Cumulative seeds at each look."""
     claim_stages: tuple[int, ...] | None = None
@@ -125,10 +129,11 @@ class Look(BaseModel):
     n: int
     diff: float
     """d̄: the mean per-seed difference (candidate − reference)."""
-    ci_low: float
-    ci_high: float
-    z: float
-    p_value: float
+    ci_low: float | None
+    ci_high: float | None
+    """None while no spread is known (no pilot σ, fewer seeds than `own_sd_from`)."""
+    z: float | None
+    p_value: float | None
     """One-sided p of "no better", Bonferroni-adjusted over the claim looks this race has had."""
     decision: Decision
     next_n: int | None = None
@@ -140,7 +145,7 @@ class Look(BaseModel):
         """A comparison at this look at the interval's confidence (`better` only through the race's bar)."""
         if self.decision == "better":
             return "better"
-        return "worse" if self.ci_high < 0 else "not_separated"
+        return "worse" if self.ci_high is not None and self.ci_high < 0 else "not_separated"
 
 
 def seed_differences(
@@ -164,13 +169,20 @@ def look(diffs: Sequence[float], cfg: RaceConfig) -> Look:
     n = reached[-1]
     d = list(diffs[:n])
     mean = sum(d) / n
-    se = _sd(d, mean, cfg) / math.sqrt(n)
+    later = [m for m in cfg.stages if m > n]
+    sd = _sd(d, mean, cfg)
+    if sd is None:  # no pilot σ and too few seeds for their own spread: nothing to decide yet
+        unknown = {"n": n, "diff": mean, "ci_low": None, "ci_high": None, "z": None, "p_value": None}
+        if not later:
+            return Look(**unknown, decision="not_separated", reason=f"no spread known after {n} seeds")
+        why = f"no σ measured: race on to {later[0]} seeds to see the spread"
+        return Look(**unknown, decision="continue", next_n=later[0], reason=why)
+    se = sd / math.sqrt(n)
     z = mean / se
     half = cfg.quantile(n, cfg.confidence) * se
     looks_so_far = [m for m in cfg.claims if m <= n]
     p_look = 1.0 - (_NORMAL.cdf(z) if n < cfg.own_sd_from else float(student_t.cdf(z, n - 1)))
     p_value = min(1.0, p_look * max(1, len(looks_so_far)))
-    later = [m for m in cfg.stages if m > n]
     base = {"n": n, "diff": mean, "ci_low": mean - half, "ci_high": mean + half, "z": z, "p_value": p_value}
     if n in cfg.claims and z >= cfg.critical(n):
         why = f"statistic {z:.2f} ≥ {cfg.critical(n):.2f} after {n} seeds"
@@ -183,12 +195,13 @@ def look(diffs: Sequence[float], cfg: RaceConfig) -> Look:
     return Look(**base, decision="continue", next_n=later[0], reason=f"race on to {later[0]} seeds")
 
 
-def _sd(d: Sequence[float], mean: float, cfg: RaceConfig) -> float:
-    """The pilot's σ, or the candidate's own sd of differences where it is larger and n allows."""
+def _sd(d: Sequence[float], mean: float, cfg: RaceConfig) -> float | None:
+    """The pilot's σ, or the candidate's own sd of differences where it is larger and n allows (None: no
+    spread known yet)."""
     if len(d) < cfg.own_sd_from:
         return cfg.sigma
     own = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
-    return max(cfg.sigma, own)
+    return max(cfg.sigma or 0.0, own, _TINY)
 
 
 def shown(diffs: Sequence[float], cfg: RaceConfig) -> Look:
@@ -198,7 +211,10 @@ def shown(diffs: Sequence[float], cfg: RaceConfig) -> Look:
     if n == 0:
         raise ValueError("nothing to show: no confirmation seeds")
     mean = sum(diffs) / n
-    se = _sd(diffs, mean, cfg) / math.sqrt(n)
+    sd = _sd(diffs, mean, cfg)
+    if sd is None:
+        raise ValueError(f"no spread to show on {n} seed(s) without a measured σ: {cfg.own_sd_from} needed")
+    se = sd / math.sqrt(n)
     half = cfg.quantile(n, cfg.confidence) * se
     z = mean / se
     p = 1.0 - (_NORMAL.cdf(z) if n < cfg.own_sd_from else float(student_t.cdf(z, n - 1)))
@@ -238,7 +254,8 @@ def compare_to_baseline(
     winners = benjamini_hochberg({name: s.p_value for name, s in stats.items()}, cfg.q)
     tested = (
         f"'better' by Benjamini–Hochberg at FDR q = {cfg.q:g} over {len(stats)} loss(es); "
-        f"intervals {cfg.confidence:.0%} two-sided (σ per seed ≥ {cfg.sigma:.4f})"
+        f"intervals {cfg.confidence:.0%} two-sided"
+        + (f" (σ per seed ≥ {cfg.sigma:.4f})" if cfg.sigma else " (each loss's own spread)")
     )
     out = {}
     for name, s in stats.items():

@@ -52,8 +52,8 @@ def tiny_config(**overrides: Any) -> RunConfig:
     base: dict[str, Any] = {
         "targets": {"dpo": {"preset": "tiny", "workers": 1}},
         "budget": {"max_candidates": 2},
-        # One extra round of one seed: the evidence rule still runs, at a fraction of the default's cost.
-        "evidence": {"extra_rounds": 1, "seeds_per_round": 1},
+        # One stage of two seeds: the evidence rule (the race) still runs, at a fraction of its default cost.
+        "evidence": {"stages": [2]},
     }
     for key, value in overrides.items():
         base[key] = base.get(key, {}) | value if key in ("budget", "evidence") else value

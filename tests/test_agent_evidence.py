@@ -65,7 +65,7 @@ def _confirmer(run: RunDir, target: SyntheticTarget, **cfg: Any) -> tuple[Confir
     logged = {
         f"{e.candidate}#{e.payload['round']}" for e in read_events(run.events_path) if e.kind == "evidence"
     }
-    config = EvidenceConfig(**({"extra_rounds": 2, "seeds_per_round": 2} | cfg))
+    config = EvidenceConfig(**({"rule": "bootstrap", "extra_rounds": 2, "seeds_per_round": 2} | cfg))
     return Confirmer(run, target, config, log.append, logged), log
 
 
@@ -96,6 +96,8 @@ def test_first_then_a_better_candidate_is_confirmed_on_fresh_seeds_for_both(run:
         "incumbent",
         "diff",
         "p_better",
+        "p_value",
+        "rule",
         "confidence",
         "seeds",
         "round",
@@ -204,7 +206,68 @@ def test_the_leaderboard_puts_the_incumbent_first_whatever_its_point_fitness(
     assert (top.id if top else None) == (order[0] if verdicts[0] else None)
 
 
+# ---------------------------------------------------------------- the race (the default rule)
+
+
+class LuckyOnItsOwnSeeds(SyntheticTarget):
+    """Like SyntheticTarget, but each candidate's default evaluation chose something (a β) on seed 0 and
+    looks far better there than it is: what a race must never score."""
+
+    def evaluate(self, code: str, name: str, seeds: list[int] | None = None) -> Evaluation:
+        out = super().evaluate(code, name, seeds)
+        if seeds is None:
+            out.item_scores = {k: [x + 1.0 for x in v] for k, v in out.item_scores.items()}
+            out.details["selection_seeds"] = [0]
+        return out
+
+
+def _race(run: RunDir, target: SyntheticTarget, **cfg: Any) -> Confirmer:
+    return _confirmer(run, target, **({"rule": "race", "sigma": 0.01} | cfg))[0]
+
+
+def test_race_null_challengers_are_never_best_and_a_large_advantage_is(run: RunDir) -> None:
+    target = SyntheticTarget()
+    confirmer = _race(run, target)
+    assert confirmer.decide("c1", "0.0", "c1", _candidate(run, target, "c1", 0.0), None).verdict == "first"
+    for i in range(2, 12):  # ten copies of the incumbent under different texts (and own noise)
+        code = "0." + "0" * i
+        ev = confirmer.decide(f"c{i}", code, f"c{i}", _candidate(run, target, f"c{i}", float(code)), "c1")
+        assert ev.verdict == "not_better" and ev.rule == "race", (i, ev.reason)
+    ev = confirmer.decide("big", "0.3", "big", _candidate(run, target, "big", 0.3), "c1")
+    assert ev.verdict == "best" and ev.seeds == list(range(8)) and ev.p_value < 1e-3  # seed 0 chose nothing
+    assert "false per run" in ev.tested_at and ev.diff.ci_low > 0.2
+    verdicts = [r["verdict"] for r in run.read_candidate_json("big", "evidence.json")["rounds"]]
+    assert verdicts == ["promising", "promising", "best"]  # 2, 4, then claimed at 8 seeds
+    extra = [s for c, s in target.calls if c == "0.0" and s > 0]  # seed 0: every default evaluation
+    assert sorted(extra) == list(range(1, 8)), "the incumbent trained twice on a seed, or not on each"
+
+
+def test_race_never_scores_the_seeds_a_candidate_chose_on(run: RunDir) -> None:
+    target = LuckyOnItsOwnSeeds()
+    confirmer = _race(run, target)
+    confirmer.decide("c1", "0.0", "c1", _candidate(run, target, "c1", 0.0), None)
+    # +1.0 on seed 0 (where its β was chosen), equal to the incumbent everywhere else
+    ev = confirmer.decide("c2", "0.00", "c2", _candidate(run, target, "c2", 0.0), "c1")
+    assert ev.verdict == "not_better" and 0 not in ev.seeds
+    assert run.read_candidate_json("c2", "seeds/plan.json")["seeds"][:2] == [1, 2]
+
+
+def test_race_without_a_measured_sigma_decides_nothing_on_two_seeds(run: RunDir) -> None:
+    target = SyntheticTarget()
+    confirmer = _race(run, target, sigma=None, stages=(2, 4))
+    confirmer.decide("c1", "0.0", "c1", _candidate(run, target, "c1", 0.0), None)
+    ev = confirmer.decide("c2", "-0.5", "c2", _candidate(run, target, "c2", -0.5), "c1")
+    rounds = run.read_candidate_json("c2", "evidence.json")["rounds"]
+    assert [r["verdict"] for r in rounds] == ["promising", "not_better"] and rounds[0]["diff"] is None
+    assert ev.seeds == [0, 1, 2, 3] and ev.diff.ci_high < 0
+
+
 # ---------------------------------------------------------------- the real loop, killed in a confirm round
+
+
+def evaluation_seeds(run: Path, cid: str) -> list[int]:
+    evaluation = json.loads((run / "candidates" / cid / "evaluation.json").read_text())
+    return [int(s) for s in evaluation["details"].get("selection_seeds", [])]
 
 
 def _kill_when(proc: subprocess.Popen, run: Path, seen: Any, timeout: float = 300) -> bool:
@@ -227,12 +290,12 @@ seed = 0
 preset = "tiny"
 workers = 1
 [evidence]
-extra_rounds = 2
-seeds_per_round = 1
+rule = "race"
+stages = [2, 4]
 """
 
 
-def test_tiny_run_confirms_on_extra_seeds_and_a_kill_in_a_round_retrains_nothing(
+def test_tiny_run_races_on_extra_seeds_and_a_kill_in_a_round_retrains_nothing(
     tmp_path: Path, shared_cache: Path
 ) -> None:
     home, run = tmp_path / "home", tmp_path / "home" / "runs" / "ev"
@@ -240,9 +303,10 @@ def test_tiny_run_confirms_on_extra_seeds_and_a_kill_in_a_round_retrains_nothing
     config.write_text(CONFIG)
     env = os.environ | {"DISCO_CACHE": str(shared_cache), "DISCO_MODEL": "offline"}
     proc = start_cli(home, ["run", "--config", str(config), "--run-id", "ev"], env)
-    # Kill 1: the first non-final evidence, i.e. the candidate's extra-seed training is under way.
+    # Kill 1: the first non-final evidence (the tiny preset has no measured σ: 2 seeds decide nothing), i.e.
+    # the challenger's next stage of seeds is under way.
     in_round = _kill_when(proc, run, lambda e: e["kind"] == "evidence" and not e["payload"]["final"])
-    assert in_round, "no candidate was promising on its one seed (the tiny preset with loop seed 0 had one)"
+    assert in_round, "no challenger raced past its first stage"
     proc = start_cli(home, ["resume", "ev"], env)
     # Kill 2: after the first extra seed was kept, while the incumbent trains on it.
     assert _kill_when(
@@ -281,6 +345,8 @@ def test_tiny_run_confirms_on_extra_seeds_and_a_kill_in_a_round_retrains_nothing
             assert cand["verdict"] == "first"
         seeds = [p["seeds"] for p in rounds]
         assert all(len(a) < len(b) for a, b in pairwise(seeds)), seeds
+        if incumbent is not None:
+            assert not set(seeds[-1]) & set(evaluation_seeds(run, cid)), "a β-choosing seed was scored"
         for seed in set(seeds[-1]) - set(seeds[0]):  # each extra seed kept for both
             assert (run / "candidates" / cid / "seeds" / f"{seed}.json").is_file()
             assert (run / "candidates" / incumbent / "seeds" / f"{seed}.json").is_file()

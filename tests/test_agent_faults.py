@@ -65,7 +65,7 @@ def _config(path: Path, model: Path, data: Path) -> None:
         "[gpu]\nenabled = true\napproval = false\n"
         "[gpu.spec]\ngpus = 0\ntime_limit_s = 300\n"
         "[gpu.spec.resources]\ncpus = 1\n"
-        "[evidence]\nextra_rounds = 0\n"
+        "[evidence]\nstages = [2]\n"
         f"[gpu.spec.train]\n{head}\n[gpu.spec.train.train]\n{hyper}\n"
     )
 

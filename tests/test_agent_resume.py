@@ -30,7 +30,7 @@ def test_kill_9_at_any_step_then_resume_records_every_candidate_once(
     config = tmp_path / "disco.toml"
     config.write_text(
         '[budget]\nmax_candidates = 4\n[targets.dpo]\npreset = "tiny"\nworkers = 1\n'
-        "[evidence]\nextra_rounds = 1\nseeds_per_round = 1\n"
+        "[evidence]\nstages = [2]\n"
     )
     env = os.environ | {"DISCO_CACHE": str(shared_cache), "DISCO_MODEL": "offline"}
     proc = start_cli(home, ["run", "--config", str(config), "--run-id", "k9"], env)

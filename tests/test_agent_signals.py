@@ -40,7 +40,7 @@ def test_a_signal_to_the_process_group_stops_cleanly_and_resume_finishes(
     config = tmp_path / "disco.toml"
     config.write_text(
         '[budget]\nmax_candidates = 2\n[targets.dpo]\npreset = "tiny"\nworkers = 1\n'
-        "[evidence]\nextra_rounds = 1\nseeds_per_round = 1\n"
+        "[evidence]\nstages = [2]\n"
     )
     env = os.environ | {"DISCO_CACHE": str(shared_cache), "DISCO_MODEL": "offline"}
     proc = start_cli(home, ["run", "--config", str(config), "--run-id", "sig"], env)

@@ -275,7 +275,7 @@ def test_disco_run_whose_model_proposes_attacks_leaks_no_secret(
         server.default = model
         baits.config_path.write_text(
             f'target = "dpo"\n[budget]\nmax_candidates = 3\n[loop]\nmax_repairs = 2\nreflections = 1\n'
-            f"[evidence]\nextra_rounds = 1\nseeds_per_round = 1\n"
+            f"[evidence]\nstages = [2]\n"
             f'[targets.dpo]\npreset = "tiny"\nworkers = 1\n'
             f'[models.inner]\nmodel = "inner-model"\nbase_url = "{server.base_url}"\n'
             f'api_key = "{baits.config_key}"\n'

@@ -201,7 +201,7 @@ def test_evidence_is_shown_when_the_run_has_it(built, written, tmp_path: Path) -
     verdicts = {row["#"]: row["verdict"] for row in _table(md, "## Leaderboard")}
     assert verdicts["1"] == "first" and verdicts["4"] == "promising" and verdicts["2"] == ""
     history = _table(md, "## Evidence for the best")
-    got = [(r["candidate"], r["incumbent"], r["verdict"], r["p(better)"]) for r in history]
+    got = [(r["candidate"], r["incumbent"], r["verdict"], r["p"]) for r in history]
     assert got == [("#1", "", "first", ""), ("#4", "#1", "promising", "0.80")]
     assert "Candidate #4 cand_4 looks better than the incumbent but is not confirmed (p_better = 0.80" in md
 

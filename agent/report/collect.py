@@ -50,10 +50,20 @@ class EvidenceItem(BaseModel):
     incumbent: str | None = None
     diff: Interval | None = None
     p_better: float | None = None
+    p_value: float | None = None
+    """race: the one-sided p of "no better", adjusted over the looks."""
+    rule: str = "bootstrap"
     confidence: float | None = None
     seeds: list[int] = Field(default_factory=list)
     round: int = 0
     final: bool = False
+
+    @property
+    def p_text(self) -> str:
+        """What the table's p column shows: the bootstrap's p(better), or the race's p of no better."""
+        if self.p_better is not None:
+            return f"{self.p_better:.2f}"
+        return f"p={self.p_value:.2g}" if self.p_value is not None else ""
 
 
 class Candidate(BaseModel):
@@ -319,6 +329,8 @@ def _evidence(event: Event) -> EvidenceItem:
         incumbent=p.get("incumbent"),
         diff=_interval(p.get("diff")),
         p_better=p.get("p_better"),
+        p_value=p.get("p_value"),
+        rule=str(p.get("rule") or "bootstrap"),
         confidence=p.get("confidence"),
         seeds=list(p.get("seeds") or []),
         round=int(p.get("round") or 0),

@@ -132,7 +132,10 @@ def _promising(data: ReportData) -> list[Question]:
         item = last.get(cand.id)
         detail = ""
         if item is not None:
-            p = f"p_better = {item.p_better:.2f}" if item.p_better is not None else "no p_better"
+            if item.p_better is not None:
+                p = f"p_better = {item.p_better:.2f}"
+            else:
+                p = f"p of no better = {item.p_value:.2g}" if item.p_value is not None else "no p yet"
             detail = f" ({p} on seeds {item.seeds} against {item.incumbent or 'the incumbent'})"
         out.append(
             Question(

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from targets.dpo.fitness import (
+    TOY_SIGMA_PER_SEED,
     LossFitness,
     RunResult,
     chosen_beta,
@@ -33,9 +34,6 @@ BASELINE = "dpo"
 Protocol = Literal["fresh", "in-sample"]
 SCREEN_SEED_BASE = 1000
 """Screening seeds (β choice) are 1000, 1001, …: disjoint from the scoring seeds 0, 1, …"""
-TOY_SIGMA_PER_SEED = 0.0517
-"""σ of a per-seed paired difference on the default toy task, the 90% upper bound measured by
-evals/bench_fitness_calibration.py (summary.json `sigma_used`); a loss's own larger spread overrides it."""
 
 
 class BenchReport(BaseModel):

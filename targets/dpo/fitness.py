@@ -23,6 +23,10 @@ from pydantic import BaseModel, Field
 
 RunStatus = Literal["ok", "diverged", "error", "degenerate"]
 
+TOY_SIGMA_PER_SEED = 0.0517
+"""σ of a per-seed paired difference on the default toy task, the 90% upper bound measured by
+evals/bench_fitness_calibration.py (summary.json `sigma_used`); a loss's own larger spread overrides it."""
+
 # The paper's IMDb β sweep (DiscoPOP, §5.3): the full grid.
 FULL_BETA_GRID: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

@@ -143,6 +143,11 @@ class DPOTarget:
         self._spec: Any = None
         self._baseline: list[Any] | None = None
         self._fingerprints: dict[str, list[float] | None] = {}
+        from targets.dpo.fitness import TOY_SIGMA_PER_SEED
+
+        self.seed_sigma: float | None = TOY_SIGMA_PER_SEED if self.config.preset == "default" else None
+        """σ per seed of a paired difference, measured for the default preset (the evidence rule's race);
+        None for the other presets, which have not been measured: each comparison's own spread counts."""
 
     # ------------------------------------------------------------------ checks
     def policy(self, code: str) -> CheckResult:
@@ -235,6 +240,7 @@ class DPOTarget:
             "runs": [r.model_dump(mode="json", exclude={"rewards", "kls"}) for r in runs],
             "betas": list(self._spec.betas),
             "seeds": list(self._spec.seeds),
+            "selection_seeds": list(self._spec.seeds),  # β is chosen on them: the evidence never scores them
             "preset": self.config.preset,
         }
         if not ok:
