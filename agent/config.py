@@ -158,7 +158,8 @@ class EvidenceConfig(BaseModel):
     alpha: float = Field(0.05, gt=0, lt=0.5)
     """race: the chance that a run declares any false 'best'."""
     candidate_budget: int = Field(50, ge=1)
-    """race: candidates the run's α is split over (raised to the run's max_candidates when larger)."""
+    """race: candidates the run's α is split over when the run has no `max_candidates` (with one, the cap is
+    the number: raising it mid-run leaves earlier claims tested at the bar of the cap they had)."""
     sigma: float | None = Field(None, gt=0)
     """race: σ per seed of a paired difference; None takes the target's measured one (the DPO target's
     default preset has one), else each comparison's own spread from 4 seeds on."""

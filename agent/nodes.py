@@ -269,8 +269,8 @@ class Loop:
 
         draft = Draft.model_validate(state["draft"])
         evidence_cfg = self.s.config.evidence
-        budget = self.s.config.budget.max_candidates or 0
-        if budget > evidence_cfg.candidate_budget:  # α is split over every candidate the run may race
+        budget = self.s.config.budget.max_candidates
+        if budget:  # α is split over the candidates this run may race: exactly its cap when it has one
             evidence_cfg = evidence_cfg.model_copy(update={"candidate_budget": budget})
         confirmer = Confirmer(self.s.run, self.s.target, evidence_cfg, self.s.events.append, self.s.evidenced)
         evidence = confirmer.decide(

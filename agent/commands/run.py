@@ -76,17 +76,28 @@ class ConsoleProgress:
 
 
 def _evidence_line(p: dict[str, Any]) -> str:
-    """The paired bootstrap against the incumbent in one line (docs/evidence.md)."""
+    """The comparison with the incumbent in one line (docs/evidence.md): the race's p of no better, or the
+    bootstrap's P(better)."""
     verdict, diff = p.get("verdict"), p.get("diff")
     if verdict == "first":
         return "evidence: first (the run's first incumbent)"
-    if not diff:
-        return f"evidence: {verdict} ({p.get('reason') or 'no common seeds'})"
     incumbent = (p.get("incumbent") or "").rsplit("-", 1)[-1]
     state = "" if p.get("final") else ", more seeds"
+    seeds = p.get("seeds") or []
+    if not diff:
+        why = p.get("reason") or "no common seeds"
+        return (
+            f"evidence vs #{incumbent}: {verdict}{state} ({why})"
+            if incumbent
+            else f"evidence: {verdict} ({why})"
+        )
+    if p.get("p_better") is not None:
+        p_text = f"P(better) {p['p_better']:.2f}"
+    else:
+        p_text = f"p(no better) {p.get('p_value') or 0:.2g}"
     return (
         f"evidence vs #{incumbent}: {diff['value']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], "
-        f"P(better) {p.get('p_better') or 0:.2f} on seeds {p.get('seeds')} → {verdict}{state}"
+        f"{p_text} on {len(seeds)} seeds {seeds} → {verdict}{state}"
     )
 
 
