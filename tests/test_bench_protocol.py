@@ -64,3 +64,20 @@ def test_the_sigma_the_bench_uses_is_the_one_the_calibration_measured() -> None:
 
     summary = Path(__file__).parents[1] / "evals" / "results" / "fitness_calibration" / "summary.json"
     assert round(json.loads(summary.read_text())["sigma_used"], 4) == TOY_SIGMA_PER_SEED
+
+
+def test_the_cli_table_shows_the_difference_its_interval_n_and_the_verdict() -> None:
+    from rich.console import Console
+
+    from agent.commands.bench import fitness_table
+
+    spec = SweepSpec(betas=[0.5], seeds=list(range(8)))
+    names = {"dpo": "", "strong": ""}
+    runs = scored({"dpo": 0.1, "strong": 0.3}, range(8))
+    report = score_fresh(names, spec, [], runs, [], dict.fromkeys(names, 0.5), seconds=1.0)
+    console = Console(width=200, record=True)
+    console.print(fitness_table(report))
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if "strong" in line)
+    assert "better" in row and " 8 " in row and "+0.2" in row
+    assert "Benjamini" in text and "baseline" in text
