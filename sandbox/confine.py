@@ -62,8 +62,8 @@ def _unshare(libc: ctypes.CDLL, flags: int) -> str | None:
     if libc.unshare(flags) == 0:
         return None
     err = ctypes.get_errno()
-    if os.geteuid() != 0 and libc.unshare(CLONE_NEWUSER | flags) == 0:
-        uid, gid = os.geteuid(), os.getegid()
+    uid, gid = os.geteuid(), os.getegid()  # read before: inside a new user namespace they are unmapped
+    if uid != 0 and libc.unshare(CLONE_NEWUSER | flags) == 0:
         Path("/proc/self/setgroups").write_text("deny")
         Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
         Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")

@@ -15,6 +15,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,17 @@ def sandbox_env(workdir: Path, extra: dict[str, str] | None = None) -> dict[str,
     return {**SAFE_ENV, "HOME": str(workdir), "TMPDIR": str(tmp), **(extra or {})}
 
 
+def sandbox_root() -> Path:
+    """The parent of every sandbox work dir: one per user, so that a machine where root (or anyone) ran
+    disco first still works for everyone else; a directory someone else made there, or a link, is refused."""
+    root = Path(tempfile.gettempdir()) / f"disco-sandbox-{os.geteuid()}"
+    root.mkdir(mode=0o711, exist_ok=True)
+    info = root.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise WorkerStartError(f"{root} is not this user's own directory: remove it, or set TMPDIR elsewhere")
+    return root
+
+
 def start_worker(
     preload: tuple[str, ...],
     level: Level,
@@ -84,9 +96,7 @@ def start_worker(
     shared: tuple[str, ...] = (),
 ) -> Worker:
     """Start one sandboxed worker and wait until its imports are done."""
-    root = Path(tempfile.gettempdir()) / "disco-sandbox"
-    root.mkdir(mode=0o711, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    workdir = Path(tempfile.mkdtemp(prefix="run-", dir=sandbox_root()))
     (workdir / ".tmp").mkdir()
     if uid is not None:
         # Owned by the sandbox's uid; group root with 0770, because until its uid change the worker is

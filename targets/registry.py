@@ -244,11 +244,12 @@ def list_targets(env: TargetEnv | Path) -> list[TargetInfo]:
 def declared_baseline(spec: str) -> str | None:
     """The name of what a target pairs its candidates against, built with its default options (the
     leaderboard's "vs …" column); a target declaring none gives None."""
+    import os
     import tempfile
 
     from targets.base import baseline_of
 
-    target = get_target(spec, None, Path(tempfile.gettempdir()) / "disco-declared")
+    target = get_target(spec, None, Path(tempfile.gettempdir()) / f"disco-declared-{os.geteuid()}")
     try:
         return baseline_of(target)
     finally:

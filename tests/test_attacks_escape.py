@@ -36,6 +36,7 @@ from sandbox.isolation import REPO_ROOT, TMP_MB, allow_list, python_paths
 from sandbox.jail import JailRefused, JailSpec, enter_jail, probe_jail
 from sandbox.local import LocalSandbox
 from sandbox.models import SandboxLimits, SandboxRequest, SandboxResult
+from sandbox.pool import sandbox_root
 
 RUNNER = Path(jail_attacks.__file__)
 NOBODY = 65534
@@ -264,7 +265,7 @@ def _bwrap_problems(attack: Attack, result: SandboxResult, bait: Bait, host: dic
 def test_bubblewrap_contains_the_attack(
     bwrap_box: LocalSandbox, bait: Bait, host_side: dict[str, Any], attack: Attack
 ) -> None:
-    workroot = Path(tempfile.gettempdir()) / "disco-sandbox"
+    workroot = sandbox_root()
     params = {
         **bait.params, **host_side["net"], "attack": attack.name, "parent_pid": os.getpid(),
         "sentinel_pid": host_side["sentinel"].pid, "ns_fds": {}, "max_processes": 16, "max_file_mb": 2,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -87,7 +88,7 @@ def test_command_request(local: LocalSandbox) -> None:
     result = local.run(SandboxRequest(command=["sh", "-c", "echo $HOME; id -u"], limits=quick()))
     assert result.status == "ok", result.stderr
     home, uid = result.stdout.split()
-    assert home.startswith("/tmp/disco-sandbox/") and int(uid) >= 61_000
+    assert home.startswith(f"/tmp/disco-sandbox-{os.geteuid()}/") and int(uid) >= 61_000
 
 
 def test_missing_command_is_an_error(local: LocalSandbox) -> None:
