@@ -63,9 +63,7 @@ def run_with(home: Path, run_id: str, codes: list[str]) -> tuple[object, object]
     with FakeOpenAI() as server:
         server.default = answer
         models = {"meta": {"model": "fake", "base_url": server.base_url, "api_key": "k", "timeout_s": 10}}
-        config = tiny_config(
-            models=models, budget={"max_candidates": len(codes)}, evidence={"stages": [2]}
-        )
+        config = tiny_config(models=models, budget={"max_candidates": len(codes)}, evidence={"stages": [2]})
         runner, run = start(home / "runs", config, run_id)
         status = runner.execute()
     assert status.state == "finished", status.reason
