@@ -220,7 +220,21 @@ def seccomp_fd() -> Iterator[int]:
 
 
 def unshare_argv() -> list[str]:
-    return ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts", "--"]
+    """The weaker level's wrapper; a non-root caller needs a user namespace (its own uid mapped to itself)
+    for the others."""
+    user = [] if os.geteuid() == 0 else ["--map-current-user"]
+    return [
+        "unshare",
+        *user,
+        "--net",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "--ipc",
+        "--uts",
+        "--",
+    ]
 
 
 def wrapper_argv(

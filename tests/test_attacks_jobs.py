@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -243,15 +244,26 @@ def test_an_attack_fails_clearly_or_earns_the_honest_score(world, row, expected)
         assert result.state == "failed:crash", (result.state, result.reason, done["log"][-3000:])
         assert expected in result.reason
     assert "99.0" not in json.dumps(result.metrics)
-    assert "ATTACK wrote" not in done["log"]  # every write outside the child's scratch failed
+    # Every write outside the child's scratch failed (as root: a uid of its own), or landed in the jail's
+    # private /tmp (non-root: the same uid, whose writes fall on a tmpfs that dies with the child): the
+    # host's job folder and shared cache hold none of them.
+    for name in ("result.json", "metrics.json", "metrics.jsonl"):
+        path = done["dir"] / name
+        assert not path.exists() or "99.0" not in path.read_text(), name
+    assert not (world["cache"] / "planted").exists()
+    if os.geteuid() == 0:
+        assert "ATTACK wrote" not in done["log"]
 
 
 def test_the_attacks_ran_inside_the_child(world):
     """The rows that report what they did show they ran (and reached nothing)."""
     attacked = world["attacked"]
     assert "ATTACK reached 0 parameters" in attacked["autograd-walk-to-the-parameters"]["log"]
-    assert "ATTACK blocked result.json" in attacked["forge-result-and-metrics"]["log"]
-    assert "ATTACK blocked" in attacked["write-the-shared-reference-cache"]["log"]
+    if os.geteuid() == 0:  # a uid of its own: the paths exist in the jail only as root-owned mount points
+        assert "ATTACK blocked result.json" in attacked["forge-result-and-metrics"]["log"]
+    else:  # the same uid: it wrote, into the jail's private /tmp (the host's copies: see above)
+        assert "ATTACK wrote result.json" in attacked["forge-result-and-metrics"]["log"]
+    assert "ATTACK blocked" in attacked["write-the-shared-reference-cache"]["log"]  # existing files
 
 
 def test_the_next_job_scores_exactly_as_before_on_an_intact_cache(world):
