@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from sandbox.fork import fork_without_inherited_garbage
 from sandbox.jail import JailRefused, JailSpec, enter_jail
 
 REFUSED_EXIT = 97
@@ -46,7 +47,7 @@ def run_forked(fn: Callable[[], None], jail: JailSpec, scratch: Path, timeout_s:
     """Fork, jail and run `fn` in the child; wait at most `timeout_s`, then kill it."""
     log_path = scratch / LOG_NAME
     start = time.monotonic()
-    pid = os.fork()
+    pid = fork_without_inherited_garbage()
     if pid == 0:  # the child: never returns
         _child(fn, jail, log_path)
     status, timed_out = _wait(pid, timeout_s)

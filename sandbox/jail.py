@@ -47,6 +47,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from sandbox.fork import fork_without_inherited_garbage
 from sandbox.isolation import UNSAFE_HINT, Bind, allow_list
 from sandbox.seccomp import deny_list, filter_bytes, install
 
@@ -410,7 +411,7 @@ def enter_jail(spec: JailSpec) -> list[str]:
     binds = allow_list(spec.readonly, spec.writable)
     said = _namespaces(spec, steps)
     alive, holder = os.pipe()
-    pid = os.fork()
+    pid = fork_without_inherited_garbage()
     if pid != 0:  # C: wait for J, exit with its status; never returns to the caller
         code = 1
         try:
@@ -447,7 +448,7 @@ def enter_jail(spec: JailSpec) -> list[str]:
 def probe_jail() -> tuple[bool, str]:
     """Does a full jail work on this host? Forks a tiny child that enters one (once per process)."""
     read, write = os.pipe()
-    pid = os.fork()
+    pid = fork_without_inherited_garbage()
     if pid == 0:
         code = 1
         try:

@@ -39,6 +39,7 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback
 
+from sandbox.fork import fork_without_inherited_garbage
 from targets.dpo.refcache import compute_reference_logps, prepare_preference_dataset
 from targets.dpo.trainer import DPOTrainConfig, TrainOutcome, quiet_hf
 
@@ -403,7 +404,7 @@ def _prepare_in_trusted_fork(
     out.mkdir(parents=True, exist_ok=True)
     answer = out / "answer.json"
     parent = os.getpid()
-    pid = os.fork()
+    pid = fork_without_inherited_garbage()
     if pid == 0:  # the trusted preparation child: never returns
         code = 1
         try:
