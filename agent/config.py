@@ -227,6 +227,22 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def meta_model_overrides(model: str | None, base_url: str | None) -> dict[str, Any]:
+    """`--model` / `--base-url` as `load_config` overrides; empty when neither is given."""
+    given = {k: v for k, v in {"model": model, "base_url": base_url}.items() if v}
+    return {"models": {"meta": given}} if given else {}
+
+
+def run_model_overrides(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The meta model a run was started with (its stored config), as overrides: the TUI's chat talks to
+    the model the user gave the run. Empty for an offline run, so that the environment's model applies."""
+    meta = (run_config.get("models") or {}).get("meta") or {}
+    model = meta.get("model")
+    if not model or model == "offline":
+        return {}
+    return meta_model_overrides(model, meta.get("base_url"))
+
+
 def load_config(
     path: Path | None,
     overrides: Mapping[str, Any] | None = None,

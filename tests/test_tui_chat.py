@@ -12,7 +12,9 @@ from fake_openai import Delay, Error, FakeOpenAI, ToolCall, ToolCalls
 from test_memory_helpers import rec, trigram_embedding
 from test_tui_helpers import RUN_ID, text_of, until, write_run
 
+from agent.config import load_config
 from agent.models import ModelSettings, StructuredModel
+from agent.runner import create_run
 from memory.records import Fitness
 from memory.store import MemoryStore
 from targets.dpo.target import DPOTarget, DPOTargetConfig
@@ -141,3 +143,25 @@ async def test_chat_lists_runs_and_opens_one(home: Path, toolbox: Toolbox) -> No
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.updates > 0)
         assert "finished" in text_of(app, "#status")
+
+
+async def test_a_runs_chat_talks_to_the_model_the_run_was_given(
+    home: Path, toolbox: Toolbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`disco tui --model M --base-url U` (or attaching to such a run): the chat asks M at U, not the
+    environment's model and not "No model is configured"."""
+    for var in ("DISCO_MODEL", "OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with FakeOpenAI(model="run-model") as server:
+        server.script(["Ask me about hinge_loss."])
+        config = load_config(None, {"models": {"meta": {"model": "run-model", "base_url": server.base_url}}})
+        create_run(home / "runs", config, "with-a-model")
+        app = make_app(home, "with-a-model")
+        app.services.chat._toolbox = toolbox  # the memory under test elsewhere; the model is under test here
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            assert app.services.chat.model_name() == "run-model"
+            answer = app.services.chat.ask("what now?")
+        assert [line.text for line in answer] == ["Ask me about hinge_loss."]
+        assert server.requests[0]["model"] == "run-model"

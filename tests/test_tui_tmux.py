@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agent_helpers import REPO
@@ -34,3 +36,46 @@ def test_tmux_drives_the_real_tui(shared_cache: Path, tmp_path: Path) -> None:
         assert f"ok: {step}" in proc.stdout, proc.stdout
     seen = "\n".join(p.read_text() for p in sorted((tmp_path / "screens").glob("*.txt")))
     assert "Traceback" not in seen
+
+
+def test_disco_chat_talks_to_the_model_given_on_its_command_line(tmp_path: Path) -> None:
+    """`disco chat --model M --base-url U` in a real terminal: the answer comes from M at U (it used to
+    have no such flags, and `disco tui --model M` showed M and answered "No model is configured")."""
+    from fake_openai import FakeOpenAI
+    from tmux_tui import SESSION, screen, tmux
+
+    env = {"DISCO_HOME": str(tmp_path / "home"), "OPENAI_API_KEY": "k", "HF_HUB_OFFLINE": "1"}
+    with FakeOpenAI(model="tiny-chat") as server:
+        server.script(["Try a bounded hinge on the margin next."])
+        cmd = [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "chat",
+            "--model",
+            "tiny-chat",
+            "--base-url",
+            server.base_url,
+        ]
+        shell = " ".join(["env", "-u", "DISCO_MODEL", "-u", "OPENAI_BASE_URL"])
+        shell += " " + " ".join(f"{k}={v}" for k, v in env.items()) + " " + " ".join(cmd)
+        tmux("new-session", "-d", "-s", SESSION, "-x", "100", "-y", "30", "-c", str(REPO), shell)
+        try:
+            _wait_for(screen, lambda s: "tiny-chat" in s, "the chat names the model it was given")
+            tmux("send-keys", "-t", SESSION, "what should I try next?", "Enter")
+            seen = _wait_for(screen, lambda s: "bounded hinge" in s, "the model's answer", timeout=180)
+            assert "No model is configured" not in seen
+        finally:
+            tmux("kill-server")
+        assert server.requests and server.requests[0]["model"] == "tiny-chat"
+        assert "what should I try next?" in server.requests[0]["messages"][-1]["content"]
+
+
+def _wait_for(read: Callable[[], str], ok: Callable[[str], bool], what: str, timeout: float = 60) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        text = read()
+        if ok(text):
+            return text
+        time.sleep(0.25)
+    raise AssertionError(f"waited {timeout:g} s for {what}; the screen:\n{read()}")

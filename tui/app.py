@@ -10,6 +10,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from agent.config import run_model_overrides
 from agent.control import parse_command
 from agent.runs import RunDir, RunError
 from tui.chat import ChatService
@@ -111,10 +112,10 @@ def make_app(
     """The app for a run (attach by id, or a source for a run this process started), or for chat alone.
     Raises RunError with one sentence for an unknown run."""
     if source is None and run_id is not None:
-        run = RunDir.open(home / "runs", run_id)
-        meta = run.meta()
+        source = RunSource(RunDir.open(home / "runs", run_id))
+    if source is not None and chat is None:
+        meta = source.run.meta()
         options = (meta.config.get("targets") or {}).get(meta.target)
-        source = RunSource(run)
-        chat = chat or ChatService(meta.target, options)
+        chat = ChatService(meta.target, options, overrides=run_model_overrides(meta.config))
     services = Services(home=home, chat=chat or ChatService(), source=source)
     return DiscoApp(services, light=light, blink=blink, poll_s=poll_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sandbox.redact import redact
@@ -16,9 +17,10 @@ from tui.commands import MemoryQuery
 from tui.view import Line
 
 OFFLINE_REPLY = (
-    "No model is configured for chat, so I cannot answer in words. Name one with DISCO_MODEL and "
-    "OPENAI_BASE_URL (or [models.meta] in config.toml). The /commands still work: /best, /similar TEXT, "
-    "/failures, and, for a run, /pause /resume /stop /hint TEXT /pin ID /veto ID /budget KEY=VALUE."
+    "No model is configured for chat, so I cannot answer in words. Name one with --model and --base-url, "
+    "DISCO_MODEL and OPENAI_BASE_URL, or [models.meta] in config.toml. The /commands still work: /best, "
+    "/similar TEXT, /failures, and, for a run, /pause /resume /stop /hint TEXT /pin ID /veto ID /budget "
+    "KEY=VALUE."
 )
 
 
@@ -36,9 +38,14 @@ class ChatService:
         target_options: dict[str, Any] | None = None,
         toolbox: Any | None = None,
         chat_model: Any | None = None,
+        overrides: dict[str, Any] | None = None,
+        config_file: Path | None = None,
     ) -> None:
         self.target_name = target
         self.target_options = target_options
+        self.overrides = overrides or {}
+        """Config overrides: `--model`/`--base-url` of `disco chat`, or the attached run's own model."""
+        self.config_file = config_file
         self._toolbox = toolbox
         self._chat_model = chat_model
         self._agent: Any = None
@@ -53,7 +60,7 @@ class ChatService:
             from agent.config import find_config_file, load_config
             from agent.home import disco_home
 
-            config = load_config(find_config_file(None, disco_home()), {})
+            config = load_config(find_config_file(self.config_file, disco_home()), self.overrides)
             self._settings = config.models.meta
             self.target_name = self.target_name or config.target
             if self.target_options is None:

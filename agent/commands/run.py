@@ -179,7 +179,7 @@ def run(
     Each budget is a positive number. Before its first candidate the run checks the data dir, the target
     and the model endpoints, and prints the budgets that bind."""
     _allow_unsafe_sandbox(unsafe_sandbox)
-    from agent.config import ConfigError, find_config_file, load_config
+    from agent.config import ConfigError, find_config_file, load_config, meta_model_overrides
     from agent.home import disco_home
     from agent.models import ModelConfigError
     from agent.preflight import PreflightError, check_data_dir, check_endpoints, only_model
@@ -189,9 +189,7 @@ def run(
     overrides: dict[str, Any] = {}
     if target:
         overrides["target"] = target
-    meta_model = {k: v for k, v in {"model": model, "base_url": base_url}.items() if v}
-    if meta_model:
-        overrides["models"] = {"meta": meta_model}
+    overrides |= meta_model_overrides(model, base_url)
     budget = {
         "max_candidates": max_candidates,
         "hours": hours,

@@ -84,11 +84,28 @@ def tui(
         typer.echo(result.message(), err=True)
 
 
-def chat(light: Light = False) -> None:
+def chat(
+    model: Annotated[str | None, typer.Option(help="The chat model's name (default: the config's).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Its OpenAI-compatible endpoint.")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    light: Light = False,
+) -> None:
     """Talk with the agent about the memory and past runs, without starting a run."""
+    from agent.config import ConfigError, find_config_file, load_config, meta_model_overrides
     from agent.home import disco_home
+    from agent.preflight import PreflightError, only_model
     from tui.app import make_app
+    from tui.chat import ChatService
 
-    result = make_app(disco_home(), light=light).run()
+    home = disco_home()
+    overrides = meta_model_overrides(model, base_url)
+    try:
+        settings = load_config(find_config_file(config_file, home), overrides).models.meta
+        if base_url and not model and settings.offline:  # as `disco run`: the server's only model, said aloud
+            picked = overrides["models"]["meta"]["model"] = only_model(settings)
+            typer.echo(f"--base-url without --model: using the server's only model, {picked}", err=True)
+    except (ConfigError, PreflightError) as exc:
+        raise _fail(f"{exc}.") from None
+    result = make_app(home, chat=ChatService(overrides=overrides, config_file=config_file), light=light).run()
     if result is not None and result.message():
         typer.echo(result.message(), err=True)
