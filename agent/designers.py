@@ -7,6 +7,7 @@ run gets the answer it already paid for, and `--replay` answers every step from 
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ class StepResult(Generic[T]):
     value: T
     usage: CallUsage | None = None
     parent_ids: list[str] = field(default_factory=list)
+    hints_ignored: list[str] = field(default_factory=list)
+    """The person's hints that this design could not act on (a model reads them all in its prompt)."""
 
 
 class AskingModel(Protocol):
@@ -141,8 +144,9 @@ class OfflineDesigner:
                     self.log.append(ex)
                 parsed = dict(ex.parsed)
                 parents = list(parsed.pop("parent_ids", []))
+                ignored = list(parsed.pop("hints_ignored", []))
                 return StepResult(
-                    Draft.model_validate(parsed), CallUsage(model=OFFLINE, cached=True), parents
+                    Draft.model_validate(parsed), CallUsage(model=OFFLINE, cached=True), parents, ignored
                 )
         if self.replay is not None:
             raise ModelError("replay_missing", f"The recorded run has no proposal for step {key}.")
@@ -154,6 +158,7 @@ class OfflineDesigner:
             "name": proposal.name,
             "code": proposal.code,
             "parent_ids": proposal.parent_ids,
+            "hints_ignored": proposal.hints_ignored,
         }
         self.log.append(
             Exchange(
@@ -161,13 +166,22 @@ class OfflineDesigner:
             )
         )
         draft = Draft(thought=proposal.thought, name=proposal.name, code=proposal.code)
-        return StepResult(draft, usage, list(proposal.parent_ids))
+        return StepResult(draft, usage, list(proposal.parent_ids), list(proposal.hints_ignored))
 
     def design(self, key: str, ctx: DesignContext) -> StepResult[Draft]:
         seen: dict[str, ParentInfo] = {}
         for p in [*ctx.pinned, *ctx.best]:
             seen.setdefault(p.id, ParentInfo(id=p.id, name=p.name, code=p.code, fitness=p.fitness))
-        return self._answer(key, lambda: self.proposer.propose(ctx.candidate_index, list(seen.values())))
+        return self._answer(key, lambda: self._propose(ctx.candidate_index, list(seen.values()), ctx.hints))
+
+    def _propose(self, index: int, parents: list[ParentInfo], hints: list[str]) -> Proposal:
+        """The proposer's design; the hints go to a proposer that takes them, else all are not acted on."""
+        if not hints:
+            return self.proposer.propose(index, parents)
+        if "hints" in inspect.signature(self.proposer.propose).parameters:
+            return self.proposer.propose(index, parents, hints=list(hints))
+        proposal = self.proposer.propose(index, parents)
+        return proposal.model_copy(update={"hints_used": [], "hints_ignored": list(hints)})
 
     def reflect(
         self, key: str, ctx: DesignContext, draft: Draft, round_: int
@@ -215,7 +229,8 @@ class SeedArchiveDesigner:
         seed = self._seed(ctx)
         if seed is None:
             return self.inner.design(key, ctx)
-        return StepResult(Draft(thought=seed.thought, name=seed.name, code=seed.code))
+        draft = Draft(thought=seed.thought, name=seed.name, code=seed.code)
+        return StepResult(draft, hints_ignored=list(ctx.hints))  # a seed is a fixed, known design
 
     def reflect(
         self, key: str, ctx: DesignContext, draft: Draft, round_: int

@@ -129,14 +129,15 @@ class Loop:
             return self._model_failed(state, exc, "design")
         draft = step.value
         self._save_code(state, draft, "design")
-        hints = list(ctx.hints)
+        ignored = [h for h in ctx.hints if h in step.hints_ignored]
         self.s.events.append(
             "node",
             cid,
             node="design",
             name=draft.name,
             thought=draft.thought,
-            hints_used=hints,
+            hints_used=[h for h in ctx.hints if h not in ignored],
+            hints_ignored=ignored,
             parents=step.parent_ids,
             model=self.s.designer.model_name,
         )

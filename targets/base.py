@@ -62,6 +62,10 @@ class Proposal(BaseModel):
     thought: str
     code: str
     parent_ids: list[str] = Field(default_factory=list)
+    hints_used: list[str] = Field(default_factory=list)
+    """The person's hints this proposal follows (a proposer that takes `hints` says which it could read)."""
+    hints_ignored: list[str] = Field(default_factory=list)
+    """Hints it could not act on: the UI says so instead of "reached"."""
 
 
 class ModelEndpoint(BaseModel):
@@ -94,7 +98,11 @@ class TargetEnv(BaseModel):
 
 
 class OfflineProposer(Protocol):
-    """Designs candidates without a model: mutation and recombination of the target's building blocks."""
+    """Designs candidates without a model: mutation and recombination of the target's building blocks.
+
+    A proposer may also accept `hints: Sequence[str]` (the person's latest hints) as a keyword argument
+    and fill `Proposal.hints_used` / `hints_ignored`; one that does not is handed none, and every hint is
+    reported as not acted on."""
 
     def propose(self, index: int, parents: list[ParentInfo]) -> Proposal: ...
 

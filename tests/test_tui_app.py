@@ -130,6 +130,34 @@ async def test_a_hint_visibly_reaches_the_next_design(home: Path) -> None:
         assert "✓ your hint reached #5's design: bound the loss" in text_of(app, "#progress")
 
 
+async def test_a_hint_the_design_could_not_act_on_is_said_not_reached(home: Path) -> None:
+    """The offline proposer reads only some hints: the UI says which it could not act on (it used to
+    show "✓ your hint reached …" beside a design that ignored it)."""
+    run = live_run(home)
+    app = make_app(home, RUN_ID, poll_s=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot)
+        await _type(pilot, "/hint be more creative")
+        await until(pilot, lambda: bool(commands(run)))
+        apply_commands(run)
+        EventLog(run.events_path, run.run_id).append(
+            "node",
+            f"{RUN_ID}-0005",
+            node="design",
+            name="logistic_mix",
+            thought="t",
+            hints_used=[],
+            hints_ignored=["be more creative"],
+        )
+        await until(
+            pilot, lambda: "✗ this design could not act on your hint: be more creative" in text_of(app)
+        )
+        await until(pilot, lambda: "hint for the next design" not in text_of(app, "#progress"))
+        progress = text_of(app, "#progress")
+        assert "✗ #5's design could not act on your hint: be more creative" in progress
+        assert "✓ your hint reached" not in text_of(app)
+
+
 async def test_f2_pauses_and_resumes(home: Path) -> None:
     run = live_run(home)  # paused
     app = make_app(home, RUN_ID, poll_s=0.05)

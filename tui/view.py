@@ -74,6 +74,8 @@ class ProgressView:
     pending_hints: tuple[str, ...] = ()
     reached: tuple[tuple[str, str], ...] = ()
     """(hint, candidate id) for each hint, by the first design that used it."""
+    last_hint: tuple[str, str, bool] | None = None
+    """The latest hint a design answered: (hint, candidate id, acted on it)."""
     pinned: tuple[str, ...] = ()
     vetoed: tuple[str, ...] = ()
 
@@ -124,6 +126,9 @@ class Tracker:
     vetoed: list[str] = field(default_factory=list)
     delivered: dict[str, str] = field(default_factory=dict)
     """hint → the candidate whose design used it first."""
+    not_acted: dict[str, str] = field(default_factory=dict)
+    """hint → the first design that could not act on it (the offline proposer reads only some hints)."""
+    last_hint: tuple[str, str, bool] | None = None
     points: list[Point] = field(default_factory=list)
     known: list[str] = field(default_factory=list)
     """Candidate ids in the order they appeared (for completion and `/pin 3`)."""
@@ -167,7 +172,13 @@ class Tracker:
             used = [h for h in p.get("hints_used") or [] if h not in self.delivered]
             for hint in used:
                 self.delivered[hint] = cid or ""
+                self.last_hint = (hint, cid or "", True)
                 lines.append(Line(f"  ↳ your hint reached this design: {hint}", "bold green"))
+            ignored = [h for h in p.get("hints_ignored") or [] if h not in self.not_acted | self.delivered]
+            for hint in ignored:
+                self.not_acted[hint] = cid or ""
+                self.last_hint = (hint, cid or "", False)
+                lines.append(Line(f"  ✗ this design could not act on your hint: {hint}", "bold yellow"))
             return lines
         if node == "reflect":
             self.reflection = p.get("round", self.reflection)
@@ -311,8 +322,9 @@ class Tracker:
             hours=b.get("hours"),
             jobs=tuple(self.jobs.values()),
             waiting=self.waiting,
-            pending_hints=tuple(h for h in self.hints if h not in self.delivered),
+            pending_hints=tuple(h for h in self.hints if h not in self.delivered and h not in self.not_acted),
             reached=tuple(self.delivered.items()),
+            last_hint=self.last_hint,
             pinned=tuple(self.pinned),
             vetoed=tuple(self.vetoed),
         )

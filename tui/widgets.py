@@ -89,11 +89,15 @@ def progress_renderable(v: ProgressView) -> RenderableType:
     parts: list[RenderableType] = [head, steps, loop, grid]
     if v.waiting:
         parts.append(Text(f"waiting for you: {v.waiting}: /approve or /deny", style="bold yellow"))
-    hints = [f"hint for the next design: {h}" for h in v.pending_hints[-2:]]
-    if not hints and v.reached:  # stays until the next hint: the proof that it was used
-        hint, cid = v.reached[-1]
-        hints = [f"✓ your hint reached {short(cid)}'s design: {hint}"]
-    parts += [Text(h, style="green", overflow="ellipsis", no_wrap=True) for h in hints]
+    hints = [(f"hint for the next design: {h}", "green") for h in v.pending_hints[-2:]]
+    if not hints and v.last_hint:  # stays until the next hint: the proof that it was used, or was not
+        hint, cid, acted = v.last_hint
+        hints = [
+            (f"✓ your hint reached {short(cid)}'s design: {hint}", "green")
+            if acted
+            else (f"✗ {short(cid)}'s design could not act on your hint: {hint}", "yellow")
+        ]
+    parts += [Text(h, style=style, overflow="ellipsis", no_wrap=True) for h, style in hints]
     return Group(*parts)
 
 

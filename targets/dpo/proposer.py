@@ -14,7 +14,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from targets.base import ParentInfo, Proposal
 from targets.dpo.genome import (
@@ -30,6 +30,7 @@ from targets.dpo.genome import (
     parse_genome,
     render,
 )
+from targets.dpo.hints import honour, meets, read_hints
 from targets.results import CheckResult
 
 TOURNAMENT = 3
@@ -267,9 +268,12 @@ class DPOBlockProposer:
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def propose(self, index: int, parents: list[ParentInfo]) -> Proposal:
-        """The `index`-th candidate given the archive's `parents`; deterministic in (seed, index, parents)."""
-        rng = _seeded(self.seed, "propose", index, [(p.id, p.fitness, _code_hash(p.code)) for p in parents])
+    def propose(self, index: int, parents: list[ParentInfo], hints: Sequence[str] = ()) -> Proposal:
+        """The `index`-th candidate given the archive's `parents`; deterministic in (seed, index, parents,
+        hints). Hints naming term kinds, boundedness or the gate constrain it (`targets.dpo.hints`)."""
+        archive = [(p.id, p.fitness, _code_hash(p.code)) for p in parents]
+        rng = _seeded(self.seed, "propose", index, archive, *([list(hints)] if hints else []))
+        reading = read_hints(hints)
         pool = [(p, g) for p in parents if (g := parse_genome(p.code)) is not None]
         taken = {g.key() for _, g in pool} | {g.key() for g in SEEDS.values()}
         times = rng.choices((1, 2, 3), (0.6, 0.3, 0.1))[0]
@@ -296,15 +300,29 @@ class DPOBlockProposer:
             else:
                 how = f"the winner of a {TOURNAMENT}-way tournament among {len(pool)} parents"
             intro = f"Mutated {_describe(pa)}, {how}, and"
+        followed: list[str] = []
         for _ in range(8):  # never hand back a parent's (or a zoo loss's) exact genome
+            if reading.constrains() and not meets(genome, reading):
+                genome, changed = honour(genome, reading)
+                followed += changed
             if genome.key() not in taken:
                 break
             genome, extra = mutate(genome, rng)
             notes += extra
         verb = "" if intro.endswith(":") else " changed:"
         thought = f"{intro}{verb} {'; '.join(notes)}."
+        if reading.used:
+            asked = "; ".join(reading.used.values())
+            thought += f" Your hints asked for {asked}: " + (
+                f"{', '.join(dict.fromkeys(followed))}." if followed else "the design already kept to them."
+            )
         return Proposal(
-            name=genome_name(genome), thought=thought, code=render(genome), parent_ids=[p.id for p in used]
+            name=genome_name(genome),
+            thought=thought,
+            code=render(genome),
+            parent_ids=[p.id for p in used],
+            hints_used=list(reading.used),
+            hints_ignored=reading.ignored,
         )
 
     def repair(self, index: int, code: str, failures: list[CheckResult], attempt: int) -> Proposal:
