@@ -6,9 +6,12 @@ frees the parent's leftover garbage, a finalizer may wait for one of those threa
 in the child: it waits forever (seen: a chromadb object's Rust destructor, reached from a garbage
 collection inside TRL's training loop, blocked a training child for good).
 
-`gc.freeze()` just before the fork moves everything that exists into the permanent generation, which the
-child's collector never examines; the child still collects what it makes itself. The parent unfreezes at
-once. (It also spares the child copy-on-write faults from the collector touching inherited objects.)
+So the collector is off across the fork, and the child's first act is `gc.freeze()`: everything it
+inherited goes into the permanent generation, which its collector never examines; it still collects what
+it makes itself. The parent's generations are left as they were. (Freezing in the parent and unfreezing
+after the fork would move all its young objects into the oldest generation at every fork, where garbage
+waits for rare full collections: in the test suite, sockets and pipes held by such garbage piled up past
+1024 descriptors.)
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ import os
 
 def fork_without_inherited_garbage() -> int:
     """`os.fork()`, with the parent's objects out of the child's garbage collector (see the module)."""
-    already_frozen = gc.get_freeze_count() > 0
-    gc.freeze()
-    pid = os.fork()
-    if pid != 0 and not already_frozen:
-        gc.unfreeze()
+    enabled = gc.isenabled()
+    gc.disable()  # no automatic collection in the child before it has frozen what it inherited
+    try:
+        pid = os.fork()
+        if pid == 0:
+            gc.freeze()
+    finally:
+        if enabled:
+            gc.enable()
     return pid

@@ -40,13 +40,13 @@ import errno
 import functools
 import os
 import resource
-import select
 import signal
 import stat
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from sandbox.fds import readable
 from sandbox.fork import fork_without_inherited_garbage
 from sandbox.isolation import UNSAFE_HINT, Bind, allow_list
 from sandbox.seccomp import deny_list, filter_bytes, install
@@ -388,7 +388,7 @@ def _die_with_parent(alive: int) -> None:
     """SIGKILL this process when its parent dies; `alive` is a pipe's read end whose write end the parent
     holds: EOF already means the parent died before the prctl."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if select.select([alive], [], [], 0)[0]:
+    if readable(alive, 0):
         os._exit(1)
 
 

@@ -12,7 +12,6 @@ import ctypes
 import itertools
 import json
 import os
-import select
 import shutil
 import signal
 import stat
@@ -26,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.fds import readable
 from sandbox.isolation import REPO_ROOT, Level, seccomp_fd, wrapper_argv
 
 READY_TIMEOUT_S = 120.0
@@ -137,7 +137,7 @@ def _await_ready(worker: Worker) -> None:
     fd, got, deadline = worker.proc.stdout.fileno(), b"", time.monotonic() + READY_TIMEOUT_S
     while not got.endswith(b"\n"):
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if left <= 0 or not readable(fd, left):
             raise WorkerStartError(f"the sandbox worker did not start within {READY_TIMEOUT_S:g} s")
         chunk = os.read(fd, 1)
         if not chunk:

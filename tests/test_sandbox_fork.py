@@ -46,6 +46,7 @@ def test_a_child_never_finalizes_the_parents_garbage(tmp_path: Path) -> None:
     gc.disable()  # the garbage must still exist at the fork
     try:
         NeedsItsThread(requests)
+        young = ["made just before the fork"]
         marker = tmp_path / "collected"
 
         def collect_in_child() -> None:
@@ -57,6 +58,9 @@ def test_a_child_never_finalizes_the_parents_garbage(tmp_path: Path) -> None:
         assert outcome.exit_code == 0, outcome.log_tail
         assert marker.read_text() == "done"
 
+        # The parent's generations are as they were: its young objects were not promoted to the oldest
+        # generation (where garbage waits for rare full collections: sockets piled up past 1024 fds).
+        assert any(obj is young for obj in gc.get_objects(generation=0))
         start = time.monotonic()
         assert gc.collect() >= 1  # the parent still collects its own garbage, with its thread alive
         assert time.monotonic() - start < 5
@@ -64,3 +68,30 @@ def test_a_child_never_finalizes_the_parents_garbage(tmp_path: Path) -> None:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def test_waiting_on_a_descriptor_numbered_past_1024(tmp_path: Path) -> None:
+    """A long-lived process can hold more than 1024 descriptors; select() refuses those, poll() does not."""
+    import os
+    import resource
+
+    from sandbox.fds import readable
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    null = os.open(os.devnull, os.O_RDONLY)
+    read_end, write_end = os.pipe()
+    high_read, high_write = os.dup2(read_end, 1100), os.dup2(write_end, 1101)
+    try:
+        assert not readable(high_read, 0.05)
+        os.write(high_write, b"x")
+        assert readable(high_read, 1.0)
+        os.close(high_write)
+        os.close(write_end)
+        os.read(high_read, 1)
+        assert readable(high_read, 1.0), "the other end closed: readable (EOF)"
+    finally:
+        for fd in (null, read_end, high_read):
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

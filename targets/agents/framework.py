@@ -306,13 +306,15 @@ def _fork_task(
     system: Any, task: dict[str, str], index: int, seed: int, timeout_s: float, max_chars: int
 ) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
-    # Freeze what exists out of the child's garbage collector: a finalizer of the parent's garbage may wait
-    # for a thread the child does not have, and hang the task (see sandbox/fork.py; this file is stdlib only).
-    frozen = gc.get_freeze_count() > 0
-    gc.freeze()
+    # What the child inherits stays out of its garbage collector: a finalizer of the parent's garbage may
+    # wait for a thread the child does not have, and hang the task (see sandbox/fork.py; stdlib only here).
+    enabled = gc.isenabled()
+    gc.disable()
     pid = os.fork()
-    if pid != 0 and not frozen:
-        gc.unfreeze()
+    if pid == 0:
+        gc.freeze()
+    if enabled:
+        gc.enable()
     if pid == 0:  # the task's own process: run, write one JSON result, leave without cleanup
         code = 0
         try:
