@@ -34,6 +34,7 @@ EventKind = Literal[
     "human",  # a control command applied (pause, hint, veto, …)
     "budget",  # a budget reached, or changed
     "error",  # a system error the run recovered from or stopped on
+    "progress",  # what a long step (an evaluation, a race's extra seeds) is doing now, n of N
 ]
 
 

@@ -24,6 +24,7 @@ from memory.records import CandidateRecord, Cost, Fitness
 from memory.store import MemoryStore
 from sandbox.redact import redact_obj
 from targets.base import Target, baseline_of, evaluators_of
+from targets.progress import progress_to
 from targets.results import CheckReport, CheckResult
 from tools.toolbox import Toolbox, ToolError
 
@@ -245,7 +246,8 @@ class Loop:
         saved = self.s.run.read_candidate_json(cid, "evaluation.json")
         if saved is None:  # evaluated already when a kill came before the checkpoint: never twice
             draft = Draft.model_validate(state["draft"])
-            evaluation = self.s.tools.evaluate(draft.code, draft.name, candidate_id=cid)
+            with progress_to(self._progress(cid)):
+                evaluation = self.s.tools.evaluate(draft.code, draft.name, candidate_id=cid)
             saved = redact_obj(evaluation.model_dump(mode="json"))  # reasons quote the candidate's errors
             self.s.run.write_candidate_file(cid, "evaluation.json", saved)
         if cid not in self.s.evaluated:
@@ -263,6 +265,14 @@ class Loop:
         status = "evaluated" if saved["status"] == "ok" else "failed"
         return {"evaluation": saved, "status": status, "error": saved["reason"] or None}
 
+    def _progress(self, cid: str) -> Any:
+        """A long step's progress as events (targets.progress): what it does now, n of N, time left."""
+
+        def sink(what: str, done: int | None, total: int | None) -> None:
+            self.s.events.append("progress", cid, what=what, done=done, total=total)
+
+        return sink
+
     def confirm(self, state: LoopState) -> dict[str, Any]:
         """Evidence before best: the candidate against the incumbent over their common seeds, with rounds of
         fresh seeds for both while it is promising (agent.confirm; the rule in agent.evidence)."""
@@ -274,9 +284,10 @@ class Loop:
         if budget:  # α is split over the candidates this run may race: exactly its cap when it has one
             evidence_cfg = evidence_cfg.model_copy(update={"candidate_budget": budget})
         confirmer = Confirmer(self.s.run, self.s.target, evidence_cfg, self.s.events.append, self.s.evidenced)
-        evidence = confirmer.decide(
-            state["candidate_id"], draft.code, draft.name, state["evaluation"] or {}, state.get("best_id")
-        )
+        with progress_to(self._progress(state["candidate_id"])):
+            evidence = confirmer.decide(
+                state["candidate_id"], draft.code, draft.name, state["evaluation"] or {}, state.get("best_id")
+            )
         return {"verdict": evidence.verdict, "evidence": evidence.model_dump(mode="json")}
 
     def record(self, state: LoopState) -> dict[str, Any]:

@@ -56,6 +56,8 @@ class ProgressView:
     candidate: str | None = None
     name: str = ""
     node: str | None = None
+    doing: str = ""
+    """What the step running now is doing (its latest progress event)."""
     reflection: int = 0
     reflections: int = 2
     repair: int = 0
@@ -113,6 +115,8 @@ class Tracker:
     candidate: str | None = None
     name: str = ""
     node: str | None = None
+    doing: str = ""
+    """What the step running now is doing (its latest progress event)."""
     reflection: int = 0
     repair: int = 0
     checks: str = ""
@@ -144,6 +148,10 @@ class Tracker:
         handler = getattr(self, f"_on_{e.kind}", None)
         return handler(e, e.payload) if handler else []
 
+    def _on_progress(self, e: Event, p: dict[str, Any]) -> list[Line]:
+        self.doing = str(p.get("what") or "")
+        return []  # the progress pane shows it; the conversation keeps to what happened
+
     def _on_run(self, e: Event, p: dict[str, Any]) -> list[Line]:
         if p.get("phase") == "session":
             how = "resumed" if p.get("resumed") else "started"
@@ -155,6 +163,8 @@ class Tracker:
 
     def _on_node(self, e: Event, p: dict[str, Any]) -> list[Line]:
         node, cid = p.get("node"), e.candidate
+        if p.get("phase") in ("enter", "leave"):
+            self.doing = ""
         if p.get("phase") == "enter":
             self.node = node
             if node == "plan":
@@ -325,6 +335,7 @@ class Tracker:
             pending_hints=tuple(h for h in self.hints if h not in self.delivered and h not in self.not_acted),
             reached=tuple(self.delivered.items()),
             last_hint=self.last_hint,
+            doing=self.doing,
             pinned=tuple(self.pinned),
             vetoed=tuple(self.vetoed),
         )

@@ -67,6 +67,8 @@ def progress_renderable(v: ProgressView) -> RenderableType:
     for i, step in enumerate(STEPS):
         steps.append("›" if i else "", style="dim")
         steps.append(step, style="reverse bold" if step == v.node else "dim")
+    if v.doing:
+        steps.append(f"  {v.doing}", style="dim")
     loop = Text(f"reflection {v.reflection}/{v.reflections} · repair {v.repair}/{v.max_repairs}")
     loop.append(f" · checks {v.checks or '—'}")
     grid = Table.grid(padding=(0, 1))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 
@@ -34,13 +36,52 @@ def _open_run(run_id: str) -> RunDir:
 
 
 class ConsoleProgress:
-    """One line per thing worth seeing: each candidate's design, checks, evaluation and verdict."""
+    """One line per thing worth seeing: each candidate's design, checks, evaluation and verdict, what a long
+    step is doing (progress events), and never silence for longer than `quiet_s` while a step runs."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    STEP_WORDS: ClassVar[dict[str, str]] = {
+        "design": "designing",
+        "reflect": "reflecting",
+        "check": "checking",
+        "repair": "repairing",
+        "evaluate": "evaluating",
+        "confirm": "racing on more seeds",
+        "record": "recording",
+    }
+
+    def __init__(self, quiet: bool = False, quiet_s: float = 10.0) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=True)
         self.quiet = quiet
+        self.quiet_s = quiet_s
+        self._lock = threading.Lock()
+        self._last_line = time.monotonic()
+        self._step: tuple[str, str, float] | None = None
+        """(candidate number, node, when it was entered) of the step running now."""
+        self._doing = ""
+        if not quiet:
+            threading.Thread(target=self._heartbeat, name="console-heartbeat", daemon=True).start()
+
+    def _print(self, text: str) -> None:
+        with self._lock:
+            self.console.print(text)
+            self._last_line = time.monotonic()
+
+    def _heartbeat(self) -> None:
+        """A line when a step has said nothing for `quiet_s`: which step, for how long, doing what."""
+        from rich.markup import escape
+
+        while True:
+            time.sleep(min(1.0, self.quiet_s / 4))
+            with self._lock:
+                step, idle = self._step, time.monotonic() - self._last_line
+            if step is None or idle < self.quiet_s:
+                continue
+            cid, node, since = step
+            doing = f": {self._doing}" if self._doing else ""
+            words = self.STEP_WORDS.get(node, node)
+            self._print(f"  [dim]#{cid} {words}… {time.monotonic() - since:.0f} s{escape(doing)}[/]")
 
     def __call__(self, event: Event) -> None:
         if self.quiet:
@@ -48,17 +89,24 @@ class ConsoleProgress:
         from rich.markup import escape
 
         p, cid = event.payload, (event.candidate or "").rsplit("-", 1)[-1]
-        if event.kind == "node" and p.get("node") == "design" and "name" in p:
-            self.console.print(f"[bold]#{cid}[/] designed [cyan]{escape(p['name'])}[/] ({p.get('model')})")
+        if event.kind == "node" and p.get("phase") in ("enter", "leave"):
+            with self._lock:
+                entered = p["phase"] == "enter" and p.get("node") != "plan"
+                self._step = (cid, p["node"], time.monotonic()) if entered and cid else None
+                self._doing = ""
+            return
+        if event.kind == "progress":
+            self._doing = str(p.get("what", ""))
+            self._print(f"  [dim]#{cid} {escape(self._doing)}[/]")
+        elif event.kind == "node" and p.get("node") == "design" and "name" in p:
+            self._print(f"[bold]#{cid}[/] designed [cyan]{escape(p['name'])}[/] ({p.get('model')})")
         elif event.kind == "check":
             verdict = (
                 "[green]checks pass[/]"
                 if p["passed"]
                 else "[red]checks fail[/]: " + escape("; ".join(p.get("failures", []))[:160])
             )
-            self.console.print(
-                f"  #{cid} {verdict}" + (f" (after repair {p['repairs']})" if p["repairs"] else "")
-            )
+            self._print(f"  #{cid} {verdict}" + (f" (after repair {p['repairs']})" if p["repairs"] else ""))
         elif event.kind == "evaluation":
             fit = p.get("fitness")
             text = (
@@ -66,13 +114,13 @@ class ConsoleProgress:
                 if fit
                 else p["reason"]
             )
-            self.console.print(f"  #{cid} evaluated in {p['seconds']:.0f} s: {escape(text)}")
+            self._print(f"  #{cid} evaluated in {p['seconds']:.0f} s: {escape(text)}")
         elif event.kind == "evidence":
-            self.console.print(f"  #{cid} {_evidence_line(p)}")
+            self._print(f"  #{cid} {_evidence_line(p)}")
         elif event.kind == "candidate":
-            self.console.print(f"  #{cid} recorded: {p['status']}")
+            self._print(f"  #{cid} recorded: {p['status']}")
         elif event.kind in ("budget", "error") or (event.kind == "human" and "message" in p):
-            self.console.print(f"[yellow]{event.kind}[/]: {escape(str(p.get('reason') or p.get('message')))}")
+            self._print(f"[yellow]{event.kind}[/]: {escape(str(p.get('reason') or p.get('message')))}")
 
 
 def _evidence_line(p: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from targets.base import Evaluation, Interval
 from targets.cache_dirs import read_sealed, write_sealed
 from targets.dpo.fitness import RunResult
+from targets.progress import Counter
 
 if TYPE_CHECKING:
     from targets.dpo.sweep import SweepJob, SweepPool
@@ -82,9 +83,11 @@ class RunCache:
         if missing:
             todo = [jobs[i] for i in missing]
             by_key = {(j.loss, j.beta, j.seed): j for j in todo}
+            counter = Counter(f"runs on seeds {sorted({j.seed for j in todo})}")
 
             def keep(run: RunResult, done: int, total: int) -> None:
                 self.put(by_key[(run.loss, run.beta, run.seed)], run)
+                counter(done, total)
 
             for i, run in zip(missing, pool.run_jobs(todo, keep), strict=True):
                 found[i] = run

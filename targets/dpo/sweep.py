@@ -362,9 +362,13 @@ class SweepPool:
     def _open(self) -> ProcessPoolExecutor:
         if self._pool is None:
             from sandbox.registry import SandboxUnavailable
+            from targets.progress import report
 
             threads = 1 if self.spec.workers > 1 else max(1, os.cpu_count() or 1)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
+            report(
+                "starting the training workers (the toy task and its SFT model are built once, then cached)"
+            )
             pool = ProcessPoolExecutor(
                 max_workers=self.spec.workers,
                 mp_context=get_context("spawn"),

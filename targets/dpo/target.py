@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from targets.base import Evaluation, Interval, OfflineProposer, SeedCandidate, TargetEnv
 from targets.cache_dirs import file_lock, read_sealed, write_sealed
+from targets.progress import Counter, report
 from targets.results import CheckReport, CheckResult
 
 log = logging.getLogger("disco.target.dpo")
@@ -216,7 +217,8 @@ class DPOTarget:
             if saved is not None:
                 runs = [RunResult.model_validate(r) for r in json.loads(saved)]
             else:
-                runs = pool.run({"dpo": get_zoo_loss("dpo").code})
+                report("DPO's baseline runs, once for this preset (kept in the cache)")
+                runs = pool.run({"dpo": get_zoo_loss("dpo").code}, _counted("DPO's baseline runs"))
                 write_sealed(path, self.cache_dir, json.dumps([r.model_dump(mode="json") for r in runs]))
         self._baseline = runs
         return runs
@@ -233,7 +235,7 @@ class DPOTarget:
         start = time.perf_counter()
         baseline = self._baseline_runs()
         label = "candidate" if name == "dpo" else name
-        runs = self._sweep().run({label: code})
+        runs = self._sweep().run({label: code}, _counted(f"training {name}"))
         seconds = time.perf_counter() - start
         ok = [r for r in runs if r.status == "ok"]
         details: dict[str, Any] = {
@@ -315,3 +317,9 @@ def _spec_key(spec: Any) -> str:
 def make_target(options: dict[str, Any], env: TargetEnv) -> DPOTarget:
     """The registry's factory: options are the config's `[targets.dpo]` table."""
     return DPOTarget(DPOTargetConfig.model_validate(options), cache_dir=env.cache_dir)
+
+
+def _counted(what: str) -> Any:
+    """A sweep's progress callback: `what: n of N done, ~s left` as each training run lands."""
+    counter = Counter(what)
+    return lambda _run, done, total: counter(done, total)
