@@ -92,3 +92,38 @@ def test_an_estimate_comes_from_the_pace_so_far() -> None:
     assert said[0][0].startswith("training x: 2 of 4 done, ~") and said[0][0].endswith(" s left")
     assert 9 <= float(said[0][0].split("~")[1].split(" s")[0]) <= 11
     assert said[1] == ("training x: 4 of 4 done", 4, 4)
+
+
+def test_resume_says_at_once_what_it_picks_up(tmp_path: Path) -> None:
+    """`disco resume` used to print nothing for ~60 s (imports, checks, loading the target)."""
+    from agent.config import load_config
+    from agent.events import EventLog
+    from agent.runner import create_run
+    from agent.runs import RunStatus
+
+    home = tmp_path / "home"
+    run = create_run(home / "runs", load_config(None, {"budget": {"max_candidates": 5}}, env={}), "halfway")
+    log = EventLog(run.events_path, run.run_id)
+    for cid, last in (("halfway-0001", "record"), ("halfway-0002", "evaluate")):
+        for node in ("design", "check", "evaluate", "record")[: 4 if last == "record" else 3]:
+            log.append("node", cid, node=node, phase="enter")
+        if last == "record":
+            run.write_candidate_file(cid, "record.json", {"id": cid, "status": "evaluated"})
+            log.append("candidate", cid, name="n", status="evaluated")
+    run.write_status(RunStatus(state="stopped", reason="stopped by you (Ctrl-C)"))
+
+    cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), "resume", "halfway"]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline().strip()
+        seconds = time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait()
+    assert first == (
+        "resuming run halfway (stopped: stopped by you (Ctrl-C)): 1 candidate recorded; "
+        "#0002 goes on from its evaluate step"
+    )
+    assert seconds < 8, f"the first line took {seconds:.1f} s"

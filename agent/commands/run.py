@@ -343,6 +343,24 @@ def _validate_target(config: Any, ready: bool = False) -> tuple[str, ...]:
         target.close()
 
 
+def resume_summary(run: RunDir) -> str:
+    """What `disco resume` picks up, in one line: the run's state, what is recorded, where it stopped."""
+    from agent.events import read_events
+
+    status = run.status()
+    recorded = len(list((run.root / "candidates").glob("*/record.json")))
+    at = None
+    for event in read_events(run.events_path):
+        if event.kind == "node" and event.payload.get("phase") == "enter" and event.candidate:
+            at = (event.candidate, event.payload.get("node"))
+        elif event.kind == "candidate" and at and event.candidate == at[0]:
+            at = None  # that candidate was recorded: the next one starts afresh
+    why = f": {status.reason}" if status.reason else ""
+    where = f"; #{at[0].rsplit('-', 1)[-1]} goes on from its {at[1]} step" if at else ""
+    noun = "candidate" if recorded == 1 else "candidates"
+    return f"resuming run {run.run_id} ({status.state}{why}): {recorded} {noun} recorded{where}"
+
+
 def _baseline_name(run: RunDir) -> str:
     """What the run's target pairs its candidates against (`baseline` in its declaration)."""
     from targets.registry import TargetError, declared_baseline
@@ -360,12 +378,14 @@ def resume(
 ) -> None:
     """Continue a run after a crash, a kill or a stop: nothing recorded is lost or done twice."""
     _allow_unsafe_sandbox(unsafe_sandbox)
+    run_dir = _open_run(run_id)
+    typer.echo(resume_summary(run_dir), err=True)  # at once: the imports and checks below take a while
+
     from agent.config import ConfigError, RunConfig
     from agent.models.settings import models_from_env
     from agent.runner import Runner
     from agent.runs import RunError
 
-    run_dir = _open_run(run_id)
     meta = run_dir.meta()
     config = RunConfig.model_validate(meta.config)
     import os
