@@ -1,7 +1,10 @@
 """Where disco keeps its data: caches, runs and memory.
 
-Precedence (lowest to highest): the default `./.disco`, the `DISCO_HOME` environment variable, the
-`--home` flag. Nothing is created until something is written.
+Precedence (lowest to highest): the default, the `DISCO_HOME` environment variable, the `--home` flag.
+The default is found like git finds its repository: the nearest `.disco` directory in the current
+directory or above it, up to the project root (the first directory with a `.git`); with none, `./.disco`.
+So a run started at the top of a project is found from any subdirectory. Nothing is created until
+something is written.
 """
 
 from __future__ import annotations
@@ -24,7 +27,18 @@ def disco_home() -> Path:
     if _home_override is not None:
         return _home_override.resolve()
     env = os.environ.get("DISCO_HOME")
-    return Path(env).expanduser().resolve() if env else DEFAULT_HOME.resolve()
+    return Path(env).expanduser().resolve() if env else _found_home()
+
+
+def _found_home() -> Path:
+    """The nearest existing `./.disco` upwards, stopping at the project root; else `./.disco`."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / DEFAULT_HOME).is_dir():
+            return folder / DEFAULT_HOME
+        if (folder / ".git").exists():
+            break
+    return here / DEFAULT_HOME
 
 
 def cache_dir() -> Path:

@@ -127,3 +127,28 @@ def test_resume_says_at_once_what_it_picks_up(tmp_path: Path) -> None:
         "#0002 goes on from its evaluate step"
     )
     assert seconds < 8, f"the first line took {seconds:.1f} s"
+
+
+def test_the_data_dir_is_found_from_a_subdirectory_like_git(tmp_path: Path) -> None:
+    """Runs used to seem to vanish after a `cd` (issue 19.10): the data dir was `./.disco`, relative."""
+    from agent.config import load_config
+    from agent.runner import create_run
+
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    create_run(project / ".disco" / "runs", load_config(None, {}, env={}), "at-the-top")
+    deeper = project / "notebooks" / "week1"
+    deeper.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISCO_HOME", "DISCO_CACHE")}
+    env["PYTHONPATH"] = str(REPO)
+    cmd = [sys.executable, "-m", "agent.cli", "runs", "list"]
+    listed = subprocess.run(cmd, cwd=deeper, env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "at-the-top" in listed.stdout
+    assert f"runsin{project / '.disco' / 'runs'}" in "".join(listed.stdout.split()), "it says where"
+
+    outside = tmp_path / "elsewhere"  # no .disco up to its root (the .git above stops the search)
+    (outside / ".git").mkdir(parents=True)
+    listed = subprocess.run(cmd, cwd=outside, env=env, capture_output=True, text=True, timeout=120)
+    assert "at-the-top" not in listed.stdout
+    assert f"runsin{outside / '.disco' / 'runs'}" in "".join(listed.stdout.split())
