@@ -297,3 +297,23 @@ def test_the_report_imports_no_target(built, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_evaluating_on_more_seeds_comes_with_its_command(built, tmp_path: Path) -> None:
+    """The report asked "evaluate it on more seeds?" with no command (issue 19.10); the command it gives
+    now works: `disco runs code` prints the candidate's final code for `disco bench losses`."""
+    home, run = built
+    data = collect(run)
+    best = data.best()
+    assert best is not None
+    best.vs_baseline = Interval(value=0.01, ci_low=-0.02, ci_high=0.04)
+    (asked,) = [q for q in open_questions(data) if q.topic == "baseline"]
+    assert asked.command == (
+        f"disco runs code {run.run_id} {best.index} > candidate_{best.index}.py && "
+        f"disco bench losses --losses candidate_{best.index}.py --seeds 16"
+    )
+    printed = cli(home, "runs", "code", run.run_id, str(best.index))
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.strip() == best.code.strip() and "def " in printed.stdout
+    refused = cli(home, "runs", "code", run.run_id, "../../etc")
+    assert refused.returncode != 0 and "has no recorded candidate ../../etc" in refused.stderr

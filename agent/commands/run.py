@@ -470,6 +470,28 @@ def show_run(
     print_leaderboard(run_dir, limit=10_000)
 
 
+@runs_app.command("code")
+def candidate_code(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    candidate: Annotated[str, typer.Argument(help="The candidate: its id, or its number in the run (3).")],
+) -> None:
+    """Print a candidate's final code (after its repairs), e.g. to re-evaluate it with `bench losses`."""
+    run_dir = _open_run(run_id)
+    cid = f"{run_id}-{int(candidate):04d}" if candidate.isdigit() else candidate
+    code = ""
+    if cid.startswith(f"{run_id}-") and "/" not in cid and ".." not in cid:  # a name, never a path
+        try:
+            path = run_dir.root / "candidates" / cid / "record.json"
+            code = json.loads(path.read_text(encoding="utf-8")).get("code") or ""
+        except (OSError, ValueError):
+            code = ""
+    if not code:
+        raise _fail(
+            f"run {run_id} has no recorded candidate {candidate} with code (`disco runs show {run_id}`)."
+        )
+    typer.echo(code.rstrip("\n"))
+
+
 def control(
     run_id: Annotated[str, typer.Argument(help="The run to steer.")],
     action: Annotated[

@@ -21,6 +21,18 @@ class Question(BaseModel):
     """A command that acts on the answer, when there is one."""
 
 
+def _more_seeds(data: ReportData, cand: Candidate) -> str | None:
+    """The command that scores a DPO candidate against DPO on fresh seeds (docs/evidence.md); None for a
+    target without such a bench."""
+    if data.target != "dpo":
+        return None
+    file = f"candidate_{cand.index}.py"
+    return (
+        f"disco runs code {data.run_id} {cand.index} > {file} && "
+        f"disco bench losses --losses {file} --seeds 16"
+    )
+
+
 def _label(cand: Candidate) -> str:
     return f"#{cand.index} {cand.name}".strip()
 
@@ -69,6 +81,7 @@ def open_questions(data: ReportData) -> list[Question]:
                     topic="baseline",
                     text=f"The best candidate ({_label(best)}) is not distinguishable from the baseline: "
                     f"{_ci(vs)} includes 0. Evaluate it on more seeds before trusting it?",
+                    command=_more_seeds(data, best),
                 )
             )
     out += _promising(data)
@@ -142,6 +155,7 @@ def _promising(data: ReportData) -> list[Question]:
                 topic="unconfirmed",
                 text=f"Candidate {_label(cand)} looks better than the incumbent but is not "
                 f"confirmed{detail}. Re-evaluate it on more seeds?",
+                command=_more_seeds(data, cand),
             )
         )
     return out
