@@ -317,3 +317,24 @@ def test_evaluating_on_more_seeds_comes_with_its_command(built, tmp_path: Path) 
     assert printed.stdout.strip() == best.code.strip() and "def " in printed.stdout
     refused = cli(home, "runs", "code", run.run_id, "../../etc")
     assert refused.returncode != 0 and "has no recorded candidate ../../etc" in refused.stderr
+
+
+def test_setup_failures_are_told_apart_from_candidate_faults(built, tmp_path: Path) -> None:
+    """The taxonomy lumped a dead endpoint and a missing inner model with candidates' bugs (issue 19.10)."""
+    _, run = built
+    copy = RunDir(shutil.copytree(run.root, tmp_path / "runs" / "setup"))
+    log, cid = EventLog(copy.events_path, "setup"), f"{run.run_id}-0001"
+    log.append("error", cid, error_kind="unreachable", step="c0001/design", message="endpoint unreachable")
+    evaluation = copy.root / "candidates" / cid / "evaluation.json"
+    doc = json.loads(evaluation.read_text())
+    doc |= {"status": "failed", "reason": "the adas target needs an inner model: set [models.inner]"}
+    evaluation.write_text(json.dumps(doc))
+    data = collect(copy)
+    origins = {(f.kind, f.origin) for f in data.failures}
+    assert {("model unreachable", "setup"), ("evaluation", "setup")} <= origins
+    assert {("check: output_shape", "candidate"), ("nan", "candidate"), ("vetoed", "person")} <= origins
+    assert [f.origin for f in data.failures] == sorted(
+        (f.origin for f in data.failures), key=["candidate", "person", "setup"].index
+    ), "the candidates' own failures first"
+    rows = _table(write_report(copy).markdown.read_text(), "## Failures")
+    assert {(r["kind"], r["on"]) for r in rows} == origins

@@ -10,7 +10,7 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -95,6 +95,9 @@ class Failure(BaseModel):
     count: int
     candidates: list[str]
     example: str
+    origin: Literal["candidate", "setup", "person"] = "candidate"
+    """candidate: the code fell short; setup: the configuration or the machine (a model endpoint, a missing
+    inner model, a sandbox the host refused), nothing the candidate did; person: a veto."""
 
 
 class Job(BaseModel):

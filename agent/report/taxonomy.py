@@ -24,6 +24,27 @@ _TEXT_KINDS = (
 )
 
 
+_SETUP = re.compile(
+    r"needs an inner model|no model is configured|api key|endpoint|unreachable|connection (?:refused|error)"
+    r"|cannot be trained in isolation|sandbox .*(?:unavailable|refused)|jail refused|not installed"
+    r"|no space left",
+    re.I,
+)
+"""Reasons that blame the configuration or the machine, not the candidate's code. (A check message may
+quote a candidate's own output, so a candidate could mislabel its failure: the label is for the reader,
+nothing scores by it.)"""
+
+
+def origin(kind: str, message: str, source: str) -> str:
+    """Who a failure is on: `setup` (configuration, machine, model endpoint), `person` (a veto), or the
+    `candidate`. `source`: check | evaluation | job | event | veto."""
+    if source == "veto":
+        return "person"
+    if source == "event":
+        return "setup"  # the run's own errors: a model endpoint, an internal error
+    return "setup" if _SETUP.search(message) else "candidate"
+
+
 def text_kind(text: str, default: str) -> str:
     """The kind a reason text names (NaN, OOM, timeout), else `default`."""
     for kind, pattern in _TEXT_KINDS:
@@ -48,10 +69,14 @@ def check_kind(name: str, message: str) -> str:
 def failures(run: RunDir, candidates: list[Candidate], events: list[Event]) -> list[Failure]:
     from agent.report.collect import Failure, _check_rounds, _read_json
 
-    seen: dict[str, Failure] = {}
+    seen: dict[tuple[str, str], Failure] = {}
 
-    def add(kind: str, cid: str | None, message: str) -> None:
-        entry = seen.setdefault(kind, Failure(kind=kind, count=0, candidates=[], example=message[:240]))
+    def add(kind: str, cid: str | None, message: str, source: str) -> None:
+        who = origin(kind, message, source)
+        entry = seen.setdefault(
+            (kind, who),
+            Failure(kind=kind, count=0, candidates=[], example=message[:240], origin=who),  # type: ignore[arg-type]
+        )
         entry.count += 1
         if cid and cid not in entry.candidates:
             entry.candidates.append(cid)
@@ -64,20 +89,22 @@ def failures(run: RunDir, candidates: list[Candidate], events: list[Event]) -> l
                 if not check.passed and check.level == "error":
                     kinds.setdefault(check_kind(check.name, check.message), f"{check.name}: {check.message}")
             for kind, message in kinds.items():
-                add(kind, cand.id, message)
+                add(kind, cand.id, message, "check")
         evaluation = _read_json(folder / "evaluation.json") or {}
         if evaluation.get("status") == "failed":
             reason = str(evaluation.get("reason") or "evaluation failed")
-            add(text_kind(reason, "evaluation"), cand.id, reason)
+            add(text_kind(reason, "evaluation"), cand.id, reason, "evaluation")
         if cand.status == "rejected" and (cand.error or "").startswith("vetoed"):
-            add("vetoed", cand.id, cand.error or "")
+            add("vetoed", cand.id, cand.error or "", "veto")
     for event in events:
         p = event.payload
         if event.kind == "job" and str(p.get("state", "")).startswith("failed"):
             state = str(p["state"])
             kind = state.partition(":")[2] or text_kind(str(p.get("message") or ""), "crash")
-            add(kind, event.candidate, str(p.get("message") or state))
+            add(kind, event.candidate, str(p.get("message") or state), "job")
         elif event.kind == "error":
             kind = str(p.get("error_kind") or "internal error")
-            add(f"model {kind}" if p.get("step") else kind, event.candidate, str(p.get("message") or ""))
-    return sorted(seen.values(), key=lambda f: (-f.count, f.kind))
+            kind = f"model {kind}" if p.get("step") else kind
+            add(kind, event.candidate, str(p.get("message") or ""), "event")
+    order = {"candidate": 0, "person": 1, "setup": 2}
+    return sorted(seen.values(), key=lambda f: (order[f.origin], -f.count, f.kind))
