@@ -42,7 +42,7 @@ from sandbox.base import (
 )
 from sandbox.isolation import REPO_ROOT, code_paths
 from sandbox.models import RESULT_FILE, BackendReport, SandboxRequest, SandboxResult
-from sandbox.pool import SAFE_ENV
+from sandbox.pool import SAFE_ENV, sandbox_root
 from sandbox.registry import SandboxUnavailable
 
 SANDBOX_UID = 61000
@@ -57,6 +57,36 @@ ISOLATION = [
     "limits: memory, CPU, pids, open files, CPU seconds, file size",
     "environment: scrubbed",
 ]
+
+
+def _kill(container: Any, within_s: float = 90.0) -> None:
+    """SIGKILL the container and wait until it has stopped. An engine may be slow to confirm: rootless
+    podman under a fork bomb answered 500 ("timed out waiting for file …/exits"); ask again until it
+    has stopped, for at most `within_s`."""
+    end = time.monotonic() + within_s
+    while True:
+        with contextlib.suppress(docker.errors.APIError):  # also: it has stopped already (409)
+            container.kill()
+        try:
+            container.wait(timeout=30)
+            return
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            if time.monotonic() > end:
+                raise
+
+
+def hand_to_sandbox_user(workdir: Path) -> None:
+    """Let the container's user (uid SANDBOX_UID) read and write the job folder. Root hands it over;
+    anyone else cannot chown (and under rootless podman that uid is a subordinate one), so the folder is
+    opened to all instead: it sits in the caller's private sandbox root under a random name."""
+    paths = [workdir, *workdir.rglob("*")]
+    if os.geteuid() == 0:
+        for path in paths:
+            os.lchown(path, SANDBOX_UID, SANDBOX_UID)
+        return
+    for path in paths:
+        if not path.is_symlink():
+            path.chmod(0o777 if path.is_dir() else 0o666)
 
 
 class DockerConfig(BaseModel):
@@ -103,12 +133,13 @@ class DockerSandbox:
         refused = policy_refusal(request, self.name)
         if refused is not None:
             return refused
-        workdir = Path(tempfile.mkdtemp(prefix="disco-docker-"))
+        # In this user's private sandbox root (0711: others may pass, not list), so that a non-root
+        # caller's world-writable job folder below is out of other users' sight.
+        workdir = Path(tempfile.mkdtemp(prefix="docker-", dir=sandbox_root()))
         try:
             write_files(workdir, request)
             (workdir / JOB_FILE).write_text(json.dumps(job_payload(request)), encoding="utf-8")
-            for path in [workdir, *workdir.rglob("*")]:
-                os.lchown(path, SANDBOX_UID, SANDBOX_UID)
+            hand_to_sandbox_user(workdir)
             raw = self._run_container(workdir, request, cancel)
             raw.files = collect_files(workdir, request.return_files, request.limits.max_output_bytes * 16)
             result_file = workdir / RESULT_FILE
@@ -189,8 +220,7 @@ class DockerSandbox:
                 elif time.monotonic() > deadline:
                     killed = "timeout"
                 if killed:
-                    container.kill()
-                    container.wait(timeout=30)
+                    _kill(container)
                     break
                 time.sleep(0.05)
             duration = time.monotonic() - begin

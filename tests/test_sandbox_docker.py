@@ -66,7 +66,10 @@ def test_container_mounts_nothing_of_the_host_but_the_code(docker_sandbox: Sandb
     facts = json.loads(result.stdout)
     assert set(facts["seen"].get(str(REPO_ROOT), [])) <= {"sandbox", "targets", "memory", ".venv"}
     for path in ("/root", "/srv", "/home"):
-        host = sorted(os.listdir(path)) if os.path.isdir(path) else []
+        try:
+            host = sorted(os.listdir(path)) if os.path.isdir(path) else []
+        except PermissionError:  # as a user, /root is closed to us: what we cannot list we cannot compare
+            host = []
         assert not host or facts["seen"].get(path, []) != host, f"the container shows the host's {path}"
     assert facts["CapBnd"] == facts["CapEff"] == facts["CapPrm"] == "0000000000000000"
     assert (facts["NoNewPrivs"], facts["Seccomp"]) == ("1", "2")
