@@ -40,7 +40,7 @@ from sandbox.base import (
     signal_code,
     write_files,
 )
-from sandbox.isolation import REPO_ROOT, code_paths
+from sandbox.isolation import REPO_ROOT, UNSAFE_HINT, code_paths, unsafe_opted_in
 from sandbox.models import RESULT_FILE, BackendReport, SandboxRequest, SandboxResult
 from sandbox.pool import SAFE_ENV, sandbox_root
 from sandbox.registry import SandboxUnavailable
@@ -89,6 +89,20 @@ def hand_to_sandbox_user(workdir: Path) -> None:
             path.chmod(0o777 if path.is_dir() else 0o666)
 
 
+def unenforced_limits(info: dict[str, Any]) -> list[str]:
+    """The limits an engine would silently drop, from its `/info` answer. A rootless engine on cgroup v1
+    has no cgroup of its own to write: podman then ignores the memory, pids and CPU limits (seen here:
+    a fork bomb ran on, took both cores and the engine's kill needed 14.6 s for a 3 s limit). Docker
+    also says per limit whether the kernel supports it (MemoryLimit, PidsLimit, CpuCfsQuota)."""
+    options = " ".join(str(o) for o in info.get("SecurityOptions") or [])
+    libpod = (info.get("host") or {}).get("security") or {}  # podman's own /info, if asked
+    rootless = "name=rootless" in options or bool(libpod.get("rootless"))
+    if rootless and str(info.get("CgroupVersion", "")) == "1":
+        return ["memory", "pids", "cpu share"]
+    flags = {"MemoryLimit": "memory", "PidsLimit": "pids", "CpuCfsQuota": "cpu share"}
+    return [name for key, name in flags.items() if info.get(key) is False]
+
+
 class DockerConfig(BaseModel):
     """Settings of the Docker backend."""
 
@@ -128,6 +142,14 @@ class DockerSandbox:
                 f"the image {self.config.image} is missing; build it with `python sandbox/image/build.py` "
                 "(podman) or `docker build -f sandbox/Dockerfile .`"
             ) from None
+        self.unenforced = unenforced_limits(self.client.info())
+        if self.unenforced and not unsafe_opted_in():
+            raise SandboxUnavailable(
+                f"the Docker engine at {self.url} cannot enforce the {', '.join(self.unenforced)} limits "
+                "(a rootless engine on cgroup v1 ignores them): a fork or memory bomb would take the "
+                "machine; use the local backend, a rootful engine or a cgroup v2 host, or accept it with "
+                + UNSAFE_HINT
+            )
 
     def run(self, request: SandboxRequest, cancel: threading.Event | None = None) -> SandboxResult:
         refused = policy_refusal(request, self.name)
@@ -243,17 +265,19 @@ class DockerSandbox:
                 container.remove(force=True)
 
     def doctor(self) -> BackendReport:
+        enforced = ["wall clock", "memory", "cpu share", "pids", "open files", "cpu seconds", "file size",
+                    "output"]  # fmt: skip
+        unsafe = f"; NOT enforced by this engine: {', '.join(self.unenforced)}" if self.unenforced else ""
         return BackendReport(
             backend=self.name,
             available=True,
-            detail=f"image {self.config.image} at {self.url}: " + "; ".join(ISOLATION),
+            detail=f"image {self.config.image} at {self.url}: " + "; ".join(ISOLATION) + unsafe,
             network_isolated=True,
             filesystem_readonly=True,
             pid_namespace=True,
             separate_uid=True,
-            limits_enforced=["wall clock", "memory", "cpu share", "pids", "open files", "cpu seconds",
-                             "file size", "output"],
-        )  # fmt: skip
+            limits_enforced=[name for name in enforced if name not in self.unenforced],
+        )
 
     def close(self) -> None:
         self.client.close()

@@ -18,6 +18,7 @@ import pytest
 from adas_helpers import SECRET, endpoint, inner_responder
 from adas_helpers import ask as ask_socket
 from fake_openai import Delay, Error, FakeOpenAI, count_tokens
+from sandbox_backends import ENGINE_REFUSED
 
 from sandbox.local import LocalSandbox
 from sandbox.models import SandboxLimits, SandboxRequest
@@ -25,7 +26,7 @@ from targets.agents.benchmarks import Item
 from targets.agents.proxy import InnerModelProxy, ProxySettings, TokenBucket, estimate_tokens, wave_deadlines
 from targets.agents.runner import AgentRunner
 
-BACKENDS = ["local", *(["docker"] if os.environ.get("DISCO_DOCKER_HOST") else [])]
+BACKENDS = ["local", *(["docker"] if os.environ.get("DISCO_DOCKER_HOST") and not ENGINE_REFUSED else [])]
 """The Docker backend too where an engine is configured (`make sandbox-deps`): the proxy's dir is a volume."""
 
 

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_backends import DOCKER_HOST, open_sandbox
+from sandbox_backends import DOCKER_HOST, ENGINE_UNENFORCED, needs_containing_engine, open_sandbox
 
 from sandbox.base import Sandbox
+from sandbox.docker_backend import unenforced_limits
 from sandbox.models import SandboxLimits, SandboxRequest
 from sandbox.registry import SandboxUnavailable, get_sandbox
 from targets.dpo.zoo import get_zoo_loss
@@ -28,6 +29,39 @@ def docker_sandbox() -> Iterator[Sandbox]:
     yield from open_sandbox("docker")
 
 
+def test_an_engine_that_cannot_enforce_limits_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine here: refused with the limits it would drop unless the person accepts it (then its
+    doctor says which are not enforced); or, where it enforces them all, opened with all of them."""
+    monkeypatch.delenv("DISCO_UNSAFE_SANDBOX", raising=False)
+    if ENGINE_UNENFORCED:
+        with pytest.raises(SandboxUnavailable, match=r"cannot enforce the memory, pids, cpu share limits"):
+            get_sandbox("docker", base_url=DOCKER_HOST)
+        monkeypatch.setenv("DISCO_UNSAFE_SANDBOX", "1")
+    sandbox = get_sandbox("docker", base_url=DOCKER_HOST)
+    try:
+        report = sandbox.doctor()
+    finally:
+        sandbox.close()
+    every = {"wall clock", "memory", "cpu share", "pids", "open files", "cpu seconds", "file size", "output"}
+    assert set(report.limits_enforced) == every - set(ENGINE_UNENFORCED)
+    assert ("NOT enforced" in report.detail) == bool(ENGINE_UNENFORCED)
+
+
+@pytest.mark.parametrize(
+    ("info", "dropped"),
+    [
+        ({"CgroupVersion": "1", "SecurityOptions": ["name=seccomp,profile=default", "name=rootless"]},
+         ["memory", "pids", "cpu share"]),  # rootless podman or Docker on cgroup v1
+        ({"CgroupVersion": "2", "SecurityOptions": ["name=rootless"], "PidsLimit": True}, []),
+        ({"CgroupVersion": "1", "SecurityOptions": ["name=seccomp"], "MemoryLimit": True}, []),
+        ({"CgroupVersion": "2", "MemoryLimit": True, "PidsLimit": False, "CpuCfsQuota": True}, ["pids"]),
+    ],
+)  # fmt: skip
+def test_unenforced_limits_read_from_the_engine_info(info: dict, dropped: list[str]) -> None:
+    assert unenforced_limits(info) == dropped
+
+
+@needs_containing_engine
 def test_container_is_unprivileged_and_read_only(docker_sandbox: Sandbox) -> None:
     code = (
         "import os\n"
@@ -41,6 +75,7 @@ def test_container_is_unprivileged_and_read_only(docker_sandbox: Sandbox) -> Non
     assert result.files == {"written.txt": b"ok"}
 
 
+@needs_containing_engine
 def test_memory_limit_is_the_engines(docker_sandbox: Sandbox) -> None:
     code = "hog = []\nwhile True:\n    hog.append(bytearray(64 << 20))"
     result = docker_sandbox.run(SandboxRequest(code=code, limits=SandboxLimits(memory_mb=256)))
@@ -48,6 +83,7 @@ def test_memory_limit_is_the_engines(docker_sandbox: Sandbox) -> None:
     assert result.peak_memory_mb is None or result.peak_memory_mb <= 300
 
 
+@needs_containing_engine
 def test_container_mounts_nothing_of_the_host_but_the_code(docker_sandbox: Sandbox) -> None:
     """No checkout (its .disco holds runs, memory, caches), no home, no /srv; no capability at all,
     no_new_privs and a seccomp filter."""
@@ -75,6 +111,7 @@ def test_container_mounts_nothing_of_the_host_but_the_code(docker_sandbox: Sandb
     assert (facts["NoNewPrivs"], facts["Seccomp"]) == ("1", "2")
 
 
+@needs_containing_engine
 def test_loss_check_runs_in_a_container(docker_sandbox: Sandbox) -> None:
     request = SandboxRequest(
         call="targets.dpo.checks:check_candidate",
@@ -97,6 +134,7 @@ def test_missing_image_says_how_to_build_it() -> None:
         get_sandbox("docker", base_url=DOCKER_HOST, image="disco-sandbox:missing")
 
 
+@needs_containing_engine
 def test_losses_check_cli_through_docker(tmp_path: Path) -> None:
     file = tmp_path / "dpo.py"
     file.write_text(get_zoo_loss("dpo").code, encoding="utf-8")
