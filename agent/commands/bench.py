@@ -88,7 +88,7 @@ def bench_losses(
         str, typer.Option(help="Zoo names or candidate .py files, comma-separated.")
     ] = "dpo,ipo,slic,lrml",
     betas: Annotated[
-        str | None, typer.Option(help="β values, comma-separated (default: the quick sweep).")
+        str | None, typer.Option(help="β values, comma-separated (default: the agent's screen, 0.5 and 1).")
     ] = None,
     seeds: Annotated[
         int, typer.Option(min=1, help="Scoring seeds per loss (per β with --protocol in-sample).")
@@ -102,7 +102,7 @@ def bench_losses(
     ] = "fresh",
     screen_seeds: Annotated[
         int, typer.Option(min=1, help="Screening seeds per β that choose each loss's β (fresh protocol).")
-    ] = 1,
+    ] = 2,
     full_grid: Annotated[bool, typer.Option("--full-grid", help="The paper's β grid 0.01 … 5.")] = False,
     kl_penalty: Annotated[float | None, typer.Option(help="λ of the fitness r − λ·KL.")] = None,
     aggregate: Annotated[
@@ -117,11 +117,11 @@ def bench_losses(
     """Train each loss at each (β, seed) on the toy task; report reward, KL, status and fitness ± 95% CI."""
     from agent.home import cache_dir
     from targets.dpo.bench import run_bench, write_outputs
-    from targets.dpo.fitness import FULL_BETA_GRID
+    from targets.dpo.fitness import FULL_BETA_GRID, SCREEN_BETAS
     from targets.dpo.sweep import SweepSpec
 
     chosen = resolve_losses(losses)
-    spec = SweepSpec(seeds=list(range(seeds)))
+    spec = SweepSpec(betas=list(SCREEN_BETAS), seeds=list(range(seeds)))
     if full_grid:
         spec.betas = list(FULL_BETA_GRID)
     if betas:

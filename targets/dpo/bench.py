@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from targets.dpo.fitness import (
+    SCREEN_SEEDS,
     TOY_SIGMA_PER_SEED,
     LossFitness,
     RunResult,
@@ -96,7 +97,7 @@ def run_bench(
     cache_dir: Path,
     progress: ProgressFn | None = None,
     protocol: Protocol = "fresh",
-    screen_seeds: int = 1,
+    screen_seeds: int = SCREEN_SEEDS,
 ) -> BenchReport:
     """Run `losses` (name → candidate code); DPO is added as the paired baseline when missing."""
     from targets.dpo.zoo import get_zoo_loss

@@ -23,9 +23,18 @@ from pydantic import BaseModel, Field
 
 RunStatus = Literal["ok", "diverged", "error", "degenerate"]
 
-TOY_SIGMA_PER_SEED = 0.0517
-"""σ of a per-seed paired difference on the default toy task, the 90% upper bound measured by
-evals/bench_fitness_calibration.py (summary.json `sigma_used`); a loss's own larger spread overrides it."""
+SCREEN_BETAS: tuple[float, ...] = (0.5, 1.0)
+SCREEN_SEEDS = 2
+"""The β screen of the one protocol (the agent's default preset, `disco bench losses`): β chosen among
+SCREEN_BETAS on SCREEN_SEEDS seeds that are never scored. evals/bench_fitness_calibration.py compares eight
+screens over every split of the zoo's seeds; this one keeps the interval coverage (0.95) within 40 s a
+candidate (38 s) at the lowest σ: a 1-seed screen is cheaper but noisier (σ 0.077), 5 β on 2 seeds costs
+60 s for σ 0.067 (evals/results/fitness_calibration/screens.json)."""
+
+TOY_SIGMA_PER_SEED = 0.0670
+"""σ of a per-seed paired difference on the default toy task under that screen, the 90% upper bound
+measured by evals/bench_fitness_calibration.py (summary.json `sigma_used`, every split of the zoo's seeds,
+all thirteen losses); a loss's own larger spread overrides it."""
 
 # The paper's IMDb β sweep (DiscoPOP, §5.3): the full grid.
 FULL_BETA_GRID: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

@@ -42,7 +42,8 @@ def my_loss(
     losses = -F.logsigmoid(logits)                                   # (B,) DPO
     return losses                                                    # shape (B,), one loss per pair
 
-`self.beta` is the β of the sweep (0.05 … 1). Lower loss must favour the chosen completion."""
+`self.beta` is the β of the screen (0.5 or 1; what scale your loss
+gives it is yours). Lower loss must favour the chosen completion."""
 
 RULES = [
     "Exactly one function with the five parameters above; it returns a tensor of shape (B,).",
@@ -67,7 +68,8 @@ class DPOTargetConfig(BaseModel):
     """How the DPO target checks and scores candidates (`[target.dpo]` in the config file)."""
 
     preset: Preset = "default"
-    """`default`: 5 β × 2 seeds, 100 steps (~40 s per candidate on 2 cores); `quick`: 2 β × 1 seed;
+    """`default`: β 0.5 and 1 screened on 2 seeds, then raced on fresh seeds (~40 s a candidate on 2
+    cores); `quick`: 2 β × 1 seed;
     `tiny`: 1 β × 1 seed on a small task, for tests and smoke runs."""
     check_time_budget_s: float = 10.0
     """Seconds for all validity checks of one candidate together."""
@@ -78,12 +80,13 @@ class DPOTargetConfig(BaseModel):
 
 
 def sweep_spec(preset: Preset, workers: int | None = None) -> Any:
+    from targets.dpo.fitness import SCREEN_BETAS, SCREEN_SEEDS
     from targets.dpo.sweep import SweepSpec, ToyTrainSettings
     from targets.dpo.toy.config import ToyTaskConfig
 
     extra: dict[str, Any] = {"workers": workers} if workers else {}
     if preset == "default":
-        return SweepSpec(**extra)
+        return SweepSpec(betas=list(SCREEN_BETAS), seeds=list(range(SCREEN_SEEDS)), **extra)
     if preset == "quick":
         return SweepSpec(betas=[0.1, 0.5], seeds=[0], **extra)
     task = ToyTaskConfig(
