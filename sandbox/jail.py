@@ -62,7 +62,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 24, 47
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 4, 24, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 KEEP_ENV = frozenset({"LANG", "TZ", "PYTHONHASHSEED", "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES"})
@@ -426,6 +426,10 @@ def enter_jail(spec: JailSpec) -> list[str]:
     steps.need(_libc.sethostname(JAIL_HOSTNAME.encode(), len(JAIL_HOSTNAME)) == 0, "sethostname")
     _close_directory_fds()
     said += _drop_privileges(spec, uid, steps)
+    # Not dumpable: its /proc files belong to root, so its memory cannot be opened through /proc/<pid>/mem
+    # or traced, by itself or by another process of its uid. Root's uid change already did this; a user's
+    # jail keeps the caller's uid (found running the attack suite as a user: PID 1 read /proc/1/mem).
+    steps.need(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0, "prctl(PR_SET_DUMPABLE, 0)")
     _die_with_parent(alive)  # again: a uid change clears PR_SET_PDEATHSIG
     os.close(alive)
     said += _rlimits(spec)
