@@ -95,12 +95,27 @@ def unenforced_limits(info: dict[str, Any]) -> list[str]:
     a fork bomb ran on, took both cores and the engine's kill needed 14.6 s for a 3 s limit). Docker
     also says per limit whether the kernel supports it (MemoryLimit, PidsLimit, CpuCfsQuota)."""
     options = " ".join(str(o) for o in info.get("SecurityOptions") or [])
-    libpod = (info.get("host") or {}).get("security") or {}  # podman's own /info, if asked
-    rootless = "name=rootless" in options or bool(libpod.get("rootless"))
-    if rootless and str(info.get("CgroupVersion", "")) == "1":
+    host = info.get("host") or {}  # podman's own /libpod/info (engine_info): its compat answer omits rootless
+    rootless = "name=rootless" in options or bool((host.get("security") or {}).get("rootless"))
+    cgroup_v1 = str(info.get("CgroupVersion", "")) == "1" or host.get("cgroupVersion") == "v1"
+    if rootless and cgroup_v1:
         return ["memory", "pids", "cpu share"]
     flags = {"MemoryLimit": "memory", "PidsLimit": "pids", "CpuCfsQuota": "cpu share"}
     return [name for key, name in flags.items() if info.get(key) is False]
+
+
+def engine_info(client: Any) -> dict[str, Any]:
+    """The engine's `/info`, with podman's libpod `host` section added: podman 4's Docker-compatible answer
+    does not say that it runs rootless (found here: rootless podman on cgroup v1 reported every limit)."""
+    info = dict(client.info())
+    components = client.version().get("Components") or []
+    podman = next((c for c in components if c.get("Name") == "Podman Engine"), None)
+    if podman is not None:
+        version = (podman.get("Details") or {}).get("MinAPIVersion") or "4.0.0"
+        answer = client.api._get(client.api.base_url + f"/v{version}/libpod/info")
+        if answer.ok:
+            info["host"] = answer.json().get("host") or {}
+    return info
 
 
 class DockerConfig(BaseModel):
@@ -142,7 +157,7 @@ class DockerSandbox:
                 f"the image {self.config.image} is missing; build it with `python sandbox/image/build.py` "
                 "(podman) or `docker build -f sandbox/Dockerfile .`"
             ) from None
-        self.unenforced = unenforced_limits(self.client.info())
+        self.unenforced = unenforced_limits(engine_info(self.client))
         if self.unenforced and not unsafe_opted_in():
             raise SandboxUnavailable(
                 f"the Docker engine at {self.url} cannot enforce the {', '.join(self.unenforced)} limits "

@@ -17,7 +17,7 @@ import pytest
 import requests.exceptions
 
 from sandbox.base import Sandbox
-from sandbox.docker_backend import unenforced_limits
+from sandbox.docker_backend import engine_info, unenforced_limits
 from sandbox.isolation import unsafe_opted_in
 from sandbox.registry import get_sandbox
 
@@ -31,7 +31,7 @@ def _engine_unenforced() -> list[str]:
     try:
         client = docker.DockerClient(base_url=DOCKER_HOST)
         try:
-            return unenforced_limits(client.info())
+            return unenforced_limits(engine_info(client))
         finally:
             client.close()
     except (docker.errors.DockerException, requests.exceptions.RequestException):

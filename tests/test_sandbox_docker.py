@@ -55,6 +55,9 @@ def test_an_engine_that_cannot_enforce_limits_is_refused(monkeypatch: pytest.Mon
         ({"CgroupVersion": "2", "SecurityOptions": ["name=rootless"], "PidsLimit": True}, []),
         ({"CgroupVersion": "1", "SecurityOptions": ["name=seccomp"], "MemoryLimit": True}, []),
         ({"CgroupVersion": "2", "MemoryLimit": True, "PidsLimit": False, "CpuCfsQuota": True}, ["pids"]),
+        # podman 4 as a user: its Docker answer claims every limit; its libpod answer says rootless, v1
+        ({"CgroupVersion": "1", "SecurityOptions": ["name=seccomp"], "MemoryLimit": True, "PidsLimit": True,
+          "host": {"security": {"rootless": True}, "cgroupVersion": "v1"}}, ["memory", "pids", "cpu share"]),
     ],
 )  # fmt: skip
 def test_unenforced_limits_read_from_the_engine_info(info: dict, dropped: list[str]) -> None:
