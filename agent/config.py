@@ -165,6 +165,9 @@ class EvidenceConfig(BaseModel):
     default preset has one), else each comparison's own spread from 4 seeds on."""
     min_effect: float = Field(0.02, ge=0)
     """race: a challenger that cannot plausibly beat the incumbent by this much is dropped."""
+    q: float = Field(0.1, gt=0, lt=1)
+    """Benjamini–Hochberg level of 'beats the baseline' over a run's candidates (their differences to the
+    baseline on fresh seeds): the expected share of false ones among those so called."""
 
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     """One-sided: `best` needs p_better (share of bootstrap resamples in which it wins) ≥ this."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.config import EvidenceConfig
 from agent.evidence import Evidence, compare, next_seeds
+from agent.fresh import FRESH, fresh_vs_baseline
 from agent.runs import RunDir
 from targets.base import Interval, Target
 from targets.racing import Look, RaceConfig, look, seed_differences
@@ -78,10 +79,12 @@ class Confirmer:
         if not missing:
             return
         evaluation = self.target.evaluate(code, name, seeds=missing)
+        baseline = evaluation.details.get("baseline_item_scores") or {}
         for seed in missing:
             saved = {
                 "seed": seed,
                 "scores": evaluation.item_scores.get(str(seed)),
+                "baseline_scores": baseline.get(str(seed)),
                 "status": evaluation.status,
                 "reason": evaluation.reason,
                 "beta": evaluation.details.get("beta"),
@@ -132,6 +135,10 @@ class Confirmer:
         if incumbent is not None and cfg.rule == "race":
             return self._race(cid, code, name, evaluation, incumbent)
         if incumbent is None:
+            if cfg.rule == "race":  # a fresh-seed difference to the baseline, as every challenger gets
+                seeds = self._race_seeds(cid, evaluation, cid, self.race_config().stages[0])
+                self._evaluate_seeds(cid, code, name, seeds[: self.race_config().stages[0]], "fresh seeds")
+                self.write_fresh(cid)
             first = Evidence(
                 verdict="first",
                 confidence=cfg.confidence,
@@ -242,7 +249,15 @@ class Confirmer:
         self.run.write_candidate_file(
             cid, "evidence.json", {"incumbent": incumbent, "rule": "race", "rounds": history}
         )
+        self.write_fresh(cid)
+        self.write_fresh(incumbent)  # trained on this race's seeds too
         return ev
+
+    def write_fresh(self, cid: str) -> None:
+        """`vs_baseline.json`: the candidate's difference to the baseline on its seeds that chose nothing."""
+        fresh = fresh_vs_baseline(self.run, cid, self.race_config())
+        if fresh is not None:
+            self.run.write_candidate_file(cid, FRESH, fresh.model_dump(mode="json"))
 
 
 def _evidence_of(step: Look, rules: RaceConfig, seeds: list[int]) -> Evidence:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agent.fresh import FRESH, Fresh, baseline_verdicts, shrunk_differences
 from agent.runs import RunDir
 
 
@@ -16,11 +17,18 @@ class Row(BaseModel):
     name: str
     status: str
     fitness: float | None = None
+    """The evaluation's fitness, on the seeds that chose its β (in-sample: never the score ranked by)."""
     ci_low: float | None = None
     ci_high: float | None = None
     vs_baseline: float | None = None
+    """Candidate − baseline on seeds that chose nothing (agent.evidence.Fresh): the score shown and ranked."""
     vs_low: float | None = None
     vs_high: float | None = None
+    vs_n: int | None = None
+    """Seeds behind that difference."""
+    vs_p: float | None = None
+    vs_verdict: str | None = None
+    """Against the baseline over the run: better (Benjamini–Hochberg) | worse | not_separated."""
     repairs: int = 0
     error: str | None = None
     parents: list[str] = []
@@ -28,17 +36,18 @@ class Row(BaseModel):
     """The evidence rule's verdict (first | best | promising | not_better; docs/evidence.md)."""
 
 
-def candidate_rows(run: RunDir) -> list[Row]:
-    """Every recorded candidate of the run, in the order they were designed."""
+def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
+    """Every recorded candidate of the run, in the order they were designed; `q`: the FDR of 'better than
+    the baseline' over the run."""
     rows = []
     for path in sorted((run.root / "candidates").glob("*/record.json")):
         try:
             rec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        evaluation = run.read_candidate_json(rec["id"], "evaluation.json") or {}
         fit = rec.get("fitness") or {}
-        vs = evaluation.get("vs_baseline") or {}
+        fresh = run.read_candidate_json(rec["id"], FRESH)
+        vs = Fresh.model_validate(fresh) if fresh else None
         rows.append(
             Row(
                 id=rec["id"],
@@ -48,16 +57,40 @@ def candidate_rows(run: RunDir) -> list[Row]:
                 fitness=fit.get("value"),
                 ci_low=fit.get("ci_low"),
                 ci_high=fit.get("ci_high"),
-                vs_baseline=vs.get("value"),
-                vs_low=vs.get("ci_low"),
-                vs_high=vs.get("ci_high"),
+                vs_baseline=vs.diff if vs else None,
+                vs_low=vs.ci_low if vs else None,
+                vs_high=vs.ci_high if vs else None,
+                vs_n=vs.n_seeds if vs else None,
+                vs_p=vs.p_value if vs else None,
                 repairs=rec.get("repair_count", 0),
                 error=rec.get("error"),
                 parents=rec.get("parent_ids", []),
                 verdict=rec.get("verdict"),
             )
         )
+    fresh_rows = {r.id: r for r in rows if r.vs_baseline is not None}
+    verdicts = baseline_verdicts(
+        {
+            cid: Fresh(diff=r.vs_baseline or 0.0, ci_low=r.vs_low or 0.0, ci_high=r.vs_high or 0.0,
+                       n_seeds=r.vs_n or 0, seeds=[], p_value=r.vs_p or 1.0, confidence=0.95)
+            for cid, r in fresh_rows.items()
+        },
+        q,
+    )  # fmt: skip
+    for cid, verdict in verdicts.items():
+        fresh_rows[cid].vs_verdict = verdict
     return sorted(rows, key=lambda r: r.index)
+
+
+def shrunk_scores(rows: list[Row]) -> dict[str, float]:
+    """The rows' fresh differences, shrunk (agent.evidence.shrunk_differences): what the ranking uses."""
+    return shrunk_differences(
+        {
+            r.id: (r.vs_baseline, r.vs_low, r.vs_high)
+            for r in rows
+            if r.vs_baseline is not None and r.vs_low is not None and r.vs_high is not None
+        }
+    )
 
 
 def incumbent(rows: list[Row]) -> Row | None:
@@ -68,8 +101,12 @@ def incumbent(rows: list[Row]) -> Row | None:
 
 def ranked(rows: list[Row]) -> list[Row]:
     """The incumbent first (a higher point fitness without the evidence does not displace it), then the
-    other evaluated candidates by fitness, then the rest in design order."""
+    candidates with a fresh-seed difference to the baseline by its shrunk estimate, then the other evaluated
+    ones by fitness, then the rest in design order."""
     top = incumbent(rows)
     rest = [r for r in rows if top is None or r.id != top.id]
+    shrunk = shrunk_scores(rest)
+    fresh = sorted((r for r in rest if r.id in shrunk), key=lambda r: -shrunk[r.id])
+    rest = [r for r in rest if r.id not in shrunk]
     scored = sorted((r for r in rest if r.fitness is not None), key=lambda r: -(r.fitness or 0.0))
-    return ([top] if top else []) + scored + [r for r in rest if r.fitness is None]
+    return ([top] if top else []) + fresh + scored + [r for r in rest if r.fitness is None]

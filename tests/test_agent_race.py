@@ -10,6 +10,8 @@ from pathlib import Path
 from agent_helpers import kind_of, start, tiny_config
 from fake_openai import FakeOpenAI
 
+from agent.leaderboard import candidate_rows
+from agent.runs import RunDir
 from targets.dpo.zoo import get_zoo_loss
 
 SIG = (
@@ -47,6 +49,11 @@ def run_designs(home: Path, run_id: str, codes: list[str], evidence: dict) -> li
     rows = [json.loads((d / "record.json").read_text()) for d in sorted(folder.iterdir())]
     for row in rows:
         row["_evidence"] = json.loads((folder / row["id"] / "evidence.json").read_text())
+        fresh = folder / row["id"] / "vs_baseline.json"
+        row["_vs"] = json.loads(fresh.read_text()) if fresh.exists() else None
+    verdicts = {r.id: r.vs_verdict for r in candidate_rows(RunDir(Path(run.root)))}
+    for row in rows:
+        row["_vs_verdict"] = verdicts.get(row["id"])
     return rows
 
 
@@ -59,6 +66,10 @@ def test_dpo_under_new_texts_is_never_best(home: Path) -> None:
         last = row["_evidence"]["rounds"][-1]
         assert last["rule"] == "race" and 0 not in last["seeds"]  # seed 0 chose β: never scored
         assert "false per run" in last["tested_at"]
+    # Against DPO itself, on the seeds raced (DPO trained on each of them too): never "better"
+    raced = [r for r in rows if r["_vs"] is not None]
+    assert raced and all(r["_vs"]["n_seeds"] >= 4 and 0 not in r["_vs"]["seeds"] for r in raced)
+    assert all(r["_vs_verdict"] != "better" for r in rows), [(r["_vs"], r["_vs_verdict"]) for r in rows]
 
 
 def test_a_loss_clearly_better_than_the_incumbent_becomes_best(home: Path) -> None:

@@ -53,7 +53,7 @@ async def test_attach_to_a_finished_run_shows_every_pane(home: Path) -> None:
         assert "finished (candidates budget reached: 4 of 4)" in text_of(app, "#status")
         rows = board(app)
         assert [r[1] for r in rows] == ["squared_margin", "dpo_again", "hinge_gate", "broken_loss"], "ranked"
-        assert rows[0][2:] == ["ok", "+0.310 ±0.070"] and rows[3][2] == "check ✗"
+        assert rows[0][2:] == ["ok", "~+0.31[+0.23,+0.37]"] and rows[3][2] == "check ✗"
         progress = text_of(app, "#progress")
         assert "#4 broken_loss" in progress and "4/10" in progress and "repair 1/3" in progress
         assert text_of(app, "#chart").count("●") == 3

@@ -131,10 +131,14 @@ class Conversation(RichLog):
 
 
 def fitness_text(row: Row) -> str:
+    """The difference to the baseline on fresh seeds, its interval (not symmetric in general) and n; else,
+    marked by `~`, the fitness on the seeds that chose β (in-sample: what a race has not yet measured)."""
+    if row.vs_baseline is not None and row.vs_low is not None and row.vs_high is not None:
+        return f"{row.vs_baseline:+.2f}[{row.vs_low:+.2f},{row.vs_high:+.2f}] {row.vs_n}"
     if row.fitness is None:
         return ""
-    half = ((row.ci_high or row.fitness) - (row.ci_low or row.fitness)) / 2
-    return f"{row.fitness:+.3f} ±{half:.3f}"
+    low, high = row.ci_low if row.ci_low is not None else row.fitness, row.ci_high or row.fitness
+    return f"~{row.fitness:+.2f}[{low:+.2f},{high:+.2f}]"
 
 
 STATUS_LABEL = {"evaluated": "ok", "check_failed": "check ✗", "rejected": "rejected", "failed": "failed"}
@@ -151,7 +155,7 @@ class Leaderboard(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for label, width in (("#", 3), ("candidate", 18), ("status", 9), ("fitness ± CI", 13)):
+        for label, width in (("#", 3), ("candidate", 13), ("status", 8), ("vs base [CI] n", 20)):
             self.add_column(label, width=width)
 
     def show(self, rows: Sequence[Row], pinned: Sequence[str] = (), vetoed: Sequence[str] = ()) -> None:

@@ -161,16 +161,26 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
     table = Table(
         title=f"run {run.run_id}: {status.state}" + (f" ({status.reason})" if status.reason else "")
     )
-    vs_header = f"vs {_baseline_name(run)} [95% CI]"
-    for col in ("#", "candidate", "status", "fitness [95% CI]", vs_header, "verdict", "repairs"):
+    base = _baseline_name(run)
+    columns = ("#", "candidate", "status", f"vs {base}, fresh seeds [95% CI]", "n", f"vs {base}", "verdict",
+               "screen fitness", "repairs")  # fmt: skip
+    for col in columns:
         table.add_column(col)
     for r in rows[:limit]:
-        fit = f"{r.fitness:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" if r.fitness is not None else ""
+        fit = f"{r.fitness:+.3f}" if r.fitness is not None else ""
         vs = f"{r.vs_baseline:+.3f} [{r.vs_low:+.3f}, {r.vs_high:+.3f}]" if r.vs_baseline is not None else ""
         verdict = ("★ " if r.verdict and r is rows[0] else "") + (r.verdict or "")  # ★ the incumbent
-        table.add_row(str(r.index), escape(r.name), r.status, fit, vs, verdict, str(r.repairs))
-    console = Console(width=max(Console().width, 110))
+        n = str(r.vs_n) if r.vs_n else ""
+        table.add_row(
+            str(r.index), escape(r.name), r.status, vs, n, r.vs_verdict or "", verdict, fit, str(r.repairs)
+        )
+    console = Console(width=max(Console().width, 130))
     console.print(table)
+    if any(r.vs_baseline is not None for r in rows):
+        console.print(
+            f"vs {base}: the difference on seeds that chose nothing, with n; 'better' by Benjamini–Hochberg "
+            "at FDR 0.1 over the run. Screen fitness: on the seeds that chose β (in-sample, not a score)."
+        )
     if len(rows) > limit:
         console.print(f"… and {len(rows) - limit} more (`disco runs show {run.run_id}`)")
 

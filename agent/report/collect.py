@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agent.config import EvidenceConfig
 from agent.events import Event, read_events
+from agent.fresh import FRESH, Fresh, baseline_verdicts, shrunk_differences
 from agent.runs import RunDir
 
 
@@ -75,7 +77,13 @@ class Candidate(BaseModel):
     code: str = ""
     error: str | None = None
     fitness: Interval | None = None
+    """On the seeds that chose its β (in-sample): shown as the screen's, never ranked by."""
     vs_baseline: Interval | None = None
+    """Candidate − baseline on seeds that chose nothing (agent.evidence.Fresh), with `vs_n` seeds."""
+    vs_n: int | None = None
+    vs_p: float | None = None
+    vs_verdict: str | None = None
+    """Against the baseline over the run: better (Benjamini–Hochberg) | worse | not_separated."""
     verdict: str | None = None
     """The evidence rule's last word on it (first | best | promising | not_better), when the run has one."""
     repairs: int = 0
@@ -147,9 +155,16 @@ class ReportData(BaseModel):
         return {c.id: c for c in self.candidates}
 
     def ranked(self) -> list[Candidate]:
-        """Scored candidates best first, then the rest in design order (as `disco runs show`)."""
-        scored = sorted((c for c in self.candidates if c.fitness), key=lambda c: -c.fitness.value)  # type: ignore[union-attr]
-        return scored + [c for c in self.candidates if c.fitness is None]
+        """Candidates with a fresh-seed difference to the baseline by its shrunk estimate, then the other
+        scored ones by fitness, then the rest in design order (as `disco runs show`)."""
+        shrunk = shrunk_differences(
+            {c.id: (c.vs_baseline.value, c.vs_baseline.ci_low, c.vs_baseline.ci_high)
+             for c in self.candidates if c.vs_baseline is not None}
+        )  # fmt: skip
+        fresh = sorted((c for c in self.candidates if c.id in shrunk), key=lambda c: -shrunk[c.id])
+        rest = [c for c in self.candidates if c.id not in shrunk]
+        scored = sorted((c for c in rest if c.fitness), key=lambda c: -c.fitness.value)  # type: ignore[union-attr]
+        return fresh + scored + [c for c in rest if c.fitness is None]
 
     def best(self) -> Candidate | None:
         cands = self.by_id()
@@ -207,6 +222,10 @@ def _check_rounds(folder: Path) -> list[tuple[int, list[Check]]]:
 
 def _candidate(folder: Path, rec: dict[str, Any]) -> Candidate:
     evaluation = _read_json(folder / "evaluation.json") or {}
+    try:
+        fresh = Fresh.model_validate(_read_json(folder / FRESH))
+    except ValueError:
+        fresh = None
     details = evaluation.get("details") or {}
     cost = rec.get("cost") or {}
     rounds = _check_rounds(folder)
@@ -219,7 +238,9 @@ def _candidate(folder: Path, rec: dict[str, Any]) -> Candidate:
         code=rec.get("code") or "",
         error=rec.get("error"),
         fitness=_interval(rec.get("fitness")),
-        vs_baseline=_interval(evaluation.get("vs_baseline")),
+        vs_baseline=Interval(value=fresh.diff, ci_low=fresh.ci_low, ci_high=fresh.ci_high) if fresh else None,
+        vs_n=fresh.n_seeds if fresh else None,
+        vs_p=fresh.p_value if fresh else None,
         verdict=rec.get("verdict"),
         repairs=rec.get("repair_count") or 0,
         parents=list(rec.get("parent_ids") or []),
@@ -256,6 +277,22 @@ def collect(run: RunDir) -> ReportData:
         evaluation = _read_json(path.parent / "evaluation.json") or {}
         baseline = baseline or _points((evaluation.get("details") or {}).get("baseline_frontier"))
     candidates.sort(key=lambda c: (c.index, c.id))
+    with_fresh = {c.id: c for c in candidates if c.vs_baseline is not None}
+    fresh_items = {
+        cid: Fresh(
+            diff=c.vs_baseline.value,
+            ci_low=c.vs_baseline.ci_low,
+            ci_high=c.vs_baseline.ci_high,
+            n_seeds=c.vs_n or 0,
+            seeds=[],
+            p_value=c.vs_p if c.vs_p is not None else 1.0,
+            confidence=0.95,
+        )
+        for cid, c in with_fresh.items()
+        if c.vs_baseline is not None
+    }
+    for cid, verdict in baseline_verdicts(fresh_items, EvidenceConfig().q).items():
+        with_fresh[cid].vs_verdict = verdict
     return ReportData(
         run_id=run.run_id,
         target=meta.target,

@@ -127,6 +127,9 @@ def evaluate_on_seeds(target: DPOTarget, code: str, name: str, seeds: list[int])
     details |= {
         "baseline_beta": base_beta,
         "runs": [r.model_dump(mode="json", exclude={"rewards", "kls"}) for r in runs],
+        # DPO's own item scores on these seeds: the agent pairs them with the candidate's, seed by seed, for
+        # its difference to DPO on seeds that chose nothing (agent.evidence.fresh_vs_baseline).
+        "baseline_item_scores": seed_item_scores(base, base_beta, cfg, n_items=n_items or None),
     }
     metrics = {"beta": beta, "runs_ok": float(len(ok)), "runs_failed": float(len(runs) - len(ok))}
     seconds = time.perf_counter() - start

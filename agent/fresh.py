@@ -1,0 +1,92 @@
+"""A candidate's difference to the baseline on seeds that chose nothing: the score every surface shows.
+
+The evidence race trains a challenger on fresh seeds, and DPO (the baseline) on the same seeds (its runs are
+cached in the data dir: a seed bank that grows as candidates need it). Each seed file keeps both item
+scores, so the difference is paired seed by seed, with the interval from the measured σ (or the candidate's
+own larger spread) and n. "Better than the baseline" is decided over the whole run by Benjamini–Hochberg,
+never per candidate. Pure statistics and files: no target is imported (the report reads these).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from statistics import NormalDist
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from targets.racing import RaceConfig, benjamini_hochberg, seed_differences, shown
+
+if TYPE_CHECKING:
+    from agent.runs import RunDir
+
+
+FRESH = "vs_baseline.json"
+"""A candidate's file with its difference to the baseline on seeds that chose nothing (`Fresh`)."""
+
+
+class Fresh(BaseModel):
+    """Candidate − baseline (DPO) on the candidate's seeds that chose nothing: what every surface shows as
+    its score, with the interval from the measured σ (or its own larger spread) and n."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    n_seeds: int
+    seeds: list[int]
+    p_value: float
+    """One-sided p of "no better than the baseline" (Benjamini–Hochberg over the run decides `better`)."""
+    confidence: float
+
+
+def fresh_vs_baseline(run: RunDir, cid: str, rules: RaceConfig) -> Fresh | None:
+    """From the candidate's extra-seed files (seeds/N.json, which carry the baseline's item scores on the
+    same seed); None when it has none."""
+    folder = run.root / "candidates" / cid / "seeds"
+    mine, base = {}, {}
+    for path in sorted(folder.glob("[0-9]*.json")):
+        saved = run.read_candidate_json(cid, f"seeds/{path.name}") or {}
+        if saved.get("scores") and saved.get("baseline_scores"):
+            mine[str(saved["seed"])] = saved["scores"]
+            base[str(saved["seed"])] = saved["baseline_scores"]
+    diffs = seed_differences(mine, base)
+    if not diffs:
+        return None
+    try:
+        look = shown(diffs, rules)
+    except ValueError:  # no σ measured and too few seeds for their own spread
+        return None
+    return Fresh(
+        diff=look.diff,
+        ci_low=look.ci_low or 0.0,
+        ci_high=look.ci_high or 0.0,
+        n_seeds=look.n,
+        seeds=sorted(int(k) for k in mine if k in base)[: look.n],
+        p_value=look.p_value or 1.0,
+        confidence=rules.confidence,
+    )
+
+
+def baseline_verdicts(fresh: Mapping[str, Fresh], q: float) -> dict[str, str]:
+    """Per candidate, its verdict against the baseline over the whole run: `better` by Benjamini–Hochberg
+    at FDR q over every candidate with a fresh difference, `worse` when its interval lies below 0,
+    `not_separated` otherwise."""
+    winners = benjamini_hochberg({cid: f.p_value for cid, f in fresh.items()}, q)
+    return {
+        cid: "better" if cid in winners else ("worse" if f.ci_high < 0 else "not_separated")
+        for cid, f in fresh.items()
+    }
+
+
+def shrunk_differences(
+    items: Mapping[str, tuple[float, float, float]], confidence: float = 0.95
+) -> dict[str, float]:
+    """Each (diff, ci_low, ci_high) pulled toward 0 by how little its seeds can say, under δ ~ N(0, τ²) with
+    τ² by the method of moments over all of them: what a ranking uses instead of the noisy (and, among many,
+    winner's-cursed) point difference."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    se2 = {key: ((high - low) / (2 * z)) ** 2 for key, (_, low, high) in items.items()}
+    if not se2:
+        return {}
+    tau2 = max(0.0, sum(items[k][0] ** 2 - v for k, v in se2.items()) / len(se2))
+    return {k: items[k][0] * (tau2 / (tau2 + v) if tau2 + v > 0 else 0.0) for k, v in se2.items()}
