@@ -85,7 +85,7 @@ def test_leaderboard_ranks_scored_candidates_with_their_intervals(built, written
     assert {r["status"] for r in records.values()} == {"evaluated", "check_failed", "rejected"}
     for row, rec in zip(rows, scored, strict=False):
         fit = rec["fitness"]
-        # the in-sample fitness is labelled as the screen's; this tiny run raced nothing: no fresh column value
+        # the in-sample fitness is labelled as the screen's (this tiny run raced nothing)
         screen = row["screen fitness (in-sample)"]
         assert screen == f"{fit['value']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]"
         assert "vs DPO, fresh seeds [95% CI]" in row, "the column names what the target pairs against"
