@@ -79,7 +79,7 @@ class Confirmer:
         if not missing:
             return
         evaluation = self.target.evaluate(code, name, seeds=missing)
-        baseline = evaluation.details.get("baseline_item_scores") or {}
+        baseline = evaluation.baseline_item_scores
         for seed in missing:
             saved = {
                 "seed": seed,
@@ -136,8 +136,11 @@ class Confirmer:
             return self._race(cid, code, name, evaluation, incumbent)
         if incumbent is None:
             if cfg.rule == "race":  # a fresh-seed difference to the baseline, as every challenger gets
-                seeds = self._race_seeds(cid, evaluation, cid, self.race_config().stages[0])
-                self._evaluate_seeds(cid, code, name, seeds[: self.race_config().stages[0]], "fresh seeds")
+                rules = self.race_config()
+                # without a measured σ an interval needs the candidate's own spread: own_sd_from seeds
+                n = rules.stages[0] if rules.sigma else max(rules.stages[0], rules.own_sd_from)
+                seeds = self._race_seeds(cid, evaluation, cid, n)
+                self._evaluate_seeds(cid, code, name, seeds[:n], "fresh seeds")
                 self.write_fresh(cid)
             first = Evidence(
                 verdict="first",

@@ -40,10 +40,17 @@ class Fresh(BaseModel):
 
 
 def fresh_vs_baseline(run: RunDir, cid: str, rules: RaceConfig) -> Fresh | None:
-    """From the candidate's extra-seed files (seeds/N.json, which carry the baseline's item scores on the
-    same seed); None when it has none."""
+    """From the candidate's evaluation seeds that chose nothing (a target that selects on its default seeds,
+    as DPO's β, names them `details.selection_seeds`) and its extra-seed files (seeds/N.json), each with the
+    baseline's item scores on the same seed; None when it has none."""
+    evaluation = run.read_candidate_json(cid, "evaluation.json") or {}
+    chose = {str(s) for s in (evaluation.get("details") or {}).get("selection_seeds") or []}
+    theirs = evaluation.get("baseline_item_scores") or {}
+    mine = {
+        k: v for k, v in (evaluation.get("item_scores") or {}).items() if k not in chose and theirs.get(k)
+    }
+    base = {k: theirs[k] for k in mine}
     folder = run.root / "candidates" / cid / "seeds"
-    mine, base = {}, {}
     for path in sorted(folder.glob("[0-9]*.json")):
         saved = run.read_candidate_json(cid, f"seeds/{path.name}") or {}
         if saved.get("scores") and saved.get("baseline_scores"):

@@ -36,6 +36,10 @@ class Evaluation(BaseModel):
     """Per evaluation seed (key: the seed as a string), the per-item scores behind `fitness`, item i of one
     candidate paired with item i of any other candidate of the same target on the same seed: what the
     agent's evidence rule resamples when it asks whether a candidate beats the incumbent."""
+    baseline_item_scores: dict[str, list[float]] = Field(default_factory=dict)
+    """Per seed, the baseline's item scores on the same seed and items (a target with a `baseline`): paired
+    with `item_scores` on seeds that chose nothing, they give the difference to the baseline every surface
+    shows (agent.fresh)."""
 
 
 class SeedCandidate(BaseModel):

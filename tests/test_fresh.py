@@ -53,6 +53,23 @@ def test_the_difference_pairs_each_seed_with_the_baseline_and_says_n(run: RunDir
     assert fresh_vs_baseline(run, "c2", RULES) is None, "no baseline on that seed: nothing to show"
 
 
+def test_evaluation_seeds_count_unless_they_chose_something(run: RunDir) -> None:
+    """A target that selects nothing on its default seeds (the optimizer example) pairs them with its
+    baseline's item scores; DPO's β-choosing seeds (`details.selection_seeds`) never count."""
+    mine = {"0": [0.5, 0.7], "1": [0.6, 0.6], "2": [0.4, 0.8], "3": [0.9, 0.9]}
+    base = {k: [v[0] - 0.1, v[1] - 0.1] for k, v in mine.items()}
+    evaluation = {"item_scores": mine, "baseline_item_scores": base, "details": {"selection_seeds": [0, 1]}}
+    run.write_candidate_file("c1", "evaluation.json", evaluation)
+    fresh = fresh_vs_baseline(run, "c1", RULES)
+    assert fresh is not None and fresh.seeds == [2, 3] and fresh.diff == pytest.approx(0.1)
+    run.write_candidate_file("c1", "evaluation.json", evaluation | {"details": {}})
+    own = fresh_vs_baseline(run, "c1", RaceConfig())  # no σ: its own spread, from 4 seeds on
+    assert own is not None and own.seeds == [0, 1, 2, 3]
+    del base["3"]
+    run.write_candidate_file("c1", "evaluation.json", evaluation | {"details": {}})
+    assert fresh_vs_baseline(run, "c1", RaceConfig()) is None, "3 seeds and no σ: no interval to show"
+
+
 def test_better_than_the_baseline_only_over_the_run() -> None:
     strong = Fresh(diff=0.2, ci_low=0.15, ci_high=0.25, n_seeds=16, seeds=[], p_value=1e-6, confidence=0.95)
     lucky = Fresh(diff=0.05, ci_low=0.001, ci_high=0.1, n_seeds=2, seeds=[], p_value=0.02, confidence=0.95)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SOCKET = f"disco-tui-{os.getpid()}"
+SCORED = re.compile(r"[+-]\d\.\d\d\[[+-]\d\.\d\d,[+-]\d\.\d\d\] +\d+")
+"""A leaderboard row's fresh difference to DPO with its interval and n, as the TUI draws it."""
 SESSION = "tui"
 RUN = "tmux-run"
 
@@ -118,7 +121,9 @@ def drive(home: Path, out: Path, env: dict[str, str]) -> None:
     if len(up.splitlines()[1]) != 100:
         raise SystemExit(f"FAILED: the TUI is not drawn at 100 columns:\n{up}")
     d.wait(
-        "the leaderboard fills", lambda s: any(" ok " in line and "±" in line for line in s.splitlines()), 300
+        "the leaderboard fills",
+        lambda s: any(" ok " in line and SCORED.search(line) for line in s.splitlines()),
+        300,
     )
     d.type("/hint bounded")
     # The acknowledgement scrolls out of the conversation pane within a few candidates on a fast run; the

@@ -190,6 +190,7 @@ class OptimizerTarget:
             seconds=seconds,
             details=details,
             item_scores=items,
+            baseline_item_scores={str(s): self._adam[str(s)] for s in seeds},
         )
 
     # ------------------------------------------------------------------ archive and proposer

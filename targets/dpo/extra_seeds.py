@@ -127,10 +127,10 @@ def evaluate_on_seeds(target: DPOTarget, code: str, name: str, seeds: list[int])
     details |= {
         "baseline_beta": base_beta,
         "runs": [r.model_dump(mode="json", exclude={"rewards", "kls"}) for r in runs],
-        # DPO's own item scores on these seeds: the agent pairs them with the candidate's, seed by seed, for
-        # its difference to DPO on seeds that chose nothing (agent.evidence.fresh_vs_baseline).
-        "baseline_item_scores": seed_item_scores(base, base_beta, cfg, n_items=n_items or None),
     }
+    # DPO's own item scores on these seeds: the agent pairs them with the candidate's, seed by seed, for its
+    # difference to DPO on seeds that chose nothing (agent.fresh.fresh_vs_baseline).
+    baseline_items = seed_item_scores(base, base_beta, cfg, n_items=n_items or None)
     metrics = {"beta": beta, "runs_ok": float(len(ok)), "runs_failed": float(len(runs) - len(ok))}
     seconds = time.perf_counter() - start
     if not ok:
@@ -142,6 +142,7 @@ def evaluate_on_seeds(target: DPOTarget, code: str, name: str, seeds: list[int])
             metrics=metrics,
             details=details,
             item_scores=item_scores,
+            baseline_item_scores=baseline_items,
         )
     fitness = fixed_beta_fitness(runs, base, cfg)
     details["frontier"] = [p.model_dump(mode="json") for p in fitness.frontier]
@@ -155,4 +156,5 @@ def evaluate_on_seeds(target: DPOTarget, code: str, name: str, seeds: list[int])
         seconds=seconds,
         details=details,
         item_scores=item_scores,
+        baseline_item_scores=baseline_items,
     )
