@@ -14,7 +14,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from memory.records import FAILED_STATUSES, CandidateRecord
+from memory.records import FAILED_STATUSES, CandidateRecord, VsBaseline
 from memory.store import FailureLesson, MemoryStore
 from sandbox.redact import redact
 
@@ -30,7 +30,8 @@ class TargetText(Protocol):
 
 
 class PastAttempt(BaseModel):
-    """One earlier candidate as a prompt shows it: clipped code and error, fitness with its CI."""
+    """One earlier candidate as a prompt shows it: clipped code and error, its fresh-seed difference to the
+    baseline (n, CI) and its fitness with its CI."""
 
     id: str
     name: str
@@ -38,6 +39,8 @@ class PastAttempt(BaseModel):
     fitness: float | None = None
     ci: tuple[float, float] | None = None
     """The 95% confidence interval of the fitness, when evaluated."""
+    vs_baseline: VsBaseline | None = None
+    """The difference to the target's baseline on seeds that chose nothing: the score ranked by."""
     thought: str = ""
     code: str = ""
     error: str | None = None
@@ -148,6 +151,7 @@ def attempt_from_record(
         status=rec.status,
         fitness=fit.value if fit is not None else None,
         ci=(fit.ci_low, fit.ci_high) if fit is not None else None,
+        vs_baseline=rec.vs_baseline,
         # A thought states its idea first: keep the head.
         thought=clip(rec.thought.strip(), thought_limit, tail_share=0),
         code=clip(rec.code.strip("\n"), limits.max_code_chars),
@@ -218,7 +222,7 @@ def build_context(
     pinned = take(pinned_recs, limits.max_pinned)
     # Ask for as many more as can be filtered out, so that vetoes and dedupe never shrink a section.
     extra = len(vetoed) + len(shown)
-    best = take(memory.top_by_fitness(target.name, limits.k_best + extra), limits.k_best) if size else []
+    best = take(memory.top_by_score(target.name, limits.k_best + extra), limits.k_best) if size else []
 
     failures: list[PastAttempt] = []
     if size and limits.k_failures:

@@ -10,7 +10,6 @@ never per candidate. Pure statistics and files: no target is imported (the repor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -83,17 +82,3 @@ def baseline_verdicts(fresh: Mapping[str, Fresh], q: float) -> dict[str, str]:
         cid: "better" if cid in winners else ("worse" if f.ci_high < 0 else "not_separated")
         for cid, f in fresh.items()
     }
-
-
-def shrunk_differences(
-    items: Mapping[str, tuple[float, float, float]], confidence: float = 0.95
-) -> dict[str, float]:
-    """Each (diff, ci_low, ci_high) pulled toward 0 by how little its seeds can say, under δ ~ N(0, τ²) with
-    τ² by the method of moments over all of them: what a ranking uses instead of the noisy (and, among many,
-    winner's-cursed) point difference."""
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
-    se2 = {key: ((high - low) / (2 * z)) ** 2 for key, (_, low, high) in items.items()}
-    if not se2:
-        return {}
-    tau2 = max(0.0, sum(items[k][0] ** 2 - v for k, v in se2.items()) / len(se2))
-    return {k: items[k][0] * (tau2 / (tau2 + v) if tau2 + v > 0 else 0.0) for k, v in se2.items()}

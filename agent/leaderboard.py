@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent.fresh import FRESH, Fresh, baseline_verdicts, shrunk_differences
+from agent.fresh import FRESH, Fresh, baseline_verdicts
 from agent.runs import RunDir
+from targets.racing import shrunk_differences
 
 
 class Row(BaseModel):

@@ -16,11 +16,12 @@ from agent.context import ContextLimits, DesignContext, build_context
 from agent.control import ControlState
 from agent.designers import Designer, StepResult
 from agent.events import EventLog
+from agent.fresh import FRESH
 from agent.models import ModelError
 from agent.runs import RunDir
 from agent.schemas import Draft
 from agent.state import LoopState
-from memory.records import CandidateRecord, Cost, Fitness
+from memory.records import CandidateRecord, Cost, Fitness, VsBaseline
 from memory.store import MemoryStore
 from sandbox.redact import redact_obj
 from targets.base import Target, baseline_of, evaluators_of
@@ -311,6 +312,7 @@ class Loop:
             repair_count=state.get("repairs", 0),
             metrics=evaluation.get("metrics", {}),
             fitness=Fitness(**fitness) if fitness else None,
+            vs_baseline=self._vs_baseline(cid),
             generation=state["index"],
             verdict=verdict,
             cost=Cost(
@@ -323,6 +325,8 @@ class Loop:
         fingerprint = self.s.target.fingerprint(record.code) if status == "evaluated" else None
         self.s.memory.record(record, fingerprint)
         self.s.run.write_candidate_file(cid, "record.json", record.model_dump(mode="json"))
+        if state.get("best_id") and state["best_id"] != cid:
+            self._refresh_score(state["best_id"])  # the race trained the incumbent on more fresh seeds
         if cid not in self.s.recorded:
             self.s.recorded.add(cid)
             self.s.events.append(
@@ -332,7 +336,8 @@ class Loop:
                 status=status,
                 error=error,
                 fitness=fitness,
-                vs_baseline=evaluation.get("vs_baseline"),
+                vs_baseline=record.vs_baseline.model_dump() if record.vs_baseline else None,
+                baseline=baseline_of(self.s.target),
                 repairs=record.repair_count,
                 parents=record.parent_ids,
                 tokens=record.cost.prompt_tokens + record.cost.completion_tokens,
@@ -342,6 +347,23 @@ class Loop:
         if fitness and verdict in ("first", "best"):  # the point fitness alone never makes a best
             update |= {"best_id": cid, "best_fitness": fitness["value"]}
         return update
+
+    def _vs_baseline(self, cid: str) -> VsBaseline | None:
+        """The candidate's fresh-seed difference to the baseline (agent.fresh), when the target has one."""
+        saved = self.s.run.read_candidate_json(cid, FRESH)
+        return VsBaseline.model_validate(saved) if saved else None
+
+    def _refresh_score(self, cid: str) -> None:
+        """An earlier candidate's record (run folder and memory) with its latest fresh-seed difference."""
+        saved = self.s.run.read_candidate_json(cid, "record.json")
+        vs = self._vs_baseline(cid)
+        if saved is None or vs is None:
+            return
+        record = CandidateRecord.model_validate(saved)
+        if record.vs_baseline != vs:
+            record = record.model_copy(update={"vs_baseline": vs})
+            self.s.memory.record(record)
+            self.s.run.write_candidate_file(cid, "record.json", record.model_dump(mode="json"))
 
     def gpu_job(self, state: LoopState) -> dict[str, Any]:
         """The expensive evaluator: a real DPO job for a candidate that beat the run's best so far.

@@ -72,6 +72,16 @@ class Fitness(BaseModel):
     ci_high: float
 
 
+class VsBaseline(BaseModel):
+    """The candidate's difference to its target's baseline on seeds that chose nothing, with its interval
+    and n (agent.fresh.Fresh has these fields): the score memory ranks by and prompts show."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    n_seeds: int
+
+
 class Cost(BaseModel):
     """What producing the candidate cost: the model that wrote it and the tokens it used."""
 
@@ -104,6 +114,9 @@ class CandidateRecord(BaseModel):
     repair_count: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
     fitness: Fitness | None = None
+    """The evaluation's fitness on its default seeds (for DPO, those that chose β: in-sample)."""
+    vs_baseline: VsBaseline | None = None
+    """The fresh-seed difference to the baseline, when the target has one: the score ranked by."""
     verdict: str | None = None
     """The run's evidence rule on an evaluated candidate: first | best | promising | not_better (a
     `best` beat the incumbent of its run on a paired bootstrap over seeds; see docs/evidence.md)."""
@@ -152,4 +165,7 @@ class CandidateRecord(BaseModel):
             out["parent_ids"] = list(self.parent_ids)
         if self.fitness is not None:
             out["fitness"] = self.fitness.value
+        if self.vs_baseline is not None:
+            vs = self.vs_baseline
+            out |= {"vs_diff": vs.diff, "vs_low": vs.ci_low, "vs_high": vs.ci_high, "vs_n": vs.n_seeds}
         return out

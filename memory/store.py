@@ -363,11 +363,18 @@ class MemoryStore:
             path=str(self.path), total=len(metas), by_target=by_target, by_status=by_status, spaces=spaces
         )
 
-    def top_by_fitness(self, target: str, k: int = 5) -> list[CandidateRecord]:
-        """The k fittest evaluated candidates of a target (the design prompt's "best so far")."""
+    def top_by_score(self, target: str, k: int = 5) -> list[CandidateRecord]:
+        """The k best evaluated candidates of a target (the design prompt's "best so far"): those with a
+        fresh-seed difference to the baseline by its shrunk estimate (a lucky few seeds do not top it),
+        then the rest by fitness (a target without a baseline, records from before fresh seeds)."""
+        from targets.racing import shrunk_differences  # scipy: not on the CLI's import path
+
         metas = self._metas({"$and": [{"target": target}, {"has_fitness": True}]})
-        best = sorted(metas, key=lambda im: (-im[1]["fitness"], im[0]))[:k]
-        return self.get_many([i for i, _ in best])
+        fresh = {i: (m["vs_diff"], m["vs_low"], m["vs_high"]) for i, m in metas if "vs_diff" in m}
+        shrunk = shrunk_differences(fresh)
+        scored = sorted(shrunk, key=lambda i: (-shrunk[i], i))
+        rest = sorted((im for im in metas if im[0] not in shrunk), key=lambda im: (-im[1]["fitness"], im[0]))
+        return self.get_many((scored + [i for i, _ in rest])[:k])
 
     def recent_failures(self, target: str, k: int = 5) -> list[FailureLesson]:
         """The k latest failed attempts of a target, each with its error and the repair that fixed it.

@@ -312,6 +312,20 @@ def shrunk(diff: float, n: int, sigma: float, tau2: float) -> float:
     return diff * tau2 / (tau2 + noise) if tau2 + noise > 0 else 0.0
 
 
+def shrunk_differences(
+    items: Mapping[str, tuple[float, float, float]], confidence: float = 0.95
+) -> dict[str, float]:
+    """Each (diff, ci_low, ci_high) pulled toward 0 by how little its seeds can say, under δ ~ N(0, τ²) with
+    τ² by the method of moments over all of them: what a ranking uses instead of the noisy (and, among many,
+    winner's-cursed) point difference."""
+    z = _NORMAL.inv_cdf(0.5 + confidence / 2.0)
+    se2 = {key: ((high - low) / (2 * z)) ** 2 for key, (_, low, high) in items.items()}
+    if not se2:
+        return {}
+    tau2 = max(0.0, sum(items[k][0] ** 2 - v for k, v in se2.items()) / len(se2))
+    return {k: items[k][0] * (tau2 / (tau2 + v) if tau2 + v > 0 else 0.0) for k, v in se2.items()}
+
+
 def sigma_upper(sample_sd: float, dof: int, level: float = 0.9) -> float:
     """An upper confidence bound on σ from a pilot's sd with `dof` degrees of freedom (Wilson–Hilferty
     χ² quantile): racing with an underestimated σ would claim too much."""

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from agent.fresh import FRESH, Fresh, baseline_verdicts, fresh_vs_baseline, shrunk_differences
+from agent.fresh import FRESH, Fresh, baseline_verdicts, fresh_vs_baseline
 from agent.leaderboard import candidate_rows, ranked
 from agent.report.collect import collect
 from agent.runs import RunDir, RunMeta
-from targets.racing import RaceConfig
+from targets.racing import RaceConfig, shrunk_differences
 
 RULES = RaceConfig(sigma=0.05)
 

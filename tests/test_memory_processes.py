@@ -73,7 +73,7 @@ def test_a_reader_sees_what_other_processes_write(tmp_path: Path, fake_server: F
     hits = reader.search(forward(3), k=1, target="agents", space="code")  # HNSW query after another write
     assert hits[0].record.name == "agent3" and hits[0].similarity > 0.999
     assert reader.novelty(forward(3) + "# same agent, new comment\n", target="agents").nearest == hits[0].id
-    assert [r.name for r in reader.top_by_fitness("agents", k=1)] == ["agent3"]
+    assert [r.name for r in reader.top_by_score("agents", k=1)] == ["agent3"]
 
 
 def test_concurrent_writers_lose_nothing(tmp_path: Path, fake_server: FakeEmbeddingServer) -> None:

@@ -9,7 +9,7 @@ import pytest
 from test_memory_helpers import DPO_RENAMED, DPO_TAU_CHANGED, HINGE_MARGIN_2, rec, shared_minilm
 
 from memory.embeddings import MiniLMEmbedder
-from memory.records import Fitness
+from memory.records import Fitness, VsBaseline
 from memory.store import MemoryStore
 from targets.dpo.fingerprint import loss_fingerprint
 from targets.dpo.zoo import get_zoo_loss
@@ -88,10 +88,28 @@ def test_search_by_meaning_and_by_code(zoo_store: MemoryStore) -> None:
     assert zoo_store.search("anything", target="agents") == []
 
 
-def test_top_by_fitness_is_per_target_and_ordered(zoo_store: MemoryStore) -> None:
+def test_top_by_score_is_per_target_and_ordered(zoo_store: MemoryStore) -> None:
     zoo_store.record(rec("cell", target="agents", fitness=Fitness(value=99, ci_low=98, ci_high=100)))
-    assert [r.name for r in zoo_store.top_by_fitness("dpo", k=3)] == ["lrml", "dpo", "slic"]
-    assert [r.name for r in zoo_store.top_by_fitness("agents")] == ["cell"]
+    assert [r.name for r in zoo_store.top_by_score("dpo", k=3)] == ["lrml", "dpo", "slic"]
+    assert [r.name for r in zoo_store.top_by_score("agents")] == ["cell"]
+
+
+def test_the_fresh_difference_ranks_before_fitness_and_a_lucky_few_seeds_do_not_top_it(
+    store: MemoryStore,
+) -> None:
+    """Issue 16.5: memory ranks by the shrunk fresh-seed difference to the baseline, never the in-sample
+    fitness; a record without one (no baseline, or from before) comes after."""
+    high = Fitness(value=9.0, ci_low=8.0, ci_high=10.0)  # in-sample: the highest
+    store.record(rec("dpo", fitness=high))
+    ranked = {
+        "ipo": VsBaseline(diff=0.03, ci_low=0.02, ci_high=0.04, n_seeds=32),
+        "slic": VsBaseline(diff=0.08, ci_low=-0.30, ci_high=0.46, n_seeds=2),  # larger, from 2 seeds
+        "lrml": VsBaseline(diff=-0.05, ci_low=-0.06, ci_high=-0.04, n_seeds=32),
+    }
+    for name, vs in ranked.items():
+        store.record(rec(name, fitness=Fitness(value=0.1, ci_low=0.0, ci_high=0.2), vs_baseline=vs))
+    assert [r.name for r in store.top_by_score("dpo", k=4)] == ["ipo", "slic", "lrml", "dpo"]
+    assert store.get(store.top_by_score("dpo", k=1)[0].id).vs_baseline == ranked["ipo"]
 
 
 def test_recent_failures_come_with_their_errors_and_fixes(store: MemoryStore) -> None:

@@ -21,7 +21,7 @@ from agent.context import ContextLimits, DesignContext, build_context, clip
 from agent.prompting import PromptError, design_messages, reflect_messages, render, repair_messages
 from agent.schemas import Draft
 from memory.embeddings import MiniLMEmbedder
-from memory.records import CandidateRecord, Fitness, normalise_code
+from memory.records import CandidateRecord, Fitness, VsBaseline, normalise_code
 from memory.store import MemoryStore
 from targets.dpo.checks import check_candidate
 from targets.dpo.zoo import get_zoo_loss, zoo_names
@@ -161,6 +161,23 @@ def test_design_prompt_shows_the_bounded_sections(store: MemoryStore) -> None:
             assert f"thought-{r.name}" not in text, r.name
     hints_text = section(text, "Hints from the researcher")
     assert "hint-one" not in text and "hint-two" in hints_text and "hint-three" in hints_text
+
+
+def test_best_so_far_is_the_fresh_difference_to_the_baseline(store: MemoryStore) -> None:
+    """Issue 16.5: a candidate with a fresh-seed difference to the baseline heads "best so far" (above
+    higher in-sample fitness), and the prompt shows the difference with its interval and n."""
+    dpo = store.get("e-dpo")
+    assert dpo is not None
+    vs = VsBaseline(diff=0.0213, ci_low=0.004, ci_high=0.0386, n_seeds=16)
+    store.record(dpo.model_copy(update={"vs_baseline": vs}))
+    ctx = build_context(store, TARGET, query="x", limits=ContextLimits(k_best=2))
+    assert [a.name for a in ctx.best] == ["dpo", "pfl"]
+    text = user(design_messages(ctx))
+    line = (
+        "`dpo` — evaluated, vs the baseline +0.0213 (95% CI +0.0040 to +0.0386 on 16 fresh seeds), fitness 1"
+    )
+    assert line in section(text, "Best so far")
+    assert "the best so far, `dpo` (+0.0213 vs the baseline)" in text
 
 
 def test_vetoed_candidates_never_appear(store: MemoryStore) -> None:

@@ -12,6 +12,7 @@ from test_tui_helpers import (
     apply_commands,
     board,
     commands,
+    fresh,
     live_run,
     text_of,
     until,
@@ -53,12 +54,16 @@ async def test_attach_to_a_finished_run_shows_every_pane(home: Path) -> None:
         assert "finished (candidates budget reached: 4 of 4)" in text_of(app, "#status")
         rows = board(app)
         assert [r[1] for r in rows] == ["squared_margin", "dpo_again", "hinge_gate", "broken_loss"], "ranked"
-        assert rows[0][2:] == ["ok", "~+0.31[+0.23,+0.37]"] and rows[3][2] == "check ✗"
+        assert rows[0][2:] == ["ok", "+0.31[+0.23,+0.37] 4"] and rows[3][2] == "check ✗"
         progress = text_of(app, "#progress")
         assert "#4 broken_loss" in progress and "4/10" in progress and "repair 1/3" in progress
         assert text_of(app, "#chart").count("●") == 3
+        title = "vs DPO, fresh seeds: ● CI ─ incumbent"
+        assert app.screen.query_one("#chart").border_title == title
         story = text_of(app)
-        assert "#2 fitness +0.310 [+0.230, +0.370]" in story and "#4 repair 1/3" in story
+        assert "#2 screen fitness +0.310 [+0.230, +0.370]" in story and "#4 repair 1/3" in story
+        fresh_line = "#2 recorded squared_margin: evaluated, vs DPO +0.310 [+0.230, +0.370] on 4 fresh seeds"
+        assert fresh_line in story
         assert "run finished: candidates budget reached" in story
         await pilot.press("ctrl+q")
     assert app.return_value == QuitResult(RUN_ID, alive=False, state="finished"), (
@@ -299,9 +304,20 @@ async def test_the_conversation_follows_unless_scrolled_up_and_the_board_keeps_i
                 "status": "evaluated",
                 "fitness": better,
                 "generation": 5,
+                "verdict": "best",
             },
         )
-        log.append("candidate", f"{RUN_ID}-0005", name="new_best", status="evaluated", fitness=better)
+        run.write_candidate_file(f"{RUN_ID}-0005", "vs_baseline.json", fresh(0.9))
+        vs = {"diff": 0.9, "ci_low": 0.82, "ci_high": 0.96, "n_seeds": 4}
+        log.append(
+            "candidate",
+            f"{RUN_ID}-0005",
+            name="new_best",
+            status="evaluated",
+            fitness=better,
+            vs_baseline=vs,
+            verdict="best",
+        )
         await until(pilot, lambda: board(app)[0][1] == "new_best", what="the re-ranked board")
         assert board(app)[table.cursor_row][1] == "hinge_gate", "the cursor stays on its candidate"
         assert "●" in text_of(app, "#chart") and text_of(app, "#chart").count("●") == 4

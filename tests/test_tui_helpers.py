@@ -29,6 +29,13 @@ def fitness(value: float) -> dict[str, float]:
     return {"value": value, "ci_low": value - 0.08, "ci_high": value + 0.06}
 
 
+def fresh(value: float) -> dict[str, Any]:
+    """vs_baseline.json as the confirm step writes it (agent.fresh.Fresh): here the same interval."""
+    fit = fitness(value)
+    return {"diff": value, "ci_low": fit["ci_low"], "ci_high": fit["ci_high"], "n_seeds": 4,
+            "seeds": [2, 3, 4, 5], "p_value": 0.001 if value > 0.2 else 0.4, "confidence": 0.95}  # fmt: skip
+
+
 def check_report(passed: bool) -> dict[str, Any]:
     checks = [{"name": "policy", "passed": True, "message": "no forbidden imports", "numbers": {}}]
     if passed:
@@ -69,7 +76,7 @@ def write_run(home: Path, run_id: str = RUN_ID, state: str = "finished", pid: in
         log.append("node", cid, node="check", phase="enter")
         log.append("tool", cid, tool="run_checks", args={"chars": len(code)}, result="passed")
         run.write_candidate_file(cid, "check0.json", check_report(value is not None))
-        status, error, fit = "evaluated", None, None
+        status, error, fit, vs, verdict = "evaluated", None, None, None, None
         if value is None:
             log.append("check", cid, passed=False, repairs=0, failures=["output_shape: NameError"])
             log.append("node", cid, node="repair", attempt=1, fed=["output_shape"])
@@ -91,6 +98,9 @@ def write_run(home: Path, run_id: str = RUN_ID, state: str = "finished", pid: in
                 reason="",
                 seconds=3.0,
             )
+            verdict = "first" if best is None else "best" if value > best[1] else "not_better"
+            vs = {k: v for k, v in fresh(value).items() if k in ("diff", "ci_low", "ci_high", "n_seeds")}
+            run.write_candidate_file(cid, "vs_baseline.json", fresh(value))
         record = {
             "id": cid,
             "name": name,
@@ -102,9 +112,14 @@ def write_run(home: Path, run_id: str = RUN_ID, state: str = "finished", pid: in
             "repair_count": 1 if value is None else 0,
             "parent_ids": parents,
             "generation": i,
+            "verdict": verdict,
+            "vs_baseline": vs,
         }
         run.write_candidate_file(cid, "record.json", record)
-        log.append("candidate", cid, name=name, status=status, error=error, fitness=fit, parents=parents)
+        log.append(
+            "candidate", cid, name=name, status=status, error=error, fitness=fit, vs_baseline=vs,
+            baseline="DPO", parents=parents, verdict=verdict,
+        )  # fmt: skip
         if value is not None and (best is None or value > best[1]):
             best = (cid, value)
         if i == 2:  # the best so far earns a real DPO job, still training

@@ -167,15 +167,18 @@ def test_tracker_follows_the_loop_and_the_hints() -> None:
     assert "/approve or /deny" in q[0].text and t.view(RunStatus(), alive=True).waiting == "GPU job for #1"
 
 
-def test_chart_draws_points_ci_and_the_best_so_far() -> None:
-    pts = [Point(1, -0.5, -0.6, -0.4), Point(2, -0.2, -0.3, -0.1), Point(3, -0.4, -0.5, -0.3)]
+def test_chart_draws_points_ci_and_the_incumbent_not_the_highest_dot() -> None:
+    pts = [Point(1, -0.5, -0.6, -0.4, True), Point(2, -0.2, -0.3, -0.1), Point(3, -0.4, -0.5, -0.3, True)]
     lines = [x.plain for x in chart_lines(pts, 40, 8)]
     assert len(lines) == 8 and all(len(x) <= 40 for x in lines)
     assert lines[0].startswith("-0.100") and lines[-2].startswith("-0.600")
-    assert sum(x.count("●") for x in lines) == 3 and "─" in "".join(lines) and "│" in "".join(lines)
+    assert sum(x.count("●") for x in lines) == 3 and "│" in "".join(lines)
+    line_rows = [i for i, x in enumerate(lines[:-1]) if "─" in x or "┼" in x]
+    top_row = next(i for i, x in enumerate(lines) if "●" in x)  # #2, the highest dot: never the line
+    assert line_rows and top_row not in line_rows, "the line is the incumbent's score (#1, then #3)"
     assert "#1" in lines[-1] and "#3" in lines[-1]
     assert chart_lines([], 40, 8)[0].plain == "no evaluated candidate yet"
-    many = [Point(i, i / 100, i / 100 - 0.1, i / 100 + 0.1) for i in range(1, 200)]
+    many = [Point(i, i / 100, i / 100 - 0.1, i / 100 + 0.1, i == 5) for i in range(1, 200)]
     assert all(len(x.plain) <= 40 for x in chart_lines(many, 40, 8)), "newest candidates when all do not fit"
 
 

@@ -114,7 +114,7 @@ class Toolbox:
         return out
 
     def best(self, k: int = 5) -> list[CandidateBrief]:
-        out = [CandidateBrief.of(r) for r in self.memory.top_by_fitness(self.target.name, k)]
+        out = [CandidateBrief.of(r) for r in self.memory.top_by_score(self.target.name, k)]
         self._log(
             "best", {"k": k}, ", ".join(f"{b.id}={b.fitness:+.3f}" for b in out if b.fitness is not None)
         )

@@ -1,6 +1,7 @@
-"""The fitness-over-time chart as text: one column per evaluated candidate, its 95% CI as a bar, its
-fitness as a dot, and the best so far as a line. Plain Rich text, so that it is tested without Textual
-and looks the same in a snapshot and in a terminal."""
+"""The score-over-time chart as text: one column per evaluated candidate, its 95% CI as a bar, its score
+(the fresh-seed difference to the baseline, or a baseline-less target's fitness) as a dot, and the
+incumbent (the run's best by evidence, never the highest dot: that is the winner's curse) as a line.
+Plain Rich text, so that it is tested without Textual and looks the same in a snapshot and in a terminal."""
 
 from __future__ import annotations
 
@@ -21,15 +22,17 @@ def chart_lines(points: Sequence[Point], width: int, height: int) -> list[Text]:
         return [Text("no evaluated candidate yet", style="dim")]
     rows, plot_w = height - 1, width - LABEL
     ordered = sorted(points, key=lambda p: p.index)
-    best, running = [], float("-inf")
+    best: list[float | None] = []
+    running: float | None = None
     for p in ordered:
-        running = max(running, p.value)
+        running = p.value if p.incumbent else running
         best.append(running)
     shown = ordered[-plot_w:]
     best = best[-plot_w:]
     spacing = max(1, min(4, plot_w // len(shown)))
-    lo = min(min(p.low, p.value) for p in shown)
-    hi = max(max(p.high, p.value) for p in shown)
+    line = [b for b in best if b is not None]  # the incumbent may be older than the columns shown
+    lo = min([min(p.low, p.value) for p in shown] + line)
+    hi = max([max(p.high, p.value) for p in shown] + line)
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
 
@@ -39,13 +42,13 @@ def chart_lines(points: Sequence[Point], width: int, height: int) -> list[Text]:
     grid = [[(" ", "")] * plot_w for _ in range(rows)]
     for i, (p, b) in enumerate(zip(shown, best, strict=True)):
         col = i * spacing + spacing // 2
-        for c in range(i * spacing, min(plot_w, (i + 1) * spacing)):
-            grid[row(b)][c] = ("─", "green")
+        if b is not None:
+            for c in range(i * spacing, min(plot_w, (i + 1) * spacing)):
+                grid[row(b)][c] = ("─", "green")
         if spacing > 1:  # a CI bar per candidate, when there is room for them
             for r in range(row(p.high), row(p.low) + 1):
                 grid[r][col] = ("┼", "green") if grid[r][col][0] == "─" else ("│", "dim")
-        top = p.value >= b - 1e-12
-        grid[row(p.value)][col] = ("●", "bold green" if top else "bold")
+        grid[row(p.value)][col] = ("●", "bold green" if p.incumbent else "bold")
     out = []
     mid = rows // 2
     for r, cells in enumerate(grid):

@@ -28,6 +28,7 @@ class RunUpdate:
     rows: tuple[Row, ...] | None = None
     """The leaderboard, ranked; None when it did not change."""
     points: tuple[Point, ...] = ()
+    chart_title: str = "fitness: ● CI ─ incumbent"
     known: tuple[str, ...] = ()
     acked: tuple[str, ...] = ()
     """Ids of commands that the runner applied in this batch of events."""
@@ -93,6 +94,7 @@ class RunSource:
             lines=tuple(lines),
             rows=rows,
             points=tuple(self.tracker.points),
+            chart_title=self.tracker.chart_title,
             known=tuple(self.tracker.known),
             acked=acked,
         )

@@ -43,6 +43,8 @@ class Point:
     value: float
     low: float
     high: float
+    incumbent: bool = False
+    """The evidence rule made it the run's best (first or best) when it was recorded."""
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,23 @@ class Tracker:
     not_acted: dict[str, str] = field(default_factory=dict)
     """hint → the first design that could not act on it (the offline proposer reads only some hints)."""
     last_hint: tuple[str, str, bool] | None = None
-    points: list[Point] = field(default_factory=list)
+    fresh_points: list[Point] = field(default_factory=list)
+    """Per recorded candidate, its difference to the baseline on fresh seeds (agent.fresh)."""
+    fitness_points: list[Point] = field(default_factory=list)
+    """Per recorded candidate, its evaluation's fitness: charted only for a target with no baseline."""
+    baseline: str = ""
     known: list[str] = field(default_factory=list)
     """Candidate ids in the order they appeared (for completion and `/pin 3`)."""
+
+    @property
+    def points(self) -> list[Point]:
+        """What the chart draws: the fresh-seed differences once there are any, else the fitness."""
+        return self.fresh_points or self.fitness_points
+
+    @property
+    def chart_title(self) -> str:
+        what = f"vs {self.baseline or 'baseline'}, fresh seeds" if self.fresh_points else "fitness"
+        return f"{what}: ● CI ─ incumbent"  # fits the pane's border at 100 columns
 
     def set_meta(self, meta: RunMeta) -> None:
         self.meta = meta
@@ -232,21 +248,30 @@ class Tracker:
         fit = fmt_fitness(p.get("fitness"))
         if not fit:
             return [Line(f"{short(e.candidate)} evaluation failed: {p.get('reason')}", "red")]
-        vs = p.get("vs_baseline") or {}
-        against = p.get("baseline") or "baseline"
-        vs_text = f", vs {against} {vs['value']:+.3f}" if vs.get("value") is not None else ""
-        return [Line(f"{short(e.candidate)} fitness {fit}{vs_text} in {p.get('seconds', 0):.0f}s", "bold")]
+        # on the screen's seeds (DPO's chose β): the score, on fresh seeds, comes with the record
+        line = f"{short(e.candidate)} screen fitness {fit} in {p.get('seconds', 0):.0f}s"
+        return [Line(line, "bold")]
 
     def _on_candidate(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        fit = p.get("fitness")
-        if fit and fit.get("value") is not None and e.candidate:
-            index = (
-                int(e.candidate.rsplit("-", 1)[-1]) if e.candidate[-4:].isdigit() else len(self.points) + 1
-            )
-            self.points.append(Point(index, fit["value"], fit["ci_low"], fit["ci_high"]))
+        fit, vs = p.get("fitness"), p.get("vs_baseline")
+        top = p.get("verdict") in ("first", "best")
+        self.baseline = p.get("baseline") or self.baseline
+        if e.candidate and (fit or vs):
+            last = e.candidate.rsplit("-", 1)[-1]
+            index = int(last) if last.isdigit() else len(self.known) + 1
+            if fit and fit.get("value") is not None:
+                self.fitness_points.append(Point(index, fit["value"], fit["ci_low"], fit["ci_high"], top))
+            if vs and vs.get("diff") is not None:
+                self.fresh_points.append(Point(index, vs["diff"], vs["ci_low"], vs["ci_high"], top))
         why = f" ({p['error']})" if p.get("error") else ""
         style = "green" if p.get("status") == "evaluated" else "red"
-        return [Line(f"{short(e.candidate)} recorded {p.get('name')}: {p.get('status')}{why}", style)]
+        score = ""
+        if vs and vs.get("diff") is not None:
+            against = p.get("baseline") or "baseline"
+            interval = fmt_fitness({"value": vs["diff"], **vs})
+            score = f", vs {against} {interval} on {vs.get('n_seeds')} fresh seeds"
+        line = f"{short(e.candidate)} recorded {p.get('name')}: {p.get('status')}{score}{why}"
+        return [Line(line, style)]
 
     def _on_job(self, e: Event, p: dict[str, Any]) -> list[Line]:
         job_id = p.get("job")

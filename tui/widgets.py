@@ -196,7 +196,7 @@ class Leaderboard(DataTable):
 
 
 class FitnessChart(Widget):
-    """Fitness of each evaluated candidate over the run, with its CI and the best so far."""
+    """Each evaluated candidate's score over the run (tui.chart), with its CI and the incumbent."""
 
     points: tuple[Point, ...] = ()
 

@@ -110,7 +110,7 @@ class ConsoleProgress:
         elif event.kind == "evaluation":
             fit = p.get("fitness")
             text = (
-                f"fitness {fit['value']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]"
+                f"screen fitness {fit['value']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]"
                 if fit
                 else p["reason"]
             )
@@ -118,7 +118,14 @@ class ConsoleProgress:
         elif event.kind == "evidence":
             self._print(f"  #{cid} {_evidence_line(p)}")
         elif event.kind == "candidate":
-            self._print(f"  #{cid} recorded: {p['status']}")
+            vs = p.get("vs_baseline")
+            score = (
+                f", vs {p.get('baseline') or 'baseline'} {vs['diff']:+.3f} [{vs['ci_low']:+.3f}, "
+                f"{vs['ci_high']:+.3f}] on {vs['n_seeds']} fresh seeds"
+                if vs
+                else ""
+            )
+            self._print(f"  #{cid} recorded: {p['status']}{escape(score)}")
         elif event.kind in ("budget", "error") or (event.kind == "human" and "message" in p):
             self._print(f"[yellow]{event.kind}[/]: {escape(str(p.get('reason') or p.get('message')))}")
 

@@ -16,8 +16,9 @@ from pydantic import BaseModel, Field
 
 from agent.config import EvidenceConfig
 from agent.events import Event, read_events
-from agent.fresh import FRESH, Fresh, baseline_verdicts, shrunk_differences
+from agent.fresh import FRESH, Fresh, baseline_verdicts
 from agent.runs import RunDir
+from targets.racing import shrunk_differences
 
 
 class Interval(BaseModel):

@@ -83,7 +83,7 @@ class RunScreen(DiscoScreen):
         self.query_one("#progress").border_title = "plan & progress"
         self.query_one("#board").border_title = "leaderboard (Enter: code, diff, checks)"
         self.query_one("#conversation").border_title = "conversation"
-        self.query_one("#chart").border_title = "fitness: ● with 95% CI, ─ best so far"
+        self.query_one("#chart").border_title = "fitness: ● CI ─ incumbent"
         self.busy("")
         self.query_one("#prompt").focus()
         self.tail()
@@ -118,6 +118,7 @@ class RunScreen(DiscoScreen):
         if u.rows is not None:
             self.query_one(Leaderboard).show(u.rows, u.progress.pinned, u.progress.vetoed)
         self.query_one(FitnessChart).show(u.points)
+        self.query_one("#chart").border_title = u.chart_title
         if u.lines:
             self.say(u.lines)
         for cid in u.acked:
