@@ -12,7 +12,7 @@ from test_memory_helpers import rec, shared_minilm
 
 from agent.chat import ChatAgent
 from agent.models import ModelSettings, StructuredModel
-from memory.records import Fitness
+from memory.records import Fitness, VsBaseline
 from memory.store import MemoryStore
 from targets.dpo.target import DPOTarget, DPOTargetConfig
 from targets.dpo.zoo import get_zoo_loss
@@ -69,6 +69,19 @@ def test_chat_agent_answers_from_memory_tools(toolbox: Toolbox) -> None:
     assert tool_turn and "hinge_loss" in tool_turn[0]["content"], "the tool's result went back to the model"
     assert server.requests[0]["tools"], "the tools were offered to the model"
     assert any(kw.get("tool") == "similar" for _, kw in toolbox.events), "tool calls are events"
+
+
+def test_best_candidates_is_ranked_by_and_quotes_the_fresh_difference(toolbox: Toolbox) -> None:
+    """Issue 16.5: the chat's best_candidates tool ranks by the fresh-seed difference to DPO, not by the
+    in-sample fitness, and gives the model its interval and n."""
+    vs = VsBaseline(diff=0.02, ci_low=0.005, ci_high=0.035, n_seeds=16)
+    low = Fitness(value=-0.5, ci_low=-0.6, ci_high=-0.4)
+    toolbox.memory.record(rec("ipo", status="evaluated", fitness=low, vs_baseline=vs))
+    best = toolbox.best(k=2)
+    assert [b.name for b in best] == ["ipo", "hinge_loss"] and best[0].vs_baseline == vs
+    tools = {t.name: t for t in as_langchain_tools(toolbox)}
+    shown = json.loads(tools["best_candidates"].invoke({"k": 1}))
+    assert shown[0]["vs_baseline"] == vs.model_dump()
 
 
 def test_tools_report_errors_to_the_model_instead_of_raising(toolbox: Toolbox) -> None:

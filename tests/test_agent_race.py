@@ -70,6 +70,9 @@ def test_dpo_under_new_texts_is_never_best(home: Path) -> None:
     raced = [r for r in rows if r["_vs"] is not None]
     assert raced and all(r["_vs"]["n_seeds"] >= 4 and 0 not in r["_vs"]["seeds"] for r in raced)
     assert all(r["_vs_verdict"] != "better" for r in rows), [(r["_vs"], r["_vs_verdict"]) for r in rows]
+    # The record (as memory keeps it) carries the latest: the incumbent's, after the races trained it more
+    for row in raced:
+        assert row["vs_baseline"] == {k: row["_vs"][k] for k in ("diff", "ci_low", "ci_high", "n_seeds")}
 
 
 def test_a_loss_clearly_better_than_the_incumbent_becomes_best(home: Path) -> None:
@@ -81,3 +84,5 @@ def test_a_loss_clearly_better_than_the_incumbent_becomes_best(home: Path) -> No
     assert [r["verdict"] for r in rows] == ["first", "best"], [r["_evidence"] for r in rows]
     claim = rows[1]["_evidence"]["rounds"][-1]
     assert claim["seeds"] == list(range(1, 9)) and claim["diff"]["ci_low"] > 0
+    # IPO's record (as memory keeps it) has its difference to DPO on the 8 seeds the race trained it on
+    assert rows[0]["_vs"]["n_seeds"] == rows[0]["vs_baseline"]["n_seeds"] == 8, "refreshed after the race"

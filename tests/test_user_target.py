@@ -221,6 +221,11 @@ def test_disco_run_and_resume_a_user_target_offline(
     records = {r.id: r for r in MemoryStore(home / "memory", embedder=minilm).iter_records()}
     mine = [r for r in records.values() if r.run_id == "opt"]
     assert mine and {r.target for r in mine} == {"optimizer"}
+    for r in mine:  # memory's score is the latest fresh difference (the incumbent's refreshed after races)
+        fresh = json.loads((home / "runs" / "opt" / "candidates" / r.id / "vs_baseline.json").read_text())
+        assert r.vs_baseline is not None and r.vs_baseline.model_dump() == {
+            k: fresh[k] for k in ("diff", "ci_low", "ci_high", "n_seeds")
+        }
     assert all(dpo_id not in r.parent_ids for r in mine), "a DPO candidate is never an optimizer's parent"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from memory.records import CandidateRecord
+from memory.records import CandidateRecord, VsBaseline
 from memory.store import MemoryStore
 from targets.base import Evaluation, Target
 from targets.results import CheckReport, CheckResult
@@ -28,6 +28,8 @@ class CandidateBrief(BaseModel):
     status: str
     fitness: float | None
     ci: tuple[float, float] | None
+    vs_baseline: VsBaseline | None = None
+    """The fresh-seed difference to the baseline with its interval and n: the score ranked by."""
     error: str | None
     thought: str
     code: str
@@ -44,6 +46,7 @@ class CandidateBrief(BaseModel):
             status=rec.status,
             fitness=fit.value if fit else None,
             ci=(fit.ci_low, fit.ci_high) if fit else None,
+            vs_baseline=rec.vs_baseline,
             error=(rec.failure_text() or None),
             thought=rec.thought[:600],
             code=rec.code[:code_chars],
@@ -115,9 +118,13 @@ class Toolbox:
 
     def best(self, k: int = 5) -> list[CandidateBrief]:
         out = [CandidateBrief.of(r) for r in self.memory.top_by_score(self.target.name, k)]
-        self._log(
-            "best", {"k": k}, ", ".join(f"{b.id}={b.fitness:+.3f}" for b in out if b.fitness is not None)
-        )
+        shown = [
+            f"{b.id}={b.vs_baseline.diff:+.3f} (n {b.vs_baseline.n_seeds})" for b in out if b.vs_baseline
+        ]
+        shown += [
+            f"{b.id}=fitness {b.fitness:+.3f}" for b in out if not b.vs_baseline and b.fitness is not None
+        ]
+        self._log("best", {"k": k}, ", ".join(shown))
         return out
 
     def failures(self, k: int = 5) -> list[dict[str, Any]]:

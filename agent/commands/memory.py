@@ -250,6 +250,11 @@ def show(
     )
     typer.echo(f"{rec.id}  {rec.name}  target {rec.target}  run {rec.run_id or '-'}  status {rec.status}")
     typer.echo(f"fitness {fit}  repairs {rec.repair_count}  parents {', '.join(rec.parent_ids) or '-'}")
+    if vs := rec.vs_baseline:
+        typer.echo(
+            f"vs the baseline on fresh seeds {vs.diff:+.4f} [{vs.ci_low:+.4f}, {vs.ci_high:+.4f}]"
+            f", n {vs.n_seeds}"
+        )
     if rec.error or rec.failure_text():
         typer.echo(f"error: {rec.failure_text()}")
     if rec.thought:
