@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from targets.racing import RaceConfig, benjamini_hochberg, seed_differences, shown
-
 if TYPE_CHECKING:
     from agent.runs import RunDir
+    from targets.racing import RaceConfig
+
+# targets.racing (scipy) is imported where it is used: `disco runs list` reads a score, nothing more.
 
 
 FRESH = "vs_baseline.json"
@@ -55,6 +56,8 @@ def fresh_vs_baseline(run: RunDir, cid: str, rules: RaceConfig) -> Fresh | None:
         if saved.get("scores") and saved.get("baseline_scores"):
             mine[str(saved["seed"])] = saved["scores"]
             base[str(saved["seed"])] = saved["baseline_scores"]
+    from targets.racing import seed_differences, shown
+
     diffs = seed_differences(mine, base)
     if not diffs:
         return None
@@ -77,8 +80,23 @@ def baseline_verdicts(fresh: Mapping[str, Fresh], q: float) -> dict[str, str]:
     """Per candidate, its verdict against the baseline over the whole run: `better` by Benjamini–Hochberg
     at FDR q over every candidate with a fresh difference, `worse` when its interval lies below 0,
     `not_separated` otherwise."""
+    from targets.racing import benjamini_hochberg
+
     winners = benjamini_hochberg({cid: f.p_value for cid, f in fresh.items()}, q)
     return {
         cid: "better" if cid in winners else ("worse" if f.ci_high < 0 else "not_separated")
         for cid, f in fresh.items()
     }
+
+
+def read_fresh(run: RunDir, cid: str | None) -> Fresh | None:
+    """A candidate's saved difference to the baseline (`vs_baseline.json`), when it has one."""
+    saved = run.read_candidate_json(cid, FRESH) if cid else None
+    return Fresh.model_validate(saved) if saved else None
+
+
+def fresh_text(fresh: Fresh, compact: bool = False) -> str:
+    """The difference as the run lists show it: d̄ [low, high] and n (`compact`: as the TUI's columns)."""
+    if compact:
+        return f"{fresh.diff:+.2f}[{fresh.ci_low:+.2f},{fresh.ci_high:+.2f}] n{fresh.n_seeds}"
+    return f"{fresh.diff:+.3f} [{fresh.ci_low:+.3f}, {fresh.ci_high:+.3f}] n{fresh.n_seeds}"

@@ -40,6 +40,14 @@ def test_run_uses_the_model_configured_in_the_environment(tmp_path: Path, shared
     assert "sk-test" not in (tmp_path / "runs" / "env" / "run.json").read_text(), "no secret in the run dir"
     listed = json.loads(cli(tmp_path, "runs", "list", "--json", env=env).stdout)
     assert [(r["run_id"], r["state"], r["candidates"]) for r in listed] == [("env", "finished", 1)]
+    # The best's score is its difference to DPO on fresh seeds, with n: never the in-sample fitness
+    (best,) = listed
+    fresh = json.loads(
+        (tmp_path / "runs" / "env" / "candidates" / best["best_id"] / "vs_baseline.json").read_text()
+    )
+    assert best["best_vs_baseline"] == fresh and fresh["n_seeds"] >= 2
+    table = cli(tmp_path, "runs", "list", env=env | {"COLUMNS": "200"}).stdout
+    assert f"{fresh['diff']:+.3f}" in table and f"n{fresh['n_seeds']}" in table and "~" not in table
 
 
 @pytest.mark.parametrize(

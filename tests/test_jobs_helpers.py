@@ -32,7 +32,9 @@ OOM = (
     "def hungry" + SIGNATURE + RHO + "    big = torch.ones(2**34)  # 64 GiB of float32\n"
     "    return -F.logsigmoid(self.beta * rho) + big[0] * 0\n"
 )
-HANG = "def hangs" + SIGNATURE + RHO + "    while True:\n        rho = rho + 0\n"
+# Spins without allocating: `rho = rho + 0` grew the autograd graph until the job's address-space limit
+# crashed it (std::bad_alloc), on a fast machine before its time limit.
+HANG = "def hangs" + SIGNATURE + RHO + "    spins = 0\n    while True:\n        spins = spins + 1\n"
 HUGE = "def huge" + SIGNATURE + RHO + "    return -F.logsigmoid(self.beta * rho) * 1000.0 + 1000.0\n"
 
 

@@ -84,7 +84,8 @@ async def test_the_agent_answers_with_its_tools_and_each_call_shows(home: Path, 
         tool_turn = [m for m in server.requests[1]["messages"] if m["role"] == "tool"]
         first = server.requests[0]["messages"][-1]["content"]
     assert "hinge_loss" in tool_turn[0]["content"], "the tool's result went back to the model"
-    runs = "[Runs in the data dir, newest first: demo (finished, 4 candidates in 1m23s, best +0.310).]"
+    runs = "[Runs in the data dir, newest first: demo (finished, 4 candidates in 1m23s, "
+    runs += "best +0.31[+0.23,+0.37] n4).]"
     assert first == f"{runs}\n\nwhat works best so far?", (
         "the agent hears of the runs with the first question"
     )
@@ -138,7 +139,12 @@ async def test_chat_lists_runs_and_opens_one(home: Path, toolbox: Toolbox) -> No
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#runs")
         await until(pilot, lambda: table.row_count == 1, what="the runs")
-        assert [str(c) for c in table.get_row_at(0)] == [RUN_ID, "finished", "4 in 1m23s", "+0.310"]
+        assert [str(c) for c in table.get_row_at(0)] == [
+            RUN_ID,
+            "finished",
+            "4 in 1m23s",
+            "+0.31[+0.23,+0.37] n4",
+        ]
         table.focus()
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.updates > 0)

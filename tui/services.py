@@ -14,6 +14,7 @@ from pathlib import Path
 
 from agent.control import Command, send
 from agent.events import Event, EventTail
+from agent.fresh import fresh_text, read_fresh
 from agent.leaderboard import Row, candidate_rows, ranked
 from agent.runs import RunDir, RunStatus, list_runs
 from tui.view import Line, Point, ProgressView, Tracker, fmt_duration
@@ -200,7 +201,9 @@ def run_rows(runs_root: Path) -> list[tuple[str, str, str, str]]:
     for run in reversed(list_runs(runs_root)):
         s = run.status()
         state = run.display_state(s)
-        best = f"{s.best_fitness:+.3f}" if s.best_fitness is not None else ""
+        fresh = read_fresh(run, s.best_id)  # the incumbent's score on seeds that chose nothing
+        in_sample = f"~{s.best_fitness:+.3f}" if s.best_fitness is not None else ""
+        best = fresh_text(fresh, compact=True) if fresh else in_sample
         out.append((run.run_id, state, f"{s.candidates} in {fmt_duration(s.elapsed_s)}", best))
     return out
 

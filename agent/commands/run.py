@@ -437,12 +437,16 @@ def list_runs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
     from rich.console import Console
     from rich.table import Table
 
+    from agent.fresh import fresh_text, read_fresh
     from agent.runs import list_runs as all_runs
 
-    items = []
+    items, shown = [], []
     for r in all_runs(_runs_root()):
         meta, status = r.meta(), r.status()
         state = r.display_state(status)
+        fresh = read_fresh(r, status.best_id)  # the incumbent's score: on seeds that chose nothing
+        in_sample = f"~{status.best_fitness:+.3f}" if status.best_fitness is not None else ""
+        shown.append(fresh_text(fresh) if fresh else in_sample)
         items.append(
             {
                 "run_id": r.run_id,
@@ -451,6 +455,8 @@ def list_runs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
                 "state": state,
                 "reason": status.reason,
                 "candidates": status.candidates,
+                "best_id": status.best_id,
+                "best_vs_baseline": fresh.model_dump(mode="json") if fresh else None,
                 "best_fitness": status.best_fitness,
                 "created_at": meta.created_at.isoformat(),
             }
@@ -459,12 +465,13 @@ def list_runs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
         typer.echo(json.dumps(items, indent=2))
         return
     table = Table(title=f"runs in {_runs_root()}")
-    for col in ("run", "target", "model", "state", "candidates", "best"):
+    for col in ("run", "target", "model", "state", "candidates", "best: vs baseline, fresh seeds"):
         table.add_column(col)
-    for i in items:
-        best = f"{i['best_fitness']:+.3f}" if i["best_fitness"] is not None else ""
+    for i, best in zip(items, shown, strict=True):
         table.add_row(i["run_id"], i["target"], i["model"], i["state"], str(i["candidates"]), best)
     Console().print(table)
+    if any(b.startswith("~") for b in shown):
+        typer.echo("~: the best's screen fitness (in-sample): it has no fresh-seed difference to a baseline")
 
 
 @runs_app.command("show")
