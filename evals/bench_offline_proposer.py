@@ -1,15 +1,19 @@
-"""The offline proposer as a search baseline, and the agent's own overhead per candidate.
+"""The offline proposer as a search baseline under the run's own protocol (issue 16.8), and the agent's
+overhead per candidate.
 
-Runs `disco run` offline (no model) for N candidates on the DPO target's default sweep, then reports:
-  - the best fitness after 20 and after N candidates, against DPO's fitness on the same sweep;
-  - the best candidates re-evaluated on fresh seeds, paired with DPO (best-of-N is optimistic: the
-    winner's curse), which is the evidence that counts;
+Runs `disco run` offline (no model) for N candidates on the DPO target's default preset: each candidate's
+β is chosen on screening seeds that are never scored, it races the incumbent on fresh seeds (DPO trained
+on each of them too), and "better than DPO" is decided over the whole run by Benjamini–Hochberg. Reports:
+  - the run's best by evidence and the top candidates by their shrunk fresh difference to DPO, each with
+    its interval, n and verdict; and the candidate with the highest in-sample screen fitness (the old
+    protocol's "best"), to show what the winner's curse would have announced;
+  - how far the race took the candidates (seeds reached) and the verdicts over the run;
   - candidates by status; seconds per candidate;
-  - the agent's overhead per candidate: wall time of every node minus the time spent inside the target's
-    evaluator (training and scoring) and inside model calls (none offline).
+  - the agent's own overhead per candidate: wall time of every node minus the time spent inside the
+    target's evaluator (training and scoring) and inside model calls (none offline).
 
     python evals/bench_offline_proposer.py --candidates 50            # ~40 min on 2 cores
-    python evals/bench_offline_proposer.py --run-dir DIR --no-run     # report on an existing run
+    python evals/bench_offline_proposer.py --no-run                   # report on an existing run
 
 Results: evals/results/offline_proposer/report.md and report.json.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -75,36 +80,47 @@ def overhead(run_dir: Path) -> dict:
         "candidates": len(rows),
         "overhead_s_mean": statistics.mean(rows) if rows else None,
         "overhead_s_median": statistics.median(rows) if rows else None,
-        "overhead_s_p95": rows[int(0.95 * (len(rows) - 1))] if rows else None,
+        "overhead_s_p95": rows[max(0, math.ceil(0.95 * len(rows)) - 1)] if rows else None,
         "of_which_sandboxed_checks_s_mean": statistics.mean(checks) if checks else None,
     }
 
 
-def best_after(rows: list[dict], n: int) -> dict | None:
-    scored = [r for r in rows if r["index"] <= n and r["fitness"] is not None]
-    return max(scored, key=lambda r: r["fitness"]) if scored else None
+def summarise(run_dir: Path) -> dict:
+    """The run's candidates as the leaderboard ranks them, with the race's reach and the verdicts."""
+    from agent.leaderboard import candidate_rows, incumbent, ranked, shrunk_scores
+    from agent.runs import RunDir
 
+    rows = candidate_rows(RunDir(run_dir))
+    shrunk = shrunk_scores(rows)
+    order = [r for r in ranked(rows) if r.id in shrunk]
+    order.sort(key=lambda r: -shrunk[r.id])
 
-def reevaluate(home: Path, codes: dict[str, str], seeds: list[int]) -> dict:
-    """The given candidates and DPO on fresh seeds (same β grid), paired with DPO."""
-    os.environ["DISCO_HOME"] = str(home)
-    from agent.home import cache_dir
-    from targets.dpo.bench import run_bench
-    from targets.dpo.sweep import SweepSpec
+    def brief(r: object) -> dict:
+        out = r.model_dump()  # type: ignore[attr-defined]
+        return out | {"shrunk": shrunk.get(out["id"])}
 
-    report = run_bench(codes, SweepSpec(seeds=seeds), cache_dir())
+    scored = [r for r in rows if r.fitness is not None]
+    top = incumbent(rows)
+    reach: dict[int, int] = {}
+    for r in scored:
+        reach[r.vs_n or 0] = reach.get(r.vs_n or 0, 0) + 1  # fresh seeds trained with DPO beside it
+    verdicts: dict[str, int] = {}
+    for r in rows:
+        if r.vs_verdict:
+            verdicts[r.vs_verdict] = verdicts.get(r.vs_verdict, 0) + 1
+    by_status: dict[str, int] = {}
+    for r in rows:
+        by_status[r.status] = by_status.get(r.status, 0) + 1
     return {
-        name: report.fitness[name].model_dump(mode="json", exclude={"frontier"}) for name in report.losses
+        "candidates": len(rows),
+        "by_status": by_status,
+        "incumbent": brief(top) if top else None,
+        "top_by_shrunk_fresh": [brief(r) for r in order[:5]],
+        "max_screen_fitness": brief(max(scored, key=lambda r: r.fitness or 0.0)) if scored else None,
+        "seeds_reached": {str(k): v for k, v in sorted(reach.items())},
+        "vs_dpo_verdicts": verdicts,
+        "better_than_dpo": [r.name for r in rows if r.vs_verdict == "better"],
     }
-
-
-def dpo_fitness(home: Path, run_dir: Path) -> dict:
-    from targets.dpo.fitness import RunResult, compute_fitness
-    from targets.dpo.sweep import SweepSpec
-
-    (path,) = (home / "cache" / "baselines").glob("dpo-*.json")
-    runs = [RunResult.model_validate(r) for r in json.loads(path.read_text())]
-    return compute_fitness({"dpo": runs}, SweepSpec().fitness, baseline=None)["dpo"].fitness.model_dump()
 
 
 def main() -> None:
@@ -114,40 +130,13 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path("/tmp/disco-proposer-study"))
     parser.add_argument("--run-id", default="proposer-study")
     parser.add_argument("--no-run", action="store_true", help="report on an existing run")
-    parser.add_argument("--fresh-seeds", default="2,3,4,5")
     args = parser.parse_args()
 
     wall = None if args.no_run else run_disco(args.home, args.run_id, args.candidates, args.preset)
     run_dir = args.home / "runs" / args.run_id
-    from agent.leaderboard import candidate_rows
-    from agent.runs import RunDir
-
-    rows = [r.model_dump() for r in candidate_rows(RunDir(run_dir))]
-    by_status: dict[str, int] = {}
-    for r in rows:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
-    checkpoints = sorted({min(20, len(rows)), len(rows)})
-    best = {n: best_after(rows, n) for n in checkpoints}
-    dpo = dpo_fitness(args.home, run_dir)
-    seeds = [int(s) for s in args.fresh_seeds.split(",")]
-    codes = {}
-    for n, row in best.items():
-        if row:
-            codes[f"best_after_{n}"] = (run_dir / "candidates" / row["id"] / "record.json").read_text()
-    codes = {k: json.loads(v)["code"] for k, v in codes.items()}
-    fresh = reevaluate(args.home, codes, seeds) if codes else {}
-    doc = {
-        "candidates": len(rows),
-        "preset": args.preset,
-        "wall_s": wall,
-        "seconds_per_candidate": (wall / len(rows)) if wall and rows else None,
-        "by_status": by_status,
-        "dpo_fitness": dpo,
-        "best": {str(n): best[n] for n in checkpoints},
-        "fresh_seeds": seeds,
-        "reevaluated": fresh,
-        "overhead": overhead(run_dir),
-    }
+    doc = {"preset": args.preset, "wall_s": wall} | summarise(run_dir)
+    doc["seconds_per_candidate"] = (wall / doc["candidates"]) if wall and doc["candidates"] else None
+    doc["overhead"] = overhead(run_dir)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "report.json").write_text(json.dumps(doc, indent=2, default=str))
     (OUT / "report.md").write_text(render(doc))
@@ -155,36 +144,59 @@ def main() -> None:
 
 
 def render(doc: dict) -> str:
-    def ci(f: dict | None) -> str:
-        return f"{f['value']:+.3f} [{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]" if f else "—"
-
-    lines = [
-        "# The offline proposer as a search baseline (DPO target, default sweep: 5 β × 2 seeds)",
-        "",
-        f"{doc['candidates']} candidates, offline (no model); wall clock "
-        f"{doc['wall_s'] or 0:.0f} s ({doc['seconds_per_candidate'] or 0:.1f} s per candidate).",
-        f"Status: {', '.join(f'{k} {v}' for k, v in sorted(doc['by_status'].items()))}.",
-        f"DPO on the same sweep: fitness {ci(doc['dpo_fitness'])}.",
-        "",
-        "| after | best candidate | fitness [95% CI] | vs DPO, same seeds | re-evaluated on fresh seeds "
-        "| vs DPO, fresh seeds |",
-        "|---:|---|---|---|---|---|",
-    ]
-    for n, row in doc["best"].items():
-        if not row:
-            continue
-        fresh = doc["reevaluated"].get(f"best_after_{n}", {})
-        fit = {"value": row["fitness"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]}
-        vs = {"value": row["vs_baseline"], "ci_low": row["vs_low"], "ci_high": row["vs_high"]}
-        vs_fresh = (fresh.get("vs_baseline") or {}).get("diff")
-        lines.append(
-            f"| {n} | {row['name']} | {ci(fit)} | {ci(vs)} | {ci(fresh.get('fitness'))} | {ci(vs_fresh)} |"
+    def ci(v: float | None, lo: float | None, hi: float | None) -> str:
+        return (
+            f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" if v is not None and lo is not None and hi is not None else "—"
         )
+
+    def row(label: str, r: dict | None) -> str:
+        if not r:
+            return f"| {label} | — | | | | | |"
+        return (
+            f"| {label} | #{r['index']} {r['name']} | {ci(r['vs_baseline'], r['vs_low'], r['vs_high'])} "
+            f"| {r['vs_n'] or ''} | {r['vs_verdict'] or ''} | {r['verdict'] or ''} "
+            f"| {ci(r['fitness'], r['ci_low'], r['ci_high'])} |"
+        )
+
+    top = doc["incumbent"]
+    if top and top["vs_baseline"] is not None:
+        headline = (
+            f"The run's best by evidence is #{top['index']} {top['name']}: vs DPO "
+            f"{ci(top['vs_baseline'], top['vs_low'], top['vs_high'])} on {top['vs_n']} fresh seeds, "
+            f"verdict **{top['vs_verdict']}** (Benjamini–Hochberg at q = 0.1 over the run's "
+            f"{doc['candidates']} candidates)."
+        )
+    else:
+        headline = "The run has no best by evidence."
+    better = doc["better_than_dpo"]
+    lines = [
+        "# The offline proposer as a search baseline (DPO target, the run's own protocol)",
+        "",
+        f"{doc['candidates']} candidates, offline (no model), preset `{doc['preset']}`; wall clock "
+        f"{doc['wall_s'] or 0:.0f} s ({doc['seconds_per_candidate'] or 0:.1f} s per candidate, races "
+        "included).",
+        f"Status: {', '.join(f'{k} {v}' for k, v in sorted(doc['by_status'].items()))}.",
+        "",
+        headline,
+        f"Better than DPO over the run: {', '.join(better) if better else 'none'}; verdicts "
+        + ", ".join(f"{k} {v}" for k, v in sorted(doc["vs_dpo_verdicts"].items()))
+        + ".",
+        "Fresh seeds each candidate reached, with DPO trained beside it (n: candidates): "
+        + ", ".join(f"{k}: {v}" for k, v in doc["seeds_reached"].items())
+        + ".",
+        "",
+        "| | candidate | vs DPO, fresh seeds | n | vs DPO verdict | evidence | screen fitness (in-sample) |",
+        "|---|---|---|---:|---|---|---|",
+        row("best by evidence", top),
+    ]
+    lines += [row(f"top {i} by shrunk fresh", r) for i, r in enumerate(doc["top_by_shrunk_fresh"], start=1)]
+    lines += [
+        row("highest screen fitness", doc["max_screen_fitness"]),
+        "",
+        "The highest screen fitness is what ranking by the in-sample number would have announced.",
+    ]
     o = doc["overhead"]
     lines += [
-        "",
-        f"Fresh seeds: {doc['fresh_seeds']} (DPO re-run on the same seeds: "
-        f"{ci(doc['reevaluated'].get('dpo', {}).get('fitness'))}).",
         "",
         "## The agent's own overhead per candidate",
         "Node wall time minus the time inside the target's evaluator (training, scoring) and model calls:",
