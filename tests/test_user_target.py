@@ -132,6 +132,26 @@ def test_evaluation_is_paired_with_adam_per_seed_and_problem(target: Any) -> Non
     assert target.evaluate(SEEDS["sgd"], "sgd", seeds=[7]).item_scores == more.item_scores, "deterministic"
     failing = target.evaluate(body("raise ValueError('no')"), "raiser", seeds=[0])
     assert failing.status == "failed" and "ValueError: no" in failing.reason
+    assert adam.baseline_item_scores == adam.item_scores, "Adam paired with itself"
+
+
+def test_a_candidate_cannot_change_the_baseline_it_is_paired_with(tmp_path: Path) -> None:
+    """Attack: the first candidate of a run rewrites numpy's sqrt, which Adam's update uses. Adam is scored
+    in a sandbox of its own, so its item scores (cached for the whole run, the other side of every "vs
+    Adam") are the same as beside a harmless candidate. The policy, which refuses the store, is skipped."""
+    attack = body("np.sqrt = lambda x: x * 0.0 + 1e-12\n    return param - 0.01 * grad, state")
+    scores = {}
+    for name, code in (("attack", attack), ("sgd", SEEDS["sgd"])):
+        copy = tmp_path / name / f"opt_{name}_target"
+        shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        fresh = get_target(str(copy / "target.py"), {}, tmp_path / name / "cache")
+        try:
+            evaluation = fresh.evaluate(code, name, seeds=[0, 1])
+        finally:
+            fresh.close()
+        assert evaluation.status == "ok", evaluation.reason
+        scores[name] = evaluation.baseline_item_scores
+    assert scores["attack"] == scores["sgd"] and set(scores["sgd"]) == {"0", "1"}
 
 
 def test_the_offline_proposer_is_reproducible_and_its_candidates_pass() -> None:

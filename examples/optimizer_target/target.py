@@ -148,11 +148,18 @@ class OptimizerTarget:
         from .blocks import CLASSICS, render
 
         seeds = list(seeds if seeds is not None else self.config.seeds)
-        codes = {"candidate": code}
-        if any(str(s) not in self._adam for s in seeds):
-            codes["adam"] = render(CLASSICS[-1][1], "adam")
         start = time.perf_counter()
-        result = self._call("score_codes", 300, codes=codes, seeds=seeds, steps=self.config.steps)
+        missing = [s for s in seeds if str(s) not in self._adam]
+        if missing:  # Adam in a sandbox of its own: a candidate scored beside it could rewrite its numpy
+            adam = {"adam": render(CLASSICS[-1][1], "adam")}
+            base = self._call("score_codes", 300, codes=adam, seeds=missing, steps=self.config.steps)
+            if base.status != "ok" or not isinstance(base.value, dict):
+                reason = f"scoring the baseline (Adam) failed ({base.status}): {base.reason}"
+                return Evaluation(status="failed", reason=reason, seconds=time.perf_counter() - start)
+            self._adam |= base.value["adam"]["scores"]
+        result = self._call(
+            "score_codes", 300, codes={"candidate": code}, seeds=seeds, steps=self.config.steps
+        )
         seconds = time.perf_counter() - start
         if result.status != "ok" or not isinstance(result.value, dict):
             tail = (result.stderr or "").strip().splitlines()[-1:] or [result.reason]
@@ -160,7 +167,6 @@ class OptimizerTarget:
                 status="failed", reason=f"scoring failed ({result.status}): {tail[0]}", seconds=seconds
             )
         value = result.value
-        self._adam |= value.get("adam", {}).get("scores", {})
         mine = value["candidate"]
         items = {str(s): mine["scores"][str(s)] for s in seeds}
         scores = np.array([x for s in seeds for x in items[str(s)]])
