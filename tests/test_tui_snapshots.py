@@ -48,6 +48,25 @@ def test_run_screen_dark(home: Path, snap_compare: Any) -> None:
     assert snap_compare(make_app(home, RUN_ID, blink=False), terminal_size=SIZE, run_before=loaded())
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_run_screen_reflows(home: Path, snap_compare: Any, size: tuple[int, int]) -> None:
+    """At 80×24 the panes stack (the conversation keeps the terminal's width, the chart gives way); at
+    120×40 they stand side by side, as at 100×30."""
+    write_run(home)
+
+    async def check_layout(pilot: Any) -> None:
+        await loaded()(pilot)
+        screen = pilot.app.screen
+        story, board = screen.query_one("#conversation"), screen.query_one("#board")
+        if size[0] < 100:
+            assert screen.has_class("narrow") and story.size.width >= size[0] - 4
+            assert not screen.query_one("#chart").display
+        else:
+            assert not screen.has_class("narrow") and story.region.x > board.region.x
+
+    assert snap_compare(make_app(home, RUN_ID, blink=False), terminal_size=size, run_before=check_layout)
+
+
 def test_run_screen_light(home: Path, snap_compare: Any) -> None:
     write_run(home)
     app = make_app(home, RUN_ID, light=True, blink=False)

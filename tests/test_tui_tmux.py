@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from agent_helpers import REPO
 
 STEPS = (
@@ -38,15 +39,22 @@ def test_tmux_drives_the_real_tui(shared_cache: Path, tmp_path: Path) -> None:
     assert "Traceback" not in seen
 
 
-def test_disco_chat_talks_to_the_model_given_on_its_command_line(tmp_path: Path) -> None:
+ANSWER = "Try a bounded hinge on the margin next."
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)], ids=["100x30", "80x24"])
+def test_disco_chat_talks_to_the_model_given_on_its_command_line(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
     """`disco chat --model M --base-url U` in a real terminal: the answer comes from M at U (it used to
-    have no such flags, and `disco tui --model M` showed M and answered "No model is configured")."""
+    have no such flags, and `disco tui --model M` showed M and answered "No model is configured"). At 80×24
+    the panes stack: the answer reads on one line (beside the 54-column run list it wrapped every 20)."""
     from fake_openai import FakeOpenAI
     from tmux_tui import SESSION, screen, tmux
 
     env = {"DISCO_HOME": str(tmp_path / "home"), "OPENAI_API_KEY": "k", "HF_HUB_OFFLINE": "1"}
     with FakeOpenAI(model="tiny-chat") as server:
-        server.script(["Try a bounded hinge on the margin next."])
+        server.script([ANSWER])
         cmd = [
             sys.executable,
             "-m",
@@ -59,12 +67,15 @@ def test_disco_chat_talks_to_the_model_given_on_its_command_line(tmp_path: Path)
         ]
         shell = " ".join(["env", "-u", "DISCO_MODEL", "-u", "OPENAI_BASE_URL"])
         shell += " " + " ".join(f"{k}={v}" for k, v in env.items()) + " " + " ".join(cmd)
-        tmux("new-session", "-d", "-s", SESSION, "-x", "100", "-y", "30", "-c", str(REPO), shell)
+        width, height = (str(n) for n in size)
+        tmux("new-session", "-d", "-s", SESSION, "-x", width, "-y", height, "-c", str(REPO), shell)
         try:
             _wait_for(screen, lambda s: "tiny-chat" in s, "the chat names the model it was given")
             tmux("send-keys", "-t", SESSION, "what should I try next?", "Enter")
             seen = _wait_for(screen, lambda s: "bounded hinge" in s, "the model's answer", timeout=180)
             assert "No model is configured" not in seen
+            if size[0] < 100:
+                assert ANSWER in seen, f"the answer is wrapped in a narrow pane:\n{seen}"
         finally:
             tmux("kill-server")
         assert server.requests and server.requests[0]["model"] == "tiny-chat"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
@@ -20,9 +20,14 @@ if TYPE_CHECKING:
     from tui.app import DiscoApp
 
 PLACEHOLDER = "ask the agent, or type a /command (Tab completes, F1 lists them)"
+NARROW_BELOW = 100
+"""Columns under which the panes stack (disco.tcss `.narrow`): side by side, a terminal of 80 columns left
+the conversation 24 wide beside the 54-column leaderboard."""
 
 
 class DiscoScreen(Screen):
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW_BELOW, "narrow")
     @property
     def disco(self) -> DiscoApp:
         return self.app  # type: ignore[return-value]
