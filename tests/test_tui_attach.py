@@ -63,6 +63,9 @@ async def test_attach_to_a_run_that_another_process_is_writing(home: Path, share
             await until(pilot, lambda: reached in text_of(app), 120, "the hint in a design")
             prompt.value = "/pause"
             await pilot.press("enter")
+            # acknowledged at once, with the step it waits for (the runner applies it at the boundary)
+            acked = "next step boundary: pausing after"
+            await until(pilot, lambda: acked in text_of(app), 10, "the pause's acknowledgement")
             await until(
                 pilot, lambda: "paused (paused by the person)" in text_of(app, "#status"), 120, "paused"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,31 @@ def test_tracker_follows_the_loop_and_the_hints() -> None:
     assert t.view(RunStatus(), alive=False).max_candidates == 7 and t.budget["max_usd"] is None
     q = t.feed(_event(10, "human", message="waiting for approve / deny", question={"candidate": "r1-0001"}))
     assert "/approve or /deny" in q[0].text and t.view(RunStatus(), alive=True).waiting == "GPU job for #1"
+
+
+def test_a_pause_says_which_step_it_waits_for_and_about_how_long() -> None:
+    """F2 / `/pause` are applied at the next step boundary (a training step runs for minutes): the
+    acknowledgement names the step and its time left from this run's earlier runs of that step."""
+    t = Tracker("r1")
+    assert t.pausing() == "pausing before the next step"
+    t.candidate = "r1-0001"
+    start = datetime(2026, 12, 6, 3, 0, 0, tzinfo=UTC)
+
+    def node(seq: int, cid: str, name: str, phase: str, at: float, **extra: object) -> None:
+        event = _event(seq, "node", cid, node=name, phase=phase, **extra)
+        t.feed(event.model_copy(update={"time": start + timedelta(seconds=at)}))
+
+    node(1, "r1-0001", "evaluate", "enter", 0)
+    assert t.pausing(start + timedelta(seconds=5)) == (
+        "pausing after evaluate of #1 (no estimate: its first evaluate in this run)"
+    )
+    node(2, "r1-0001", "evaluate", "leave", 40, seconds=40.0)
+    node(3, "r1-0002", "evaluate", "enter", 50)
+    node(4, "r1-0002", "evaluate", "leave", 110, seconds=60.0)
+    t.candidate = "r1-0003"
+    node(5, "r1-0003", "evaluate", "enter", 200)
+    assert t.pausing(start + timedelta(seconds=210)) == "pausing after evaluate of #3 (~40 s)"  # median 50
+    assert t.pausing(start + timedelta(seconds=260)) == "pausing after evaluate of #3 (any moment now)"
 
 
 def test_chart_draws_points_ci_and_the_incumbent_not_the_highest_dot() -> None:

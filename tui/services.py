@@ -133,7 +133,8 @@ class RunSource:
         """Write a command to the run's control channel; says when the runner will apply it."""
         send(self.run.control_path, command)
         if self.alive():
-            return "sent: the runner applies it at its next step boundary"
+            then = f": {self.tracker.pausing()}" if command.action == "pause" else ""
+            return f"sent: the runner applies it at its next step boundary{then}"
         return "sent: no runner is active, so it is applied when the run is resumed (`disco resume`)"
 
 

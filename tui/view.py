@@ -8,7 +8,9 @@ budget, the jobs and the hints not yet used; it returns the conversation lines t
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.control import parse_budget
@@ -142,6 +144,23 @@ class Tracker:
     baseline: str = ""
     known: list[str] = field(default_factory=list)
     """Candidate ids in the order they appeared (for completion and `/pin 3`)."""
+    node_since: datetime | None = None
+    """When the step running now began (its `enter` event)."""
+    node_seconds: dict[str, list[float]] = field(default_factory=dict)
+    """node → how long each finished run of it took: what a pause waits for is estimated from them."""
+
+    def pausing(self, now: datetime | None = None) -> str:
+        """What a pause sent now waits for, in words: the step running and about how long it has left
+        (the median of that step's earlier durations in this run, less the time it has run so far)."""
+        if self.node is None:
+            return "pausing before the next step"
+        what = f"pausing after {self.node}" + (f" of {short(self.candidate)}" if self.candidate else "")
+        past = self.node_seconds.get(self.node)
+        if not past or self.node_since is None:
+            return f"{what} (no estimate: its first {self.node} in this run)"
+        ran = ((now or datetime.now(UTC)) - self.node_since).total_seconds()
+        left = max(0.0, statistics.median(past) - ran)
+        return f"{what} (~{left:.0f} s)" if left >= 1 else f"{what} (any moment now)"
 
     @property
     def points(self) -> list[Point]:
@@ -182,12 +201,14 @@ class Tracker:
         if p.get("phase") in ("enter", "leave"):
             self.doing = ""
         if p.get("phase") == "enter":
-            self.node = node
+            self.node, self.node_since = node, e.time
             if node == "plan":
                 self.reflection = self.repair = 0
                 self.checks, self.name = "", ""
             return []
         if p.get("phase") == "leave":
+            if node and isinstance(p.get("seconds"), int | float):
+                self.node_seconds.setdefault(node, []).append(float(p["seconds"]))
             if node == "plan" and cid:
                 self.candidate = cid
                 return [Line(f"── candidate {short(cid)} ──", "bold cyan")]
