@@ -6,9 +6,11 @@ it, so the second load exercises the cache.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -137,6 +139,28 @@ def test_evaluation_is_deterministic_and_kl_of_reference_is_zero(task: ToyTask) 
     assert evaluate_policy(policy, reference, task, seed=3, n_prompts=10).rewards == a.rewards[:10]
 
 
+def test_several_samples_per_prompt_average_and_keep_the_first_draw(task: ToyTask, cache_dir: Path) -> None:
+    policy, reference = task.load_sft_model(), task.load_sft_model()
+    with torch.no_grad():  # a policy away from the reference, so that KLs differ between samples
+        policy.transformer.ln_f.weight.mul_(1.5)
+    n, k = 24, 4
+    one = evaluate_policy(policy, reference, task, seed=5, n_prompts=n)
+    multi = load_toy_task(SMALL.model_copy(update={"eval_samples_per_prompt": k}), cache_dir)
+    assert multi.config.key() == SMALL.key()  # an evaluation setting: nothing cached is rebuilt
+    many = evaluate_policy(policy, reference, multi, seed=5, n_prompts=n)
+    assert len(many.rewards) == len(many.kls) == n  # still one item per prompt, paired across losses
+    # the same k draws, one sample each: the prompt list repeated k times in a one-sample evaluation
+    repeated = dataclasses.replace(task, eval_prompts=task.eval_prompts[:n] * k)
+    draws = evaluate_policy(policy, reference, repeated, seed=5)
+    assert draws.rewards[:n] == one.rewards  # the first sample of each prompt is the one-sample draw
+    for i in range(n):
+        rows = [i + j * n for j in range(k)]
+        assert math.isclose(many.rewards[i], statistics.fmean(draws.rewards[r] for r in rows))
+        assert math.isclose(many.kls[i], statistics.fmean(draws.kls[r] for r in rows), abs_tol=1e-9)
+    assert many.rewards != one.rewards  # k draws differ from one
+    assert math.isclose(many.mean_reward, draws.mean_reward)
+
+
 def test_a_perturbed_policy_has_positive_kl(task: ToyTask) -> None:
     reference = task.load_sft_model()
     policy = task.load_sft_model()
@@ -195,3 +219,13 @@ def test_concurrent_builds_leave_one_valid_cache(tmp_path: Path) -> None:
     entries = sorted(p.name for p in (tmp_path / "toy").iterdir() if not p.name.endswith(".lock"))
     assert entries == sorted([cfg.key(), f"sft-{cfg.sft_key()}"])
     assert load_toy_task(cfg, tmp_path).built_now is False
+
+
+def test_the_samples_setting_keys_run_caches_only_when_set() -> None:
+    from targets.dpo.target import _spec_key, sweep_spec
+
+    spec = sweep_spec("default")
+    assert _spec_key(spec) == "3d671e8b6975"  # the key before the setting existed: built caches stay valid
+    tasks = [spec.task.model_copy(update={"eval_samples_per_prompt": k}) for k in (1, 2, 4)]
+    keys = {_spec_key(spec.model_copy(update={"task": task})) for task in tasks}
+    assert len(keys) == 3  # runs scored with other sample counts never share a cache entry

@@ -1,11 +1,14 @@
-"""`disco bench losses`: train and score losses on the toy task and print the reward–KL table."""
+"""`disco bench losses`: train and score losses on the toy task and print the reward–KL table; `disco bench
+sigma`: measure a preset's σ per seed (the pilot the race rests on)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -142,27 +145,7 @@ def bench_losses(
     else:
         screening = len(spec.betas) * screen_seeds if len(spec.betas) > 1 else 0
         n_jobs = n_losses * (screening + len(spec.seeds))
-    show_progress = not as_json or sys.stderr.isatty()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not show_progress,
-        transient=True,
-    ) as bar:
-        task_id = bar.add_task("training runs", total=n_jobs)
-
-        def progress(run, done: int, total: int) -> None:
-            bar.update(
-                task_id,
-                completed=done,
-                description=f"{run.loss} β={run.beta:g} seed={run.seed}: {run.status}",
-            )
-
+    with _training_bar(n_jobs, enabled=not as_json or sys.stderr.isatty()) as progress:
         report = run_bench(
             chosen, spec, cache_dir(), progress=progress, protocol=protocol, screen_seeds=screen_seeds
         )
@@ -180,6 +163,57 @@ def bench_losses(
     )
     for path in written:
         console.print(f"wrote {path}")
+
+
+@contextmanager
+def _training_bar(total: int, enabled: bool) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr over `total` training runs; yields the sweep's progress callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, disable=not enabled, transient=True) as bar:
+        task_id = bar.add_task("training runs", total=total)
+
+        def progress(run: Any, done: int, _total: int) -> None:
+            what = f"{run.loss} β={run.beta:g} seed={run.seed}: {run.status}"
+            bar.update(task_id, completed=done, description=what)
+
+        yield progress
+
+
+@bench_app.command("sigma")
+def bench_sigma(
+    preset: Annotated[str, typer.Option(help="The DPO target's preset: default, quick or tiny.")] = "default",
+    seeds: Annotated[int, typer.Option(min=2, help="Fresh seeds each pilot loss is trained on.")] = 16,
+    samples_per_prompt: Annotated[
+        int, typer.Option(min=1, max=16, help="Completions sampled per held-out prompt at evaluation.")
+    ] = 1,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: up to 2).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> None:
+    """Measure σ per seed for a preset (DPO, cDPO, SLiC, IPO on fresh seeds) and keep it in the data dir:
+    the agent's race uses it for every later run of that preset and setting."""
+    from agent.home import cache_dir
+    from targets.dpo.pilot import PILOT_LOSSES, pilot_path, run_pilot
+    from targets.dpo.target import sweep_spec
+
+    if preset not in ("default", "quick", "tiny"):
+        raise typer.BadParameter(f"--preset is default, quick or tiny, not {preset!r}")
+    spec = sweep_spec(preset, workers, samples_per_prompt)  # type: ignore[arg-type]
+    screening = len(spec.betas) * len(spec.seeds) if len(spec.betas) > 1 else 0
+    total = len(PILOT_LOSSES) * (screening + seeds)
+    losses = ", ".join(PILOT_LOSSES)
+    err.print(f"σ pilot for preset {preset}: {losses} × {seeds} seeds ({total} training runs)")
+    with _training_bar(total, enabled=not as_json or sys.stderr.isatty()) as progress:
+        pilot = run_pilot(spec, cache_dir(), n_seeds=seeds, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(pilot.model_dump(mode="json") | {"path": str(pilot_path(cache_dir(), spec))}))
+        return
+    typer.echo(
+        f"σ per seed {pilot.sigma:.4f} (90% upper bound {pilot.sigma_upper:.4f}, the race uses it; dof "
+        f"{pilot.dof}) for preset {preset}, samples per prompt {samples_per_prompt}: {pilot.n_seeds} seeds, "
+        f"{pilot.failed_runs} failed run(s), {pilot.seconds:.0f} s. Kept in {pilot_path(cache_dir(), spec)}."
+    )
 
 
 def run_table(report) -> Table:

@@ -140,7 +140,7 @@ def run_bench(
         ]
         scored = pool.run_jobs(jobs, progress)
     seconds = time.perf_counter() - start
-    return score_fresh(to_run, spec, screened, scored, screen, betas, seconds)
+    return score_fresh(to_run, spec, screened, scored, screen, betas, seconds, cache_dir)
 
 
 def score_fresh(
@@ -151,10 +151,15 @@ def score_fresh(
     screen: list[int],
     betas: dict[str, float],
     seconds: float,
+    cache_dir: Path | None = None,
 ) -> BenchReport:
-    """Fitness from the scoring runs at each loss's chosen β, and each loss against DPO seed by seed."""
+    """Fitness from the scoring runs at each loss's chosen β, and each loss against DPO seed by seed; σ is
+    the pilot's measured for this instrument in `cache_dir` (`disco bench sigma`), else the default's."""
+    from targets.dpo.pilot import measured_sigma
+
     cfg = spec.fitness
-    race = RaceConfig(sigma=TOY_SIGMA_PER_SEED)
+    pilot = measured_sigma(cache_dir, spec) if cache_dir else None
+    race = RaceConfig(sigma=pilot.sigma_upper if pilot else TOY_SIGMA_PER_SEED)
     n_items = max((len(r.rewards) for r in scored if r.status == "ok"), default=spec.task.n_eval_prompts)
     by_loss = {name: [r for r in scored if r.loss == name] for name in names}
     items = {

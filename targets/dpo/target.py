@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from targets.base import Evaluation, Interval, OfflineProposer, SeedCandidate, TargetEnv
 from targets.cache_dirs import file_lock, read_sealed, write_sealed
@@ -77,20 +77,31 @@ class DPOTargetConfig(BaseModel):
     """Sandbox backend of the checks: local | docker | e2b."""
     workers: int | None = None
     """Training worker processes (default: up to 2)."""
+    samples_per_prompt: int = Field(1, ge=1, le=16)
+    """Completions sampled per held-out prompt at evaluation (their mean is the prompt's score): less
+    item-sampling noise for more evaluation time (evals/results/variance_levers). σ is shipped for 1
+    only: measure it for another with `disco bench sigma --samples-per-prompt N`."""
 
 
-def sweep_spec(preset: Preset, workers: int | None = None) -> Any:
+def sweep_spec(preset: Preset, workers: int | None = None, samples_per_prompt: int = 1) -> Any:
     from targets.dpo.fitness import SCREEN_BETAS, SCREEN_SEEDS
     from targets.dpo.sweep import SweepSpec, ToyTrainSettings
     from targets.dpo.toy.config import ToyTaskConfig
 
     extra: dict[str, Any] = {"workers": workers} if workers else {}
     if preset == "default":
-        return SweepSpec(betas=list(SCREEN_BETAS), seeds=list(range(SCREEN_SEEDS)), **extra)
+        task = ToyTaskConfig(eval_samples_per_prompt=samples_per_prompt)
+        return SweepSpec(betas=list(SCREEN_BETAS), seeds=list(range(SCREEN_SEEDS)), task=task, **extra)
     if preset == "quick":
-        return SweepSpec(betas=[0.1, 0.5], seeds=[0], **extra)
+        task = ToyTaskConfig(eval_samples_per_prompt=samples_per_prompt)
+        return SweepSpec(betas=[0.1, 0.5], seeds=[0], task=task, **extra)
     task = ToyTaskConfig(
-        sft_corpus_size=1500, sft_steps=120, sft_batch_size=32, n_train_pairs=96, n_eval_prompts=48
+        sft_corpus_size=1500,
+        sft_steps=120,
+        sft_batch_size=32,
+        n_train_pairs=96,
+        n_eval_prompts=48,
+        eval_samples_per_prompt=samples_per_prompt,
     )
     return SweepSpec(
         betas=[0.5], seeds=[0], task=task, train=ToyTrainSettings(max_steps=8, batch_size=16), **extra
@@ -147,11 +158,22 @@ class DPOTarget:
         self._spec: Any = None
         self._baseline: list[Any] | None = None
         self._fingerprints: dict[str, list[float] | None] = {}
-        from targets.dpo.fitness import TOY_SIGMA_PER_SEED
 
-        self.seed_sigma: float | None = TOY_SIGMA_PER_SEED if self.config.preset == "default" else None
-        """σ per seed of a paired difference, measured for the default preset (the evidence rule's race);
-        None for the other presets, which have not been measured: each comparison's own spread counts."""
+    @property
+    def seed_sigma(self) -> float | None:
+        """σ per seed of a paired difference (the evidence rule's race): a pilot's for this instrument when
+        one was measured in this data dir (`disco bench sigma`), else the one shipped for the default
+        preset; None otherwise, and each comparison's own spread counts."""
+        from targets.dpo.fitness import TOY_SIGMA_PER_SEED
+        from targets.dpo.pilot import measured_sigma
+
+        cfg = self.config
+        spec = self._spec or sweep_spec(cfg.preset, cfg.workers, cfg.samples_per_prompt)
+        pilot = measured_sigma(self.cache_dir, spec)
+        if pilot is not None:
+            return pilot.sigma_upper
+        shipped = self.config.preset == "default" and self.config.samples_per_prompt == 1
+        return TOY_SIGMA_PER_SEED if shipped else None
 
     # ------------------------------------------------------------------ checks
     def policy(self, code: str) -> CheckResult:
@@ -200,7 +222,7 @@ class DPOTarget:
         if self._pool is None:
             from targets.dpo.sweep import SweepPool
 
-            self._spec = sweep_spec(self.config.preset, self.config.workers)
+            self._spec = sweep_spec(self.config.preset, self.config.workers, self.config.samples_per_prompt)
             self._pool = SweepPool(self._spec, self.cache_dir)
         return self._pool
 
@@ -313,7 +335,10 @@ class DPOTarget:
 def _spec_key(spec: Any) -> str:
     import hashlib
 
-    blob = spec.model_dump_json(exclude={"workers", "run_timeout_s", "child_memory_mb"})
+    exclude: dict[str, Any] = {"workers": True, "run_timeout_s": True, "child_memory_mb": True}
+    if spec.task.eval_samples_per_prompt == 1:  # the setting's default keeps the caches built before it
+        exclude["task"] = {"eval_samples_per_prompt": True}
+    blob = spec.model_dump_json(exclude=exclude)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -80,6 +80,11 @@ class ToyTaskConfig(BaseModel):
     `max_sentences=4`, so 40 only cuts off text that is already ungrammatical."""
     eval_temperature: float = Field(1.0, gt=0)
     """Sampling temperature at evaluation. The KL estimate is unbiased for KL(π‖π_ref) only at 1."""
+    eval_samples_per_prompt: int = Field(1, ge=1, le=16)
+    """Completions sampled per held-out prompt; a prompt's item score is their mean. More samples cut the
+    item-sampling share of the per-seed noise (not the training share) for more evaluation time; the first
+    sample of each prompt is the one a single-sample evaluation draws (evals/bench_variance_levers.py
+    measures what each setting buys)."""
 
     data_seed: int = 0
     """Seed of the grammar samples, the train / held-out prompt split, SFT and the pairs."""

@@ -26,10 +26,12 @@ class PolicyEval(BaseModel):
     """Per-prompt numbers (in `task.eval_prompts` order, paired across losses) and their summaries."""
 
     rewards: list[float]
-    """Exact reward of each prompt's sample; the floor (-1) when it is ungrammatical or unfinished."""
+    """Exact reward of each prompt's sample (the mean over its samples when the task draws several); the
+    floor (-1) for an ungrammatical or unfinished one."""
     kls: list[float]
-    """log π(y|x) − log π_ref(y|x) of each sample, summed over completion tokens including `<eos>`.
-    Its mean is an unbiased estimate of KL(π‖π_ref) (at temperature 1); single values can be < 0."""
+    """log π(y|x) − log π_ref(y|x) of each prompt's sample (mean over its samples), summed over completion
+    tokens including `<eos>`. Its mean is an unbiased estimate of KL(π‖π_ref) (at temperature 1); single
+    values can be < 0."""
     mean_reward: float
     mean_kl: float
     grammatical_frac: float
@@ -58,6 +60,10 @@ def evaluate_policy(
     """
     t0 = time.time()
     prompts = task.eval_prompts[:n_prompts] if n_prompts is not None else task.eval_prompts
+    n, k = len(prompts), task.config.eval_samples_per_prompt
+    # Sample j of prompt i is row j·n + i of the uniforms: the first sample of each prompt is the one a
+    # one-sample evaluation draws, whatever k.
+    prompts = prompts * k
     tok = task.tokenizer
     eos = tok.eos_token_id
     max_new = task.config.eval_max_new_tokens
@@ -81,23 +87,30 @@ def evaluate_policy(
     ]
     rewards = [task.reward(t) if g else lang.FLOOR for t, g in zip(texts, grammatical, strict=True)]
     kls = (pol - ref).tolist()
-    n = len(prompts)
     stats = dict(
         mean_reward=statistics.fmean(rewards),
         mean_kl=statistics.fmean(kls),
-        grammatical_frac=sum(grammatical) / n,
-        distinct_frac=len(set(texts)) / n,
+        grammatical_frac=sum(grammatical) / len(texts),
+        distinct_frac=len(set(texts)) / len(texts),
         mean_length=statistics.fmean(len(c) for c in completions),
     )
     reason = _degenerate_reason(pol, ref, texts, stats["grammatical_frac"])
     return PolicyEval(
-        rewards=rewards,
-        kls=[k if math.isfinite(k) else float("nan") for k in kls],
+        rewards=_per_prompt(rewards, n),
+        kls=_per_prompt([x if math.isfinite(x) else float("nan") for x in kls], n),
         degenerate=reason is not None,
         degenerate_reason=reason,
         seconds=time.time() - t0,
         **stats,
     )
+
+
+def _per_prompt(values: list[float], n: int) -> list[float]:
+    """The mean over a prompt's samples (rows i, n + i, 2n + i, …), in prompt order."""
+    k = len(values) // n
+    if k == 1:
+        return values
+    return [statistics.fmean(values[i + j * n] for j in range(k)) for i in range(n)]
 
 
 def _degenerate_reason(pol: torch.Tensor, ref: torch.Tensor, texts: list[str], gram: float) -> str | None:
