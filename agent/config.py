@@ -168,6 +168,10 @@ class EvidenceConfig(BaseModel):
     q: float = Field(0.1, gt=0, lt=1)
     """Benjamini–Hochberg level of 'beats the baseline' over a run's candidates (their differences to the
     baseline on fresh seeds): the expected share of false ones among those so called."""
+    confirm_seeds: int = Field(16, ge=0)
+    """race: fresh seeds a challenger claimed `best` is then trained on (with the baseline on the same
+    seeds); its difference to the baseline is shown from these alone, since the seeds that crowned it
+    overstate it (the winner's curse). 0: shown from the race's seeds."""
 
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     """One-sided: `best` needs p_better (share of bootstrap resamples in which it wins) ≥ this."""

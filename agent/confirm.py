@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.config import EvidenceConfig
 from agent.evidence import Evidence, compare, next_seeds
-from agent.fresh import FRESH, fresh_vs_baseline
+from agent.fresh import CONFIRM, FRESH, fresh_vs_baseline
 from agent.runs import RunDir
 from targets.base import Interval, Target
 from targets.racing import Look, RaceConfig, look, seed_differences
@@ -201,6 +201,7 @@ class Confirmer:
             alpha=cfg.alpha,
             candidate_budget=cfg.candidate_budget,
             min_effect=cfg.min_effect,
+            confirm_seeds=cfg.confirm_seeds,
         )
 
     def _race_seeds(self, cid: str, evaluation: dict[str, Any], incumbent: str, n: int) -> list[int]:
@@ -252,9 +253,22 @@ class Confirmer:
         self.run.write_candidate_file(
             cid, "evidence.json", {"incumbent": incumbent, "rule": "race", "rounds": history}
         )
+        if ev.verdict == "best" and rules.confirm_seeds:
+            self._confirm(cid, code, name, evaluation, rules.confirm_seeds)
         self.write_fresh(cid)
         self.write_fresh(incumbent)  # trained on this race's seeds too
         return ev
+
+    def _confirm(self, cid: str, code: str, name: str, evaluation: dict[str, Any], n: int) -> None:
+        """Train a claimed `best` on n seeds it has never seen (chosen once, `seeds/confirm.json`): what is
+        shown for it from now on comes from these alone (agent.fresh)."""
+        saved = self.run.read_candidate_json(cid, CONFIRM)
+        if saved and len(saved.get("seeds") or []) == n:
+            seeds = [int(s) for s in saved["seeds"]]
+        else:
+            seeds = next_seeds(self._used_seeds(cid) | self._selection_seeds(cid, evaluation), n)
+            self.run.write_candidate_file(cid, CONFIRM, {"seeds": seeds})
+        self._evaluate_seeds(cid, code, name, seeds, "confirmation")
 
     def write_fresh(self, cid: str) -> None:
         """`vs_baseline.json`: the candidate's difference to the baseline on its seeds that chose nothing."""

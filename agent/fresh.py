@@ -10,7 +10,7 @@ never per candidate. Pure statistics and files: no target is imported (the repor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 FRESH = "vs_baseline.json"
 """A candidate's file with its difference to the baseline on seeds that chose nothing (`Fresh`)."""
+CONFIRM = "seeds/confirm.json"
+"""A claimed `best`'s confirmation seeds (agent.confirm): once it has scores on them, it is shown from those
+alone, since the seeds that crowned it overstate it."""
 
 
 class Fresh(BaseModel):
@@ -37,6 +40,9 @@ class Fresh(BaseModel):
     p_value: float
     """One-sided p of "no better than the baseline" (Benjamini–Hochberg over the run decides `better`)."""
     confidence: float
+    basis: Literal["fresh", "confirmation"] = "fresh"
+    """`confirmation`: from the seeds a claimed `best` was trained on after its claim, and from those
+    alone; `fresh`: from every seed that chose nothing (the race's included)."""
 
 
 def fresh_vs_baseline(run: RunDir, cid: str, rules: RaceConfig) -> Fresh | None:
@@ -56,6 +62,12 @@ def fresh_vs_baseline(run: RunDir, cid: str, rules: RaceConfig) -> Fresh | None:
         if saved.get("scores") and saved.get("baseline_scores"):
             mine[str(saved["seed"])] = saved["scores"]
             base[str(saved["seed"])] = saved["baseline_scores"]
+    confirm = {str(s) for s in (run.read_candidate_json(cid, CONFIRM) or {}).get("seeds") or []}
+    basis: Literal["fresh", "confirmation"] = "fresh"
+    if confirm & set(mine):  # a claimed best: the seeds that crowned it are left out
+        mine = {k: v for k, v in mine.items() if k in confirm}
+        base = {k: v for k, v in base.items() if k in confirm}
+        basis = "confirmation"
     from targets.racing import seed_differences, shown
 
     diffs = seed_differences(mine, base)
@@ -73,6 +85,7 @@ def fresh_vs_baseline(run: RunDir, cid: str, rules: RaceConfig) -> Fresh | None:
         seeds=sorted(int(k) for k in mine if k in base)[: look.n],
         p_value=look.p_value or 1.0,
         confidence=rules.confidence,
+        basis=basis,
     )
 
 

@@ -79,10 +79,16 @@ def test_a_loss_clearly_better_than_the_incumbent_becomes_best(home: Path) -> No
     """IPO first (on the tiny task it trails DPO by about 0.09 a seed), then DPO: shown better on 8 seeds
     at a run-level α split over this run's two candidates."""
     ipo = get_zoo_loss("ipo").code
-    evidence = {"stages": [2, 4, 8], "candidate_budget": 2}
+    evidence = {"stages": [2, 4, 8], "candidate_budget": 2, "confirm_seeds": 4}
     rows = run_designs(home, "big", [ipo, dpo_as("dpo_after_ipo", 1.0)], evidence)
     assert [r["verdict"] for r in rows] == ["first", "best"], [r["_evidence"] for r in rows]
     claim = rows[1]["_evidence"]["rounds"][-1]
     assert claim["seeds"] == list(range(1, 9)) and claim["diff"]["ci_low"] > 0
+    # What is shown for the claimed best comes from 4 seeds trained after the claim, none of those that
+    # crowned it (nor seed 0, which chose its β): the winner's curse stays out of its score
+    shown = rows[1]["_vs"]
+    assert shown["basis"] == "confirmation" and shown["seeds"] == [9, 10, 11, 12], shown
+    assert rows[1]["vs_baseline"]["n_seeds"] == 4
+    assert rows[0]["_vs"]["basis"] == "fresh"  # the first candidate claimed nothing
     # IPO's record (as memory keeps it) has its difference to DPO on the 8 seeds the race trained it on
     assert rows[0]["_vs"]["n_seeds"] == rows[0]["vs_baseline"]["n_seeds"] == 8, "refreshed after the race"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from agent.fresh import FRESH, Fresh, baseline_verdicts, fresh_vs_baseline
+from agent.fresh import CONFIRM, FRESH, Fresh, baseline_verdicts, fresh_vs_baseline
 from agent.leaderboard import candidate_rows, ranked
 from agent.report.collect import collect
 from agent.runs import RunDir, RunMeta
@@ -51,6 +51,26 @@ def test_the_difference_pairs_each_seed_with_the_baseline_and_says_n(run: RunDir
     assert fresh.ci_high - fresh.ci_low == pytest.approx(2 * half, rel=1e-3)
     run.write_candidate_file("c2", "seeds/2.json", {"seed": 2, "scores": [0.1], "baseline_scores": None})
     assert fresh_vs_baseline(run, "c2", RULES) is None, "no baseline on that seed: nothing to show"
+
+
+def test_a_claimed_best_is_shown_from_its_confirmation_seeds_alone(run: RunDir) -> None:
+    """The seeds that crowned it overstate it: once it has scores on its confirmation seeds
+    (`seeds/confirm.json`, written by the confirm step), only those count."""
+    for seed in range(2, 10):  # the race's seeds: lucky, +0.2 a seed
+        run.write_candidate_file(
+            "c1", f"seeds/{seed}.json", {"seed": seed, "scores": [0.3], "baseline_scores": [0.1]}
+        )
+    raced = fresh_vs_baseline(run, "c1", RULES)
+    assert raced is not None and raced.basis == "fresh" and raced.diff == pytest.approx(0.2)
+    run.write_candidate_file("c1", CONFIRM, {"seeds": [10, 11, 12, 13]})
+    assert fresh_vs_baseline(run, "c1", RULES) == raced, "no confirmation scores yet: the race's stand"
+    for seed in (10, 11, 12, 13):  # after the claim: +0.01 a seed
+        run.write_candidate_file(
+            "c1", f"seeds/{seed}.json", {"seed": seed, "scores": [0.11], "baseline_scores": [0.1]}
+        )
+    confirmed = fresh_vs_baseline(run, "c1", RULES)
+    assert confirmed is not None and confirmed.basis == "confirmation"
+    assert confirmed.seeds == [10, 11, 12, 13] and confirmed.diff == pytest.approx(0.01)
 
 
 def test_evaluation_seeds_count_unless_they_chose_something(run: RunDir) -> None:

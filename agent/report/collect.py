@@ -85,6 +85,8 @@ class Candidate(BaseModel):
     vs_p: float | None = None
     vs_verdict: str | None = None
     """Against the baseline over the run: better (Benjamini–Hochberg) | worse | not_separated."""
+    vs_basis: str | None = None
+    """`confirmation` when a claimed best's difference comes from the seeds it was confirmed on alone."""
     verdict: str | None = None
     """The evidence rule's last word on it (first | best | promising | not_better), when the run has one."""
     repairs: int = 0
@@ -242,6 +244,7 @@ def _candidate(folder: Path, rec: dict[str, Any]) -> Candidate:
         vs_baseline=Interval(value=fresh.diff, ci_low=fresh.ci_low, ci_high=fresh.ci_high) if fresh else None,
         vs_n=fresh.n_seeds if fresh else None,
         vs_p=fresh.p_value if fresh else None,
+        vs_basis=fresh.basis if fresh else None,
         verdict=rec.get("verdict"),
         repairs=rec.get("repair_count") or 0,
         parents=list(rec.get("parent_ids") or []),
