@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent.fresh import FRESH, Fresh, baseline_verdicts
+from agent.fresh import Fresh, baseline_verdicts, read_fresh
 from agent.runs import RunDir
 from targets.racing import shrunk_differences
 
@@ -47,8 +47,7 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
         except (OSError, ValueError):
             continue
         fit = rec.get("fitness") or {}
-        fresh = run.read_candidate_json(rec["id"], FRESH)
-        vs = Fresh.model_validate(fresh) if fresh else None
+        vs = read_fresh(run, rec["id"])
         rows.append(
             Row(
                 id=rec["id"],

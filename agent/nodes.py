@@ -16,7 +16,7 @@ from agent.context import ContextLimits, DesignContext, build_context
 from agent.control import ControlState
 from agent.designers import Designer, StepResult
 from agent.events import EventLog
-from agent.fresh import FRESH
+from agent.fresh import read_fresh
 from agent.models import ModelError
 from agent.runs import RunDir
 from agent.schemas import Draft
@@ -350,8 +350,8 @@ class Loop:
 
     def _vs_baseline(self, cid: str) -> VsBaseline | None:
         """The candidate's fresh-seed difference to the baseline (agent.fresh), when the target has one."""
-        saved = self.s.run.read_candidate_json(cid, FRESH)
-        return VsBaseline.model_validate(saved) if saved else None
+        fresh = read_fresh(self.s.run, cid)
+        return VsBaseline.model_validate(fresh.model_dump()) if fresh else None
 
     def _refresh_score(self, cid: str) -> None:
         """An earlier candidate's record (run folder and memory) with its latest fresh-seed difference."""
