@@ -402,6 +402,42 @@ def main() -> None:
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
 
 
+LEVERS = REPO / "evals" / "results" / "variance_levers" / "summary.json"
+
+
+def levers_text() -> list[str]:
+    """What evals/bench_variance_levers.py measured for the levers on σ, in a few lines (its report has the
+    tables); a line saying it has not run when its summary is missing."""
+    if not LEVERS.exists():
+        return ["- The levers on σ: not measured yet (`python evals/bench_variance_levers.py`)."]
+    settings = json.loads(LEVERS.read_text())["settings"]
+    base_label, base = next(iter(settings.items()))
+    out = [
+        f"- Measured by `evals/bench_variance_levers.py` (DPO, cDPO, SLiC, IPO at fixed β, {base['n_seeds']} "
+        f"fresh seeds; σ there {base['sigma_paired']:.4f} for these four, against the {base_label}), "
+        "per-second efficiency = each pair's (effect per seed)² per second of a run, median over the six "
+        "pairs, the default's = 1:"
+    ]
+    for label, row in list(settings.items())[1:]:
+        out.append(
+            f"  - {label}: σ × {row['sigma_paired'] / base['sigma_paired']:.2f}, time × "
+            f"{row['seconds_per_run'] / base['seconds_per_run']:.2f}, efficiency "
+            f"{row.get('efficiency_vs_default', float('nan')):.2f}."
+        )
+    se = {n: base["bank"][f"se_at_{n}"] for n in (2, 32)}
+    ratio = {n: se[n]["bank_64"] / se[n]["paired"] for n in se}
+    out += [
+        f"  - A DPO bank of 64 seeds instead of pairing (ρ between two losses' seed scores "
+        f"{base['rho_mean']:+.2f}): the standard error × {ratio[2]:.2f} at 2 seeds, × {ratio[32]:.2f} at 32: "
+        "it helps the early drops, not the claims.",
+        "- Samples per prompt change nothing but the evaluation (`samples_per_prompt` in `[targets.dpo]`; "
+        "`disco bench sigma` measures σ for it). The training settings change the task itself (what 'better' "
+        "means on it); adopting one as the default means re-running the zoo and this calibration, not yet "
+        "done. β matched on KL: not measured.",
+    ]
+    return out
+
+
 def render(summary: dict, frontier: list[dict], inst: dict) -> str:
     lines = [
         "# Fitness calibration (targets/racing.py)",
@@ -440,9 +476,9 @@ def render(summary: dict, frontier: list[dict], inst: dict) -> str:
         f"~{summary['seconds_per_training_run']:.0f} s a training run within 40 s a candidate. What the "
         f"default buys: +0.05 found with probability {summary['power_at_0.05']:.2f} (heavy-tailed noise) to "
         f"{summary['by_noise']['gaussian']['power_at_0.05']:.2f} (Gaussian), false claims held, and the "
-        "frontier below for the price of more seeds. Lowering σ itself (samples per prompt, training "
-        "settings off the cliff, a control variate from a seed bank, β matched on KL) is the way to +0.02: "
-        "not yet measured.",
+        "frontier below for the price of more seeds. Lowering σ itself is the way to +0.02:",
+        "",
+        *levers_text(),
         "",
         "| figure | Gaussian | resampled residuals |",
         "|---|---|---|",
