@@ -93,7 +93,8 @@ class Loop:
         if exc.kind not in OUTPUT_ERRORS:
             raise exc  # endpoint down, auth, timeout: a run state for the runner, not the candidate's fault
         self.s.events.append("error", state["candidate_id"], step=step, error_kind=exc.kind, message=str(exc))
-        return {"status": "failed", "error": f"the model's {step} output was unusable: {exc}"}
+        error = f"the model's {step} output was unusable: {exc}"
+        return {"status": "failed", "error": error, "replay_broken": exc.kind == "replay_missing"}
 
     def _save_code(self, state: LoopState, draft: Draft, label: str) -> None:
         self.s.run.write_candidate_file(state["candidate_id"], f"{label}.py", draft.code)
@@ -114,6 +115,7 @@ class Loop:
             "evaluation": None,
             "status": "proposed",
             "error": None,
+            "replay_broken": False,
             "cand_prompt_tokens": 0,
             "cand_completion_tokens": 0,
             "cand_usd": 0.0,
@@ -323,7 +325,8 @@ class Loop:
             ),
         )
         fingerprint = self.s.target.fingerprint(record.code) if status == "evaluated" else None
-        self.s.memory.record(record, fingerprint)
+        if not state.get("replay_broken"):  # a replay's missing step is no lesson about the candidate
+            self.s.memory.record(record, fingerprint)
         self.s.run.write_candidate_file(cid, "record.json", record.model_dump(mode="json"))
         if state.get("best_id") and state["best_id"] != cid:
             self._refresh_score(state["best_id"])  # the race trained the incumbent on more fresh seeds

@@ -367,6 +367,8 @@ class Runner:
             memory = open_store()
             designer = self._with_seed_archive(designer, target, memory)
             tools = Toolbox(target, memory, job_defaults=config.gpu.spec, event=self.events.append)
+            if self.replay_of is not None:
+                tools.ignore_runs = (self.replay_of.run_id,)
             self.tools = tools
             for event in history:
                 if event.kind == "job" and event.payload.get("job"):

@@ -37,6 +37,9 @@ class LoopState(TypedDict, total=False):
     evaluation: dict[str, Any] | None
     status: str
     error: str | None
+    replay_broken: bool
+    """A replay found no recorded answer for a step: the candidate failed for the replay's sake, not its
+    own, so its record stays out of memory."""
     cand_prompt_tokens: int
     cand_completion_tokens: int
     cand_usd: float

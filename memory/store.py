@@ -436,13 +436,18 @@ class MemoryStore:
         fingerprint: Sequence[float] | None = None,
         config: NoveltyConfig | None = None,
         exclude_id: str | None = None,
+        ignore_runs: Sequence[str] = (),
     ) -> NoveltyVerdict:
-        """Is this code new for the target? See memory/novelty.py for the order of evidence."""
+        """Is this code new for the target? See memory/novelty.py for the order of evidence. `ignore_runs`:
+        runs whose candidates (ids `<run>-NNNN…`) do not count, as a replay's own recorded run."""
         config = config or NoveltyConfig()
+        ignored = tuple(f"{run}-" for run in ignore_runs)
 
         def other(i: str) -> bool:
             # Not the candidate itself, nor its own earlier attempts (`<id>-a<n>`, recorded as lessons
             # before each repair): a repair must not be judged a duplicate of the version it repairs.
+            if ignored and i.startswith(ignored):
+                return False
             return exclude_id is None or (i != exclude_id and not i.startswith(f"{exclude_id}-a"))
 
         # Filter on the hash alone and check the target here: `$and` scans (14 ms at 10k), one key 1 ms.
@@ -457,6 +462,7 @@ class MemoryStore:
             return NoveltyVerdict(novel=True, nearest=None, similarity=0.0, by="empty")
         query = self.embedder.embed([normalise_code(code)])[0]
         k = 2 if exclude_id is None else 6  # room for the candidate's own attempts, filtered out
+        k += 6 * bool(ignored)  # and for the ignored run's candidates and attempts
         text = self._nearest(self._space_name("code", target), query, k, cosine=True)
         text = [(i, s) for i, s in text if other(i)][:1]
         fp: list[tuple[str, float]] = []

@@ -208,17 +208,30 @@ def test_token_budget_stops_at_a_step_boundary_and_resume_goes_on(home: Path) ->
     assert status.state == "finished" and recorded(run) == ["tokens-0001"]
 
 
-def test_replay_reproduces_a_run_without_a_model(home: Path) -> None:
+def test_replay_reproduces_a_run_without_a_model_in_its_own_data_dir(home: Path) -> None:
+    """In the data dir it was recorded in (issue 19.4): the replay is not judged a duplicate of the run it
+    reproduces, its repairs are replayed too, and a replay asked for more than was recorded fails that
+    candidate without writing it into memory."""
+
+    def code_for(step: str, n: int) -> str:  # the recorded run repairs its candidate twice
+        return GOOD_CODE if (step, n) == ("repair", 2) else BROKEN_CODE
+
     with FakeOpenAI() as server:
-        server.default = scripted_model(distinct)
+        server.default = scripted_model(code_for)
         runner, original = start(home / "runs", llm_config(server, budget={"max_candidates": 1}), "recorded")
         runner.execute()
     from agent.runner import Runner, create_run
 
-    config = tiny_config(budget={"max_candidates": 1})
+    config = tiny_config(budget={"max_candidates": 2})  # one more than was recorded
     replay = create_run(home / "runs", config, "replayed", replay_of="recorded")
     status = Runner(replay, config, replay_of=original, poll_s=0.05).execute()
     assert status.state == "finished"
     a = original.read_candidate_json("recorded-0001", "record.json")
     b = replay.read_candidate_json("replayed-0001", "record.json")
     assert (a["name"], a["code"]) == (b["name"], b["code"])
+    assert (a["status"], a["repair_count"], a.get("error")) == ("evaluated", 2, None)
+    assert (b["status"], b["repair_count"], b.get("error")) == ("evaluated", 2, None), "replayed as it ran"
+    missing = replay.read_candidate_json("replayed-0002", "record.json")
+    assert missing["status"] == "failed" and "has no exchange for step c0002/design" in missing["error"]
+    assert memory_record(home, "replayed-0001") is not None
+    assert memory_record(home, "replayed-0002") is None, "a broken replay is no lesson for memory"

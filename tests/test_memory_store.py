@@ -182,3 +182,19 @@ def test_a_refresh_by_one_store_leaves_others_in_the_process_working(
     a.refresh()  # clears Chroma's per-process cache, which b's client lived in
     assert b.search("hinge", k=1, target="dpo")[0].record.name == "slic"
     assert a.search("sigmoid", k=1, target="dpo")[0].record.name == "dpo"
+
+
+def test_novelty_can_leave_out_a_whole_run(store: MemoryStore) -> None:
+    """A replay's recorded run (issue 19.4): its candidates and their attempts do not count, by hash, text
+    or fingerprint; any other run's still do."""
+    slic = get_zoo_loss("slic").code
+    recorded = [rec("slic", id="recorded-0001", run_id="recorded"), rec("dpo", id="recorded-0001-a0")]
+    store.record_many(recorded, [loss_fingerprint(r.code) for r in recorded])
+    fp = loss_fingerprint(DPO_RENAMED)
+    assert not store.novelty(slic, target="dpo").novel
+    assert not store.novelty(DPO_RENAMED, target="dpo", fingerprint=fp).novel
+    assert store.novelty(slic, target="dpo", ignore_runs=("recorded",)).novel
+    assert store.novelty(DPO_RENAMED, target="dpo", fingerprint=fp, ignore_runs=("recorded",)).novel
+    store.record(rec("slic", id="other-0003", run_id="other"), loss_fingerprint(slic))
+    verdict = store.novelty(slic, target="dpo", ignore_runs=("recorded",))
+    assert not verdict.novel and verdict.nearest == "other-0003"

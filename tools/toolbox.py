@@ -69,6 +69,9 @@ class Toolbox:
         """A tools.jobs.JobQueue, created on first use when None."""
         self.job_defaults = job_defaults or {}
         self.event = event
+        self.ignore_runs: tuple[str, ...] = ()
+        """Runs whose candidates the novelty gate does not count (a replay's recorded run: the replay would
+        otherwise be judged a duplicate of the very run it reproduces)."""
 
     def _log(self, tool: str, args: dict[str, Any], result: str, candidate: str | None = None) -> None:
         if self.event is not None:
@@ -82,7 +85,9 @@ class Toolbox:
         fingerprint = None
         if report.passed:
             fingerprint = self.target.fingerprint(code)
-            verdict = self.memory.novelty(code, self.target.name, fingerprint, exclude_id=candidate_id)
+            verdict = self.memory.novelty(
+                code, self.target.name, fingerprint, exclude_id=candidate_id, ignore_runs=self.ignore_runs
+            )
             message = verdict.message
             if not verdict.novel:
                 message += ": change what the candidate computes, not how it is written or named"
