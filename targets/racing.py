@@ -29,10 +29,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
-from scipy.stats import t as student_t
 
 Decision = Literal["continue", "drop", "better", "not_separated"]
 """At a look: race on; out (clearly not better); claimed better; the last stage reached without a claim."""
@@ -40,6 +39,13 @@ Verdict = Literal["better", "worse", "not_separated"]
 _NORMAL = NormalDist()
 _TINY = 1e-12
 """A floor on the sd: identical scores on every seed (a bit-identical copy) give z = 0, not 0 / 0."""
+
+
+def _student_t() -> Any:
+    """scipy's Student's t, imported on first use: `disco runs show` reads scores without it (~1 s)."""
+    from scipy.stats import t
+
+    return t
 
 
 class RaceConfig(BaseModel):
@@ -103,12 +109,12 @@ class RaceConfig(BaseModel):
         """What the statistic must pass at a look after n seeds."""
         if n < self.own_sd_from:
             return self.efficacy_z
-        return float(student_t.ppf(1.0 - self.alpha_per_look, n - 1))
+        return float(_student_t().ppf(1.0 - self.alpha_per_look, n - 1))
 
     def quantile(self, n: int, level: float) -> float:
         """The two-sided interval's multiplier at n seeds (normal on σ alone, t once the own sd counts)."""
         p = 0.5 + level / 2.0
-        return _NORMAL.inv_cdf(p) if n < self.own_sd_from else float(student_t.ppf(p, n - 1))
+        return _NORMAL.inv_cdf(p) if n < self.own_sd_from else float(_student_t().ppf(p, n - 1))
 
     @property
     def interval_z(self) -> float:
@@ -181,7 +187,7 @@ def look(diffs: Sequence[float], cfg: RaceConfig) -> Look:
     z = mean / se
     half = cfg.quantile(n, cfg.confidence) * se
     looks_so_far = [m for m in cfg.claims if m <= n]
-    p_look = 1.0 - (_NORMAL.cdf(z) if n < cfg.own_sd_from else float(student_t.cdf(z, n - 1)))
+    p_look = 1.0 - (_NORMAL.cdf(z) if n < cfg.own_sd_from else float(_student_t().cdf(z, n - 1)))
     p_value = min(1.0, p_look * max(1, len(looks_so_far)))
     base = {"n": n, "diff": mean, "ci_low": mean - half, "ci_high": mean + half, "z": z, "p_value": p_value}
     if n in cfg.claims and z >= cfg.critical(n):
@@ -217,7 +223,7 @@ def shown(diffs: Sequence[float], cfg: RaceConfig) -> Look:
     se = sd / math.sqrt(n)
     half = cfg.quantile(n, cfg.confidence) * se
     z = mean / se
-    p = 1.0 - (_NORMAL.cdf(z) if n < cfg.own_sd_from else float(student_t.cdf(z, n - 1)))
+    p = 1.0 - (_NORMAL.cdf(z) if n < cfg.own_sd_from else float(_student_t().cdf(z, n - 1)))
     return Look(
         n=n,
         diff=mean,

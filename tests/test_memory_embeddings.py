@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from agent_helpers import REPO
 from test_memory_helpers import FakeEmbeddingServer, rec, shared_minilm
 
 from memory.embeddings import (
@@ -57,6 +58,43 @@ def test_minilm_gives_unit_vectors_that_rank_meaning(minilm: MiniLMEmbedder) -> 
     assert v.shape == (3, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2]
+
+
+TEXTS = [
+    "bounded hinge on the margin",
+    "def dpo(self, a, b):\n    return F.softplus(-self.beta * (a - b))  # the classic",
+    "",
+    "margin " * 400,  # past the 256 tokens sentence-transformers keeps
+    "Ünïcödé  text\twith\nnewlines and CAPITALS",
+]
+
+
+def test_the_numpy_forward_pass_gives_sentence_transformers_vectors(minilm: MiniLMEmbedder) -> None:
+    """Memories stored by the torch path stay valid: the same vectors to float precision."""
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(minilm_path()), device="cpu", local_files_only=True)
+    want = reference.encode(TEXTS, batch_size=2, normalize_embeddings=True, show_progress_bar=False)
+    assert float(np.abs(minilm.embed(TEXTS, engine="torch") - want).max()) < 1e-6
+    got = minilm.embed(TEXTS, engine="numpy")
+    assert got.shape == (len(TEXTS), 384) and got.dtype == np.float32
+    assert float(np.abs(got - want).max()) < 1e-5
+    one = minilm.embed(TEXTS[:1], engine="numpy")[0]
+    assert np.allclose(one, got[0], atol=1e-6), "a vector hardly depends on its batch"
+
+
+def test_one_query_imports_no_torch() -> None:
+    """`disco memory search` embeds one query: torch and sentence-transformers cost ~9 s of imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from memory.embeddings import MiniLMEmbedder; "
+        "v = MiniLMEmbedder().embed(['a hinge']); "
+        "print(v.shape, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.stdout.strip() == "(1, 384) False False", out.stderr[-2000:]
 
 
 def test_make_embedder_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
