@@ -57,6 +57,24 @@ def run_disco(home: Path, run_id: str, candidates: int, preset: str) -> float:
     return time.perf_counter() - start
 
 
+def race_training(run_dir: Path) -> dict[str, float]:
+    """Per candidate, the seconds its race spent inside the target's evaluator on extra seeds (its own and
+    the incumbent's, trained for it): each batch once, from the seed files (`seeds/N.json`) it wrote."""
+    import re
+
+    batches: dict[tuple[str, tuple[int, ...]], tuple[str, float]] = {}
+    for path in sorted(run_dir.glob("candidates/*/seeds/[0-9]*.json")):
+        saved = json.loads(path.read_text())
+        owner = path.parent.parent.name
+        match = re.search(r"seeds for (\S+)$", str(saved.get("for") or ""))
+        key = (owner, tuple(saved.get("evaluated_seeds") or [saved.get("seed")]))
+        batches[key] = (match.group(1) if match else owner, float(saved.get("seconds") or 0.0))
+    out: dict[str, float] = {}
+    for cid, seconds in batches.values():
+        out[cid] = out.get(cid, 0.0) + seconds
+    return out
+
+
 def overhead(run_dir: Path) -> dict:
     """Per candidate: node time minus evaluator and model time, from the event log."""
     from agent.events import read_events
@@ -73,6 +91,9 @@ def overhead(run_dir: Path) -> dict:
                 slot["check"] += e.payload["seconds"]
         elif e.kind == "evaluation":
             slot["evaluator"] += e.payload.get("seconds", 0.0)
+    for cid, seconds in race_training(run_dir).items():
+        if cid in per:
+            per[cid]["evaluator"] += seconds
     rows = [v["nodes"] - v["evaluator"] - v["model"] for v in per.values()]
     checks = [v["check"] for v in per.values()]
     rows.sort()
@@ -132,9 +153,13 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="report on an existing run")
     args = parser.parse_args()
 
-    wall = None if args.no_run else run_disco(args.home, args.run_id, args.candidates, args.preset)
+    if args.no_run:  # the wall clock of the run the saved report measured, when it is the same run
+        saved = json.loads((OUT / "report.json").read_text()) if (OUT / "report.json").exists() else {}
+        wall = saved.get("wall_s") if saved.get("run_dir") == str(args.home / "runs" / args.run_id) else None
+    else:
+        wall = run_disco(args.home, args.run_id, args.candidates, args.preset)
     run_dir = args.home / "runs" / args.run_id
-    doc = {"preset": args.preset, "wall_s": wall} | summarise(run_dir)
+    doc = {"preset": args.preset, "wall_s": wall, "run_dir": str(run_dir)} | summarise(run_dir)
     doc["seconds_per_candidate"] = (wall / doc["candidates"]) if wall and doc["candidates"] else None
     doc["overhead"] = overhead(run_dir)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -180,7 +205,9 @@ def render(doc: dict) -> str:
         headline,
         f"Better than DPO over the run: {', '.join(better) if better else 'none'}; verdicts "
         + ", ".join(f"{k} {v}" for k, v in sorted(doc["vs_dpo_verdicts"].items()))
-        + ".",
+        + ". A caveat on these: a candidate not claimed best is judged on the seeds it raced on, and the "
+        "race went on to more seeds because it looked good on the first ones, so its 'better' is not "
+        "confirmed (only a claimed best is trained on confirmation seeds, and is shown from them alone).",
         "Fresh seeds each candidate reached, with DPO trained beside it (n: candidates): "
         + ", ".join(f"{k}: {v}" for k, v in doc["seeds_reached"].items())
         + ".",
@@ -199,7 +226,8 @@ def render(doc: dict) -> str:
     lines += [
         "",
         "## The agent's own overhead per candidate",
-        "Node wall time minus the time inside the target's evaluator (training, scoring) and model calls:",
+        "Node wall time minus the time inside the target's evaluator (training and scoring, the race's extra "
+        "seeds included) and model calls:",
         f"mean {o['overhead_s_mean']:.2f} s, median {o['overhead_s_median']:.2f} s, "
         f"p95 {o['overhead_s_p95']:.2f} s "
         f"over {o['candidates']} candidates; of which the sandboxed validity checks and fingerprint "
