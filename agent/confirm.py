@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.config import EvidenceConfig
 from agent.evidence import Evidence, compare, next_seeds
-from agent.fresh import CONFIRM, FRESH, fresh_vs_baseline
+from agent.fresh import CONFIRM, FRESH, Fresh, confirmation_claims, fresh_vs_baseline, read_fresh
 from agent.runs import RunDir
 from targets.base import Interval, Target
 from targets.racing import Look, RaceConfig, look, seed_differences
@@ -142,6 +142,7 @@ class Confirmer:
                 seeds = self._race_seeds(cid, evaluation, cid, n)
                 self._evaluate_seeds(cid, code, name, seeds[:n], "fresh seeds")
                 self.write_fresh(cid)
+                self.confirm_claims({cid: (code, name, evaluation)})
             first = Evidence(
                 verdict="first",
                 confidence=cfg.confidence,
@@ -257,10 +258,11 @@ class Confirmer:
             self._confirm(cid, code, name, evaluation, rules.confirm_seeds)
         self.write_fresh(cid)
         self.write_fresh(incumbent)  # trained on this race's seeds too
+        self.confirm_claims({cid: (code, name, evaluation)})
         return ev
 
     def _confirm(self, cid: str, code: str, name: str, evaluation: dict[str, Any], n: int) -> None:
-        """Train a claimed `best` on n seeds it has never seen (chosen once, `seeds/confirm.json`): what is
+        """Train a claimed candidate on n seeds it has never seen (chosen once, `seeds/confirm.json`): what is
         shown for it from now on comes from these alone (agent.fresh)."""
         saved = self.run.read_candidate_json(cid, CONFIRM)
         if saved and len(saved.get("seeds") or []) == n:
@@ -269,6 +271,35 @@ class Confirmer:
             seeds = next_seeds(self._used_seeds(cid) | self._selection_seeds(cid, evaluation), n)
             self.run.write_candidate_file(cid, CONFIRM, {"seeds": seeds})
         self._evaluate_seeds(cid, code, name, seeds, "confirmation")
+
+    def confirm_claims(self, known: dict[str, tuple[str, str, dict[str, Any]]]) -> None:
+        """Train on confirmation seeds every candidate Benjamini–Hochberg now calls better than the baseline
+        on the seeds it raced on (`known`: code, name and evaluation of candidates not recorded yet), until
+        none is left: its claim then stands or falls on those seeds alone (agent.fresh.baseline_verdicts).
+        Each candidate is confirmed at most once; its seeds are planned once, so a re-run after a kill
+        trains nothing twice."""
+        n = self.race_config().confirm_seeds
+        done: set[str] = set()
+        while n and (claims := confirmation_claims(self._run_fresh(), self.config.q) - done):
+            for cid in sorted(claims):
+                done.add(cid)  # a confirmation that failed leaves it shown from its race: not again
+                code, name, evaluation = known.get(cid) or self._recorded(cid)
+                self._confirm(cid, code, name, evaluation, n)
+                self.write_fresh(cid)
+
+    def _run_fresh(self) -> dict[str, Fresh]:
+        """Every candidate of the run with a difference to the baseline, as shown now."""
+        out = {}
+        for path in sorted((self.run.root / "candidates").glob(f"*/{FRESH}")):
+            fresh = read_fresh(self.run, path.parent.name)
+            if fresh is not None:
+                out[path.parent.name] = fresh
+        return out
+
+    def _recorded(self, cid: str) -> tuple[str, str, dict[str, Any]]:
+        record = self.run.read_candidate_json(cid, "record.json") or {}
+        evaluation = self.run.read_candidate_json(cid, "evaluation.json") or {}
+        return record.get("code", ""), record.get("name", ""), evaluation
 
     def write_fresh(self, cid: str) -> None:
         """`vs_baseline.json`: the candidate's difference to the baseline on its seeds that chose nothing."""

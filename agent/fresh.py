@@ -4,7 +4,8 @@ The evidence race trains a challenger on fresh seeds, and DPO (the baseline) on 
 cached in the data dir: a seed bank that grows as candidates need it). Each seed file keeps both item
 scores, so the difference is paired seed by seed, with the interval from the measured σ (or the candidate's
 own larger spread) and n. "Better than the baseline" is decided over the whole run by Benjamini–Hochberg,
-never per candidate. Pure statistics and files: no target is imported (the report reads these).
+never per candidate, and stands only on a candidate's confirmation seeds. Pure statistics and files: no
+target is imported (the report reads these).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from agent.runs import RunDir
-    from targets.racing import RaceConfig
+    from targets.racing import Look, RaceConfig
 
 # targets.racing (scipy) is imported where it is used: `disco runs list` reads a score, nothing more.
 
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 FRESH = "vs_baseline.json"
 """A candidate's file with its difference to the baseline on seeds that chose nothing (`Fresh`)."""
 CONFIRM = "seeds/confirm.json"
-"""A claimed `best`'s confirmation seeds (agent.confirm): once it has scores on them, it is shown from those
-alone, since the seeds that crowned it overstate it."""
+"""A claimed candidate's confirmation seeds (agent.confirm: a race's `best`, or one Benjamini–Hochberg calls
+better than the baseline): once it has scores on them, it is shown from those alone, since the seeds that
+selected it overstate it."""
 
 
 class Fresh(BaseModel):
@@ -41,8 +43,11 @@ class Fresh(BaseModel):
     """One-sided p of "no better than the baseline" (Benjamini–Hochberg over the run decides `better`)."""
     confidence: float
     basis: Literal["fresh", "confirmation"] = "fresh"
-    """`confirmation`: from the seeds a claimed `best` was trained on after its claim, and from those
+    """`confirmation`: from the seeds a claimed candidate was trained on after its claim, and from those
     alone; `fresh`: from every seed that chose nothing (the race's included)."""
+    selection_p: float | None = None
+    """One-sided p on the seeds it raced on alone (its confirmation seeds left out): what selects a
+    candidate for confirmation (`confirmation_claims`), never what confirms it."""
 
 
 def fresh_vs_baseline(run: RunDir, cid: str, rules: RaceConfig) -> Fresh | None:
@@ -63,19 +68,15 @@ def fresh_vs_baseline(run: RunDir, cid: str, rules: RaceConfig) -> Fresh | None:
             mine[str(saved["seed"])] = saved["scores"]
             base[str(saved["seed"])] = saved["baseline_scores"]
     confirm = {str(s) for s in (run.read_candidate_json(cid, CONFIRM) or {}).get("seeds") or []}
-    basis: Literal["fresh", "confirmation"] = "fresh"
-    if confirm & set(mine):  # a claimed best: the seeds that crowned it are left out
+    raced = {k: v for k, v in mine.items() if k not in confirm}
+    selection = _look(raced, base, rules)
+    if confirm & set(mine):  # a claimed candidate: the seeds that selected it are left out
         mine = {k: v for k, v in mine.items() if k in confirm}
-        base = {k: v for k, v in base.items() if k in confirm}
-        basis = "confirmation"
-    from targets.racing import seed_differences, shown
-
-    diffs = seed_differences(mine, base)
-    if not diffs:
-        return None
-    try:
-        look = shown(diffs, rules)
-    except ValueError:  # no σ measured and too few seeds for their own spread
+        basis: Literal["fresh", "confirmation"] = "confirmation"
+    else:
+        basis = "fresh"
+    look = _look(mine, base, rules)
+    if look is None:
         return None
     return Fresh(
         diff=look.diff,
@@ -83,23 +84,58 @@ def fresh_vs_baseline(run: RunDir, cid: str, rules: RaceConfig) -> Fresh | None:
         ci_high=look.ci_high or 0.0,
         n_seeds=look.n,
         seeds=sorted(int(k) for k in mine if k in base)[: look.n],
-        p_value=look.p_value or 1.0,
+        p_value=_p(look),
         confidence=rules.confidence,
         basis=basis,
+        selection_p=_p(selection) if selection else None,
     )
 
 
+def _look(mine: Mapping[str, list[float]], base: Mapping[str, list[float]], rules: RaceConfig) -> Look | None:
+    """The paired difference over the seeds both have; None when none, or no spread to show it with."""
+    from targets.racing import seed_differences, shown
+
+    diffs = seed_differences({k: v for k, v in mine.items() if k in base}, base)
+    if not diffs:
+        return None
+    try:
+        return shown(diffs, rules)
+    except ValueError:  # no σ measured and too few seeds for their own spread
+        return None
+
+
+def _p(look: Look) -> float:
+    return look.p_value if look.p_value is not None else 1.0  # an underflowed 0.0 is a p, not a None
+
+
 def baseline_verdicts(fresh: Mapping[str, Fresh], q: float) -> dict[str, str]:
-    """Per candidate, its verdict against the baseline over the whole run: `better` by Benjamini–Hochberg
-    at FDR q over every candidate with a fresh difference, `worse` when its interval lies below 0,
-    `not_separated` otherwise."""
+    """Per candidate, its verdict against the baseline over the whole run: `better` when its difference
+    comes from its confirmation seeds and Benjamini–Hochberg at FDR q over the run's confirmed candidates
+    rejects it; `worse` when its interval lies below 0; `not_separated` otherwise.
+
+    Two stages, each on its own seeds: the seeds a candidate raced on select it for confirmation (a claimed
+    best, or Benjamini–Hochberg over the run on those seeds: `confirmation_claims`), and fresh seeds that
+    selected nothing test it. The selection never looks at a confirmation seed, so a null candidate's
+    confirmation p-value is uniform whatever was selected, and Benjamini–Hochberg over the selected holds
+    its FDR (the race's seeds alone would not: a race goes on because a candidate looked good)."""
     from targets.racing import benjamini_hochberg
 
-    winners = benjamini_hochberg({cid: f.p_value for cid, f in fresh.items()}, q)
+    confirmed = {cid: f.p_value for cid, f in fresh.items() if f.basis == "confirmation"}
+    winners = benjamini_hochberg(confirmed, q)
     return {
         cid: "better" if cid in winners else ("worse" if f.ci_high < 0 else "not_separated")
         for cid, f in fresh.items()
     }
+
+
+def confirmation_claims(fresh: Mapping[str, Fresh], q: float) -> set[str]:
+    """The candidates not confirmed yet that Benjamini–Hochberg at FDR q calls better than the baseline over
+    the run so far on the seeds they raced on (`selection_p`, never a confirmation seed's): the ones to
+    train on confirmation seeds before any claim about them may stand."""
+    from targets.racing import benjamini_hochberg
+
+    raced = {cid: f.selection_p for cid, f in fresh.items() if f.selection_p is not None}
+    return {cid for cid in benjamini_hochberg(raced, q) if fresh[cid].basis != "confirmation"}
 
 
 def read_fresh(run: RunDir, cid: str | None) -> Fresh | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -28,6 +28,8 @@ class Row(BaseModel):
     vs_n: int | None = None
     """Seeds behind that difference."""
     vs_p: float | None = None
+    vs_basis: Literal["fresh", "confirmation"] | None = None
+    """`confirmation` when the difference comes from the seeds it was confirmed on alone."""
     vs_verdict: str | None = None
     """Against the baseline over the run: better (Benjamini–Hochberg) | worse | not_separated."""
     repairs: int = 0
@@ -62,6 +64,7 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
                 vs_high=vs.ci_high if vs else None,
                 vs_n=vs.n_seeds if vs else None,
                 vs_p=vs.p_value if vs else None,
+                vs_basis=vs.basis if vs else None,
                 repairs=rec.get("repair_count", 0),
                 error=rec.get("error"),
                 parents=rec.get("parent_ids", []),
@@ -72,7 +75,8 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
     verdicts = baseline_verdicts(
         {
             cid: Fresh(diff=r.vs_baseline or 0.0, ci_low=r.vs_low or 0.0, ci_high=r.vs_high or 0.0,
-                       n_seeds=r.vs_n or 0, seeds=[], p_value=r.vs_p or 1.0, confidence=0.95)
+                       n_seeds=r.vs_n or 0, seeds=[], p_value=1.0 if r.vs_p is None else r.vs_p,
+                       confidence=0.95, basis=r.vs_basis or "fresh")
             for cid, r in fresh_rows.items()
         },
         q,

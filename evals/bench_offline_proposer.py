@@ -205,9 +205,9 @@ def render(doc: dict) -> str:
         headline,
         f"Better than DPO over the run: {', '.join(better) if better else 'none'}; verdicts "
         + ", ".join(f"{k} {v}" for k, v in sorted(doc["vs_dpo_verdicts"].items()))
-        + ". A caveat on these: a candidate not claimed best is judged on the seeds it raced on, and the "
-        "race went on to more seeds because it looked good on the first ones, so its 'better' is not "
-        "confirmed (only a claimed best is trained on confirmation seeds, and is shown from them alone).",
+        + ". 'Better' stands on confirmation seeds alone: a candidate Benjamini–Hochberg calls better on "
+        "the seeds it raced on is trained on 16 seeds it never saw, and is better only if "
+        "Benjamini–Hochberg over the confirmed says so on those (agent.fresh).",
         "Fresh seeds each candidate reached, with DPO trained beside it (n: candidates): "
         + ", ".join(f"{k}: {v}" for k, v in doc["seeds_reached"].items())
         + ".",

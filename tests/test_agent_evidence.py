@@ -21,6 +21,7 @@ from agent_helpers import REPO, logged_events, start_cli
 from agent.config import EvidenceConfig
 from agent.confirm import Confirmer
 from agent.events import EventLog, read_events
+from agent.fresh import baseline_verdicts, read_fresh
 from agent.runs import RunDir, RunMeta
 from targets.base import Evaluation
 
@@ -260,6 +261,48 @@ def test_race_without_a_measured_sigma_decides_nothing_on_two_seeds(run: RunDir)
     rounds = run.read_candidate_json("c2", "evidence.json")["rounds"]
     assert [r["verdict"] for r in rounds] == ["promising", "not_better"] and rounds[0]["diff"] is None
     assert ev.seeds == [0, 1, 2, 3] and ev.diff.ci_high < 0
+
+
+class AgainstABaseline(SyntheticTarget):
+    """Each evaluation also carries the baseline's item scores on the same seeds (quality 0, the same
+    shared offsets), as the DPO target's does; `lucky` is +0.3 on seeds 0 and 1 (where its race ends) and no
+    better than the baseline on any other: a candidate its race's seeds flatter."""
+
+    def evaluate(self, code: str, name: str, seeds: list[int] | None = None) -> Evaluation:
+        base = super().evaluate("0", "baseline", seeds)
+        self.calls = [c for c in self.calls if c[0] != "0"]  # the baseline's runs are not the candidate's
+        if code == "lucky":
+            out = super().evaluate("0.0000", name, seeds)
+            out.item_scores = {k: [x + 0.3 * (int(k) < 2) for x in v] for k, v in out.item_scores.items()}
+        else:
+            out = super().evaluate(code, name, seeds)
+        out.baseline_item_scores = base.item_scores
+        return out
+
+
+def test_better_than_the_baseline_stands_only_on_confirmation_seeds(run: RunDir) -> None:
+    """A candidate Benjamini–Hochberg calls better than the baseline on the seeds it raced on is trained on
+    confirmation seeds at once, the incumbent as much as a challenger, and the claim stands or falls on
+    those alone: the truly better one is `better`, the one its race seeds flattered is not."""
+    target = AgainstABaseline()
+    confirmer = _race(run, target, confirm_seeds=4, stages=(2, 4, 8))
+    assert (
+        confirmer.decide("good", "0.3", "good", _candidate(run, target, "good", 0.3), None).verdict == "first"
+    )
+    good = read_fresh(run, "good")
+    assert good is not None and good.basis == "confirmation" and good.seeds == [2, 3, 4, 5], good
+    assert good.diff > 0.25
+    ev = confirmer.decide("lucky", "lucky", "lucky", _candidate(run, target, "lucky", 0.0), "good")
+    assert ev.verdict == "not_better" and ev.seeds == [0, 1], ev.reason  # level with the incumbent there
+    lucky = read_fresh(run, "lucky")
+    assert lucky is not None and lucky.basis == "confirmation", lucky
+    assert lucky.seeds == [2, 3, 4, 5] and abs(lucky.diff) < 0.05, lucky
+    null = confirmer.decide("null", "0.00", "null", _candidate(run, target, "null", 0.0), "good")
+    assert null.verdict == "not_better" and read_fresh(run, "null").basis == "fresh"  # never claimed
+    verdicts = baseline_verdicts({c: read_fresh(run, c) for c in ("good", "lucky", "null")}, q=0.1)
+    assert verdicts == {"good": "better", "lucky": "not_separated", "null": "not_separated"}
+    confirmed = [s for c, s in target.calls if c == "0.0000" and s >= 2]
+    assert len(confirmed) == len(set(confirmed)) == 4, target.calls
 
 
 # ---------------------------------------------------------------- the real loop, killed in a confirm round

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from agent.fresh import CONFIRM, FRESH, Fresh, baseline_verdicts, fresh_vs_baseline
+from agent.fresh import CONFIRM, FRESH, Fresh, baseline_verdicts, confirmation_claims, fresh_vs_baseline
 from agent.leaderboard import candidate_rows, ranked
 from agent.report.collect import collect
 from agent.runs import RunDir, RunMeta
@@ -25,9 +25,20 @@ def run(tmp_path: Path) -> RunDir:
     return RunDir.create(tmp_path / "runs", RunMeta(run_id="fresh", target="dpo", model="offline"))
 
 
-def add(run: RunDir, cid: str, index: int, advantage: float, seeds: range, noise: float = 0.03) -> None:
-    """A recorded candidate whose seed files hold its item scores and DPO's, `advantage` apart on average."""
+def add(
+    run: RunDir,
+    cid: str,
+    index: int,
+    advantage: float,
+    seeds: range,
+    noise: float = 0.03,
+    confirmed: bool = False,
+) -> None:
+    """A recorded candidate whose seed files hold its item scores and DPO's, `advantage` apart on average
+    (`confirmed`: all of them its confirmation seeds)."""
     rng = np.random.default_rng(index)
+    if confirmed:
+        run.write_candidate_file(cid, CONFIRM, {"seeds": list(seeds)})
     for seed in seeds:
         base = rng.normal(0.1, 0.2, size=16)
         mine = base + advantage + rng.normal(0.0, noise)  # a seed's shift: the training noise
@@ -90,15 +101,53 @@ def test_evaluation_seeds_count_unless_they_chose_something(run: RunDir) -> None
     assert fresh_vs_baseline(run, "c1", RaceConfig()) is None, "3 seeds and no σ: no interval to show"
 
 
-def test_better_than_the_baseline_only_over_the_run() -> None:
-    strong = Fresh(diff=0.2, ci_low=0.15, ci_high=0.25, n_seeds=16, seeds=[], p_value=1e-6, confidence=0.95)
-    lucky = Fresh(diff=0.05, ci_low=0.001, ci_high=0.1, n_seeds=2, seeds=[], p_value=0.02, confidence=0.95)
+def test_better_than_the_baseline_only_on_confirmation_seeds_by_fdr_over_the_confirmed() -> None:
+    """Two stages on separate seeds: Benjamini–Hochberg over the run on the seeds raced selects candidates
+    for confirmation; BH over the confirmed, on their confirmation seeds alone, says `better`."""
+    strong = Fresh(
+        diff=0.2, ci_low=0.15, ci_high=0.25, n_seeds=16, seeds=[], p_value=1e-6, confidence=0.95,
+        basis="confirmation", selection_p=1e-4,
+    )  # fmt: skip
+    lucky = Fresh(
+        diff=0.05,
+        ci_low=0.001,
+        ci_high=0.1,
+        n_seeds=2,
+        seeds=[],
+        p_value=0.02,
+        confidence=0.95,
+        selection_p=0.02,
+    )
     worse = Fresh(diff=-0.2, ci_low=-0.3, ci_high=-0.1, n_seeds=2, seeds=[], p_value=0.999, confidence=0.95)
-    nulls = {f"n{i}": lucky.model_copy(update={"diff": 0.0, "p_value": 0.5}) for i in range(20)}
-    verdicts = baseline_verdicts({"strong": strong, "lucky": lucky, "worse": worse, **nulls}, q=0.1)
+    nulls = {
+        f"n{i}": lucky.model_copy(update={"diff": 0.0, "p_value": 0.5, "selection_p": 0.5}) for i in range(20)
+    }
+    run = {"strong": strong, "lucky": lucky, "worse": worse, **nulls}
+    verdicts = baseline_verdicts(run, q=0.1)
     assert verdicts["strong"] == "better" and verdicts["worse"] == "worse"
-    assert verdicts["lucky"] == "not_separated", "p 0.02 alone among 23 is no discovery at FDR 0.1"
-    assert baseline_verdicts({"lucky": lucky}, q=0.1)["lucky"] == "better", "alone, it would be"
+    assert verdicts["lucky"] == "not_separated"
+    assert confirmation_claims(run, q=0.1) == set(), "p 0.02 among 23 is not even worth confirming at FDR 0.1"
+    # Alone, BH calls it better on the seeds it raced on: not `better` until confirmed, but to be confirmed
+    assert baseline_verdicts({"lucky": lucky}, q=0.1)["lucky"] == "not_separated"
+    assert confirmation_claims({"lucky": lucky, "strong": strong}, q=0.1) == {"lucky"}
+    # Confirmed at p 0.02 on its own seeds: among the confirmed (2 of them) that is a discovery at 0.1,
+    # whatever the 20 nulls never selected
+    confirmed = lucky.model_copy(update={"basis": "confirmation"})
+    assert baseline_verdicts({**run, "lucky": confirmed}, q=0.1)["lucky"] == "better"
+    flopped = lucky.model_copy(update={"basis": "confirmation", "p_value": 0.4, "diff": 0.005})
+    assert baseline_verdicts({**run, "lucky": flopped}, q=0.1)["lucky"] == "not_separated"
+    assert confirmation_claims({"lucky": confirmed}, q=0.1) == set(), "confirmed once"
+
+
+def test_a_sure_difference_has_p_near_zero_not_one(run: RunDir) -> None:
+    """Far past σ on two seeds, the normal tail underflows to p = 0.0: shown as such (a falsy 0.0 once
+    became p = 1.0, and a certain winner was no discovery)."""
+    for seed in (2, 3):
+        run.write_candidate_file(
+            "c1", f"seeds/{seed}.json", {"seed": seed, "scores": [9.0], "baseline_scores": [0.0]}
+        )
+    fresh = fresh_vs_baseline(run, "c1", RaceConfig(sigma=0.01))
+    assert fresh is not None and fresh.p_value < 1e-12
 
 
 def test_shrinkage_ranks_a_sure_gain_above_a_larger_noisy_one() -> None:
@@ -111,7 +160,7 @@ def test_shrinkage_ranks_a_sure_gain_above_a_larger_noisy_one() -> None:
 
 def test_leaderboard_and_report_show_the_fresh_difference_and_rank_by_it(run: RunDir) -> None:
     add(run, "c1", 1, -0.20, range(2, 4))  # the highest in-sample fitness, clearly worse on fresh seeds
-    add(run, "c2", 2, 0.15, range(2, 18))
+    add(run, "c2", 2, 0.15, range(2, 18), confirmed=True)
     add(run, "c3", 3, 0.00, range(2, 6))
     rows = {r.id: r for r in candidate_rows(run)}
     assert (rows["c2"].vs_n, rows["c2"].vs_verdict) == (16, "better")

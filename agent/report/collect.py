@@ -85,8 +85,8 @@ class Candidate(BaseModel):
     vs_p: float | None = None
     vs_verdict: str | None = None
     """Against the baseline over the run: better (Benjamini–Hochberg) | worse | not_separated."""
-    vs_basis: str | None = None
-    """`confirmation` when a claimed best's difference comes from the seeds it was confirmed on alone."""
+    vs_basis: Literal["fresh", "confirmation"] | None = None
+    """`confirmation` when a claimed candidate's difference comes from the seeds it was confirmed on alone."""
     verdict: str | None = None
     """The evidence rule's last word on it (first | best | promising | not_better), when the run has one."""
     repairs: int = 0
@@ -291,6 +291,7 @@ def collect(run: RunDir) -> ReportData:
             seeds=[],
             p_value=c.vs_p if c.vs_p is not None else 1.0,
             confidence=0.95,
+            basis=c.vs_basis or "fresh",
         )
         for cid, c in with_fresh.items()
         if c.vs_baseline is not None
