@@ -132,7 +132,11 @@ def test_twenty_random_kill_9s_across_steps_and_jobs_lose_and_repeat_nothing(
     kills: list[tuple[str, str, int]] = []
     points = _kill_points(rng)
     try:
-        while points and len(kills) < KILLS and (mode := _wait(points[0], rng, run, jobs_root, proc, _job_kills(kills))):
+        while (
+            points
+            and len(kills) < KILLS
+            and (mode := _wait(points[0], rng, run, jobs_root, proc, _job_kills(kills)))
+        ):
             if mode != "job":
                 points.pop(0)
             events = logged_events(run)

@@ -53,8 +53,10 @@ async def test_attach_to_a_finished_run_shows_every_pane(home: Path) -> None:
         await _loaded(pilot)
         assert "finished (candidates budget reached: 4 of 4)" in text_of(app, "#status")
         rows = board(app)
-        assert [r[1] for r in rows] == ["squared_margin", "dpo_again", "hinge_gate", "broken_loss"], "ranked"
-        assert rows[0][2:] == ["ok", "+0.31[+0.23,+0.37] 4"] and rows[3][2] == "check ✗"
+        assert [r[1] for r in rows] == ["◆squared_margin", "dpo_again", "hinge_gate", "broken_loss"], "ranked"
+        # the incumbent marked; its status is its verdict against the baseline (confirmed: better)
+        assert rows[0][2:] == ["better", "+0.31[+0.23,+0.37] 4"] and rows[3][2] == "check ✗"
+        assert rows[1][2] == rows[2][2] == "≈ base", "not separated from the baseline"
         progress = text_of(app, "#progress")
         assert "#4 broken_loss" in progress and "4/10" in progress and "repair 1/3" in progress
         assert text_of(app, "#chart").count("●") == 3
@@ -109,7 +111,7 @@ async def test_each_command_reaches_the_runner_and_is_acknowledged(
             assert "20 (" not in text_of(app, "#progress") and "4/20" in text_of(app, "#progress")
         if sent[0] in ("pin", "veto"):
             mark = "★" if sent[0] == "pin" else "⊘"
-            await until(pilot, lambda: any(r[1].startswith(mark) for r in board(app)), what="the mark")
+            await until(pilot, lambda: any(mark in r[1] for r in board(app)), what="the mark")
 
 
 async def test_a_hint_visibly_reaches_the_next_design(home: Path) -> None:
@@ -318,6 +320,11 @@ async def test_the_conversation_follows_unless_scrolled_up_and_the_board_keeps_i
             vs_baseline=vs,
             verdict="best",
         )
-        await until(pilot, lambda: board(app)[0][1] == "new_best", what="the re-ranked board")
+        await until(pilot, lambda: board(app)[0][1] == "◆new_best", what="the re-ranked board")
+        assert board(app)[1][1] == "squared_margin", "the mark moved to the new incumbent"
         assert board(app)[table.cursor_row][1] == "hinge_gate", "the cursor stays on its candidate"
+        # a race trains the former incumbent on more seeds: the evidence event alone refreshes its cell
+        run.write_candidate_file(f"{RUN_ID}-0002", "vs_baseline.json", fresh(0.31) | {"n_seeds": 8})
+        log.append("evidence", f"{RUN_ID}-0005", verdict="not_better", incumbent=f"{RUN_ID}-0002", round=1)
+        await until(pilot, lambda: board(app)[1][3].endswith(" 8"), what="the refreshed n")
         assert "●" in text_of(app, "#chart") and text_of(app, "#chart").count("●") == 4

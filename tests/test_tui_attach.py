@@ -20,6 +20,8 @@ from tui.screens.dialogs import QuitScreen
 from tui.services import QuitResult
 
 pytestmark = pytest.mark.anyio
+SHOWN = ("ok", "better", "worse", "≈ base")
+"""An evaluated candidate's status: its verdict against the baseline once it has one."""
 RUN = "live"
 
 
@@ -53,7 +55,7 @@ async def test_attach_to_a_run_that_another_process_is_writing(home: Path, share
         assert wait_for(run.meta_path.exists, 120), (home.parent / "runner.log").read_text()
         app = make_app(home, RUN, poll_s=0.1)
         async with app.run_test(size=(160, 50)) as pilot:
-            await until(pilot, lambda: any(r[2] == "ok" for r in board(app)), 300, "a candidate on the board")
+            await until(pilot, lambda: any(r[2] in SHOWN for r in board(app)), 300, "a candidate")
             assert "running" in text_of(app, "#status") and "/200" in text_of(app, "#progress")
             prompt = app.screen.query_one("#prompt")
             prompt.value = "/hint keep the loss bounded"

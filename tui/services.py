@@ -85,8 +85,9 @@ class RunSource:
             return None
         self._last = key
         rows = None
-        if self._rows is None or any(e.kind in ("candidate", "evaluation") for e in events):
-            self._rows = tuple(ranked(candidate_rows(self.run)))  # re-read only when one was recorded
+        if self._rows is None or any(e.kind in ("candidate", "evaluation", "evidence") for e in events):
+            # re-read only when one was recorded or raced (a race trains the incumbent on more seeds too)
+            self._rows = tuple(ranked(candidate_rows(self.run)))
             rows = self._rows + self._in_flight()
         elif any(e.kind in ("node", "human") for e in events):  # the step, or a pin / veto mark
             rows = self._rows + self._in_flight()

@@ -16,7 +16,7 @@ from textual.suggester import Suggester
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, RichLog, Static
 
-from agent.leaderboard import Row
+from agent.leaderboard import Row, incumbent
 from agent.runs import ACTIVE_STATES as ACTIVE
 from tui.chart import chart_lines
 from tui.commands import complete
@@ -142,6 +142,15 @@ def fitness_text(row: Row) -> str:
 
 
 STATUS_LABEL = {"evaluated": "ok", "check_failed": "check ✗", "rejected": "rejected", "failed": "failed"}
+VERDICT_LABEL = {
+    "better": ("better", "bold green"),
+    "worse": ("worse", "red"),
+    "not_separated": ("≈ base", ""),
+}
+"""An evaluated candidate's status is its verdict against the baseline over the run (agent.fresh): `better`
+only on confirmation seeds at the run's FDR; `≈ base` when not separated from it."""
+INCUMBENT_MARK = "◆"
+"""Before the name of the run's best by evidence (the chart's line), whatever its point score."""
 
 
 class Leaderboard(DataTable):
@@ -161,7 +170,8 @@ class Leaderboard(DataTable):
     def show(self, rows: Sequence[Row], pinned: Sequence[str] = (), vetoed: Sequence[str] = ()) -> None:
         """Same candidates in the same order: only the cells that changed; else a rebuild that keeps the
         cursor on its candidate and the scroll where it was (no jump, no flicker)."""
-        cells = [(r.id, self._cells(r, pinned, vetoed)) for r in rows]
+        top = incumbent(list(rows))
+        cells = [(r.id, self._cells(r, pinned, vetoed, top is not None and r.id == top.id)) for r in rows]
         if [cid for cid, _ in cells] == [k.value for k in self.rows]:
             for cid, new in cells:
                 for column, (old, value) in enumerate(zip(self.get_row(cid), new, strict=True)):
@@ -178,16 +188,18 @@ class Leaderboard(DataTable):
         self.scroll_to(y=scroll, animate=False, immediate=True)
 
     @staticmethod
-    def _cells(r: Row, pinned: Sequence[str], vetoed: Sequence[str]) -> tuple[str, Text, Text, str]:
+    def _cells(
+        r: Row, pinned: Sequence[str], vetoed: Sequence[str], leads: bool
+    ) -> tuple[str, Text, Text, str]:
         mark = "★" if r.id in pinned else "⊘" if r.id in vetoed else ""
+        name = Text(INCUMBENT_MARK if leads else "", "bold green")
+        name.append(mark + r.name)
+        name.overflow, name.no_wrap = "ellipsis", True
         status = STATUS_LABEL.get(r.status, r.status)
         style = "green" if r.status == "evaluated" else "red" if r.status in STATUS_LABEL else "yellow"
-        return (
-            str(r.index),
-            Text(mark + r.name, overflow="ellipsis", no_wrap=True),
-            Text(status, style),
-            fitness_text(r),
-        )
+        if r.status == "evaluated" and r.vs_verdict in VERDICT_LABEL:
+            status, style = VERDICT_LABEL[r.vs_verdict]
+        return (str(r.index), name, Text(status, style), fitness_text(r))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

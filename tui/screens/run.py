@@ -81,7 +81,7 @@ class RunScreen(DiscoScreen):
 
     def on_mount(self) -> None:
         self.query_one("#progress").border_title = "plan & progress"
-        self.query_one("#board").border_title = "leaderboard (Enter: code, diff, checks)"
+        self.query_one("#board").border_title = "leaderboard ◆ incumbent (Enter: code, diff…)"
         self.query_one("#conversation").border_title = "conversation"
         self.query_one("#chart").border_title = "fitness: ● CI ─ incumbent"
         self.busy("")
