@@ -271,8 +271,8 @@ class Loop:
     def _progress(self, cid: str) -> Any:
         """A long step's progress as events (targets.progress): what it does now, n of N, time left."""
 
-        def sink(what: str, done: int | None, total: int | None) -> None:
-            self.s.events.append("progress", cid, what=what, done=done, total=total)
+        def sink(what: str, done: int | None, total: int | None, **extra: float) -> None:
+            self.s.events.append("progress", cid, what=what, done=done, total=total, **extra)
 
         return sink
 

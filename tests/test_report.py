@@ -112,6 +112,26 @@ def test_summary_numbers_match_status_json(built, written) -> None:
     assert f"{status['prompt_tokens']} prompt + {status['completion_tokens']} completion tokens" in html
 
 
+def test_time_is_split_into_one_time_setup_and_per_candidate(built, written) -> None:
+    """The run's time is told as what it paid once (the training workers; on a cold cache also the toy
+    task, the SFT model and DPO's baseline runs) and what each candidate cost on average."""
+    from agent.report.render import _duration
+
+    _, run = built
+    setups = [
+        e.payload for e in read_events(run.events_path) if e.kind == "progress" and "setup_s" in e.payload
+    ]
+    assert any(p["what"].startswith("starting the training workers") for p in setups), setups
+    setup = sum(p["setup_s"] for p in setups)
+    assert setup > 0
+    status = json.loads(run.status_path.read_text())
+    n = len(_records(run))
+    line = next(x for x in (run.root / "report.md").read_text().splitlines() if x.startswith("- Time:"))
+    assert f"{_duration(setup)} one-time set-up" in line, line
+    assert f"then {_duration((status['elapsed_s'] - setup) / n)} a candidate over {n}" in line, line
+    assert 'id="setup"' in (run.root / "report.html").read_text()
+
+
 def test_failures_are_counted_by_kind(built, written) -> None:
     _, run = built
     rows = _table((run.root / "report.md").read_text(), "## Failures")

@@ -120,6 +120,10 @@ class Job(BaseModel):
 
 class Cost(BaseModel):
     elapsed_s: float
+    setup_s: float = 0.0
+    """What the run paid once (the task, the workers, the baseline's runs: `targets.progress.one_time`)."""
+    per_candidate_s: float | None = None
+    """The rest of the run time, per recorded candidate."""
     prompt_tokens: int
     completion_tokens: int
     usd: float
@@ -281,6 +285,7 @@ def collect(run: RunDir) -> ReportData:
         evaluation = _read_json(path.parent / "evaluation.json") or {}
         baseline = baseline or _points((evaluation.get("details") or {}).get("baseline_frontier"))
     candidates.sort(key=lambda c: (c.index, c.id))
+    setup_s = sum(float(e.payload.get("setup_s") or 0.0) for e in events if e.kind == "progress")
     with_fresh = {c.id: c for c in candidates if c.vs_baseline is not None}
     fresh_items = {
         cid: Fresh(
@@ -315,6 +320,8 @@ def collect(run: RunDir) -> ReportData:
             cpu_h=status.cpu_s / 3600,
             gpu_h=status.gpu_s / 3600,
             model_calls=sum(1 for e in events if e.kind == "llm"),
+            setup_s=setup_s,
+            per_candidate_s=(status.elapsed_s - setup_s) / len(candidates) if candidates else None,
         ),
         candidates=candidates,
         best_id=status.best_id,

@@ -362,22 +362,22 @@ class SweepPool:
     def _open(self) -> ProcessPoolExecutor:
         if self._pool is None:
             from sandbox.registry import SandboxUnavailable
-            from targets.progress import report
+            from targets.progress import one_time
 
             threads = 1 if self.spec.workers > 1 else max(1, os.cpu_count() or 1)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            report(
+            with one_time(
                 "starting the training workers (the toy task and its SFT model are built once, then cached)"
-            )
-            pool = ProcessPoolExecutor(
-                max_workers=self.spec.workers,
-                mp_context=get_context("spawn"),
-                initializer=_worker_init,
-                initargs=(threads, os.getpid()),
-            )
-            with _stop_signals_blocked():
-                first = pool.submit(prepare, self.spec, self.cache_dir)
-            info = first.result()
+            ):
+                pool = ProcessPoolExecutor(
+                    max_workers=self.spec.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=_worker_init,
+                    initargs=(threads, os.getpid()),
+                )
+                with _stop_signals_blocked():
+                    first = pool.submit(prepare, self.spec, self.cache_dir)
+                info = first.result()
             if not info["jail"]:
                 if os.environ.get("DISCO_UNSAFE_SANDBOX") != "1":
                     pool.shutdown(wait=False, cancel_futures=True)
@@ -391,6 +391,11 @@ class SweepPool:
                 )
             self._pool = pool
         return self._pool
+
+    def start(self) -> None:
+        """Start the workers now (they start with the first job otherwise): their one-time cost is then
+        counted apart from the first job's."""
+        self._open()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from targets.base import Evaluation, Interval, OfflineProposer, SeedCandidate, TargetEnv
 from targets.cache_dirs import file_lock, read_sealed, write_sealed
-from targets.progress import Counter, report
+from targets.progress import Counter, one_time
 from targets.results import CheckReport, CheckResult
 
 log = logging.getLogger("disco.target.dpo")
@@ -242,8 +242,9 @@ class DPOTarget:
             if saved is not None:
                 runs = [RunResult.model_validate(r) for r in json.loads(saved)]
             else:
-                report("DPO's baseline runs, once for this preset (kept in the cache)")
-                runs = pool.run({"dpo": get_zoo_loss("dpo").code}, _counted("DPO's baseline runs"))
+                pool.start()  # its own one-time piece: not inside the baseline's seconds
+                with one_time("DPO's baseline runs, once for this preset (kept in the cache)"):
+                    runs = pool.run({"dpo": get_zoo_loss("dpo").code}, _counted("DPO's baseline runs"))
                 write_sealed(path, self.cache_dir, json.dumps([r.model_dump(mode="json") for r in runs]))
         self._baseline = runs
         return runs
