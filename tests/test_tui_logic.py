@@ -221,6 +221,35 @@ def test_candidate_detail_code_diff_and_checks(home: Path) -> None:
     assert candidate_detail(run, "nope") is None
 
 
+def test_candidate_diff_against_a_parent_from_an_earlier_run_or_from_memory(home: Path) -> None:
+    """A run that builds on an earlier one (its parents come from memory) shows the diff against the parent
+    in that run's folder; a parent whose run is gone is found in memory; one in neither is said to be."""
+    from test_memory_helpers import shared_minilm
+
+    from memory.records import CandidateRecord
+    from memory.store import MemoryStore
+
+    earlier = write_run(home, run_id="earlier")
+    later = write_run(home, run_id="later")
+    parent = earlier.read_candidate_json("earlier-0002", "record.json")
+    child = dict(later.read_candidate_json("later-0003", "record.json"), parent_ids=["earlier-0002"])
+    later.write_candidate_file("later-0003", "record.json", child)
+    detail = candidate_detail(later, "later-0003")
+    assert detail is not None and detail.parent == "earlier-0002 (from run earlier)", detail.parent
+    assert detail.diff.startswith("--- earlier-0002") and "def ipo_loss" in parent["code"]
+    # the earlier run deleted: memory still has the parent
+    store = MemoryStore(home / "memory", embedder=shared_minilm())
+    store.record(CandidateRecord(id="earlier-0002", run_id="earlier", target="dpo", code=parent["code"]))
+    for path in sorted((earlier.root / "candidates").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    detail = candidate_detail(later, "later-0003")
+    assert detail is not None and detail.parent == "earlier-0002 (from memory)", detail.parent
+    assert detail.diff.startswith("--- earlier-0002")
+    later.write_candidate_file("later-0003", "record.json", dict(child, parent_ids=["gone-0001"]))
+    detail = candidate_detail(later, "later-0003")
+    assert detail is not None and detail.parent == "gone-0001 (not found in this data dir or its memory)"
+
+
 def test_event_tail_reads_only_what_was_appended_and_waits_for_a_torn_line(tmp_path: Path) -> None:
     log = EventLog(tmp_path / "events.jsonl", "r1")
     tail = EventTail(log.path)

@@ -80,6 +80,27 @@ def _parent_code(run: RunDir, parent_id: str) -> str | None:
     return _read(folder / f"{name}.py") if name and (folder / f"{name}.py").exists() else None
 
 
+def _earlier_code(run: RunDir, parent_id: str) -> tuple[str, str] | None:
+    """A parent from outside this run: (its code, where it was found). First its own run's folder in the
+    same data dir (ids are `<run>-NNNN`, a lesson `<run>-NNNN-aN`), then memory, which keeps every
+    recorded candidate of every run and every imported archive's."""
+    m = re.fullmatch(r"(.+)-\d{4}(?:-a\d+)?", parent_id)
+    if m and m[1] != run.run_id and (run.root.parent / m[1] / "candidates").is_dir():
+        code = _parent_code(RunDir(run.root.parent / m[1]), parent_id)
+        if code is not None:
+            return code, f"run {m[1]}"
+    memory = run.root.parent.parent / "memory"
+    if not memory.is_dir():
+        return None
+    from memory.store import MemoryStore
+
+    try:
+        record = MemoryStore(memory).get(parent_id)  # a read: no embedding, no model loaded
+    except Exception:  # a memory another version wrote, or locked: the diff is a courtesy, not a must
+        return None
+    return (record.code, "memory") if record is not None and record.code else None
+
+
 def _checks(folder: Path) -> list[CheckLine]:
     out = []
     rounds = sorted(
@@ -114,11 +135,21 @@ def candidate_detail(run: RunDir, cid: str) -> CandidateDetail | None:
         if base is not None:
             parent = pid
             break
+    if base is None:
+        for pid in rec.get("parent_ids") or []:
+            found = _earlier_code(run, pid)
+            if found is not None:
+                base, parent = found[0], f"{pid} (from {found[1]})"
+                break
     if base is None and versions and _read(folder / f"{versions[0]}.py") != code:
         parent, base = f"its first draft ({versions[0]}.py)", _read(folder / f"{versions[0]}.py")
     if base is None:
         outside = ", ".join(rec.get("parent_ids") or [])
-        parent = f"{outside} (not in this run)" if outside else "nothing: it has no parent"
+        parent = (
+            f"{outside} (not found in this data dir or its memory)"
+            if outside
+            else "nothing: it has no parent"
+        )
         diff = ""
     else:
         lines = difflib.unified_diff(
