@@ -27,6 +27,7 @@ from tui.commands import (
 )
 from tui.services import QuitResult, RunSource
 from tui.view import Point, Tracker
+from tui.widgets import fitness_text
 
 
 @pytest.mark.parametrize(
@@ -203,7 +204,7 @@ def test_chart_draws_points_ci_and_the_incumbent_not_the_highest_dot() -> None:
     top_row = next(i for i, x in enumerate(lines) if "●" in x)  # #2, the highest dot: never the line
     assert line_rows and top_row not in line_rows, "the line is the incumbent's score (#1, then #3)"
     assert "#1" in lines[-1] and "#3" in lines[-1]
-    assert chart_lines([], 40, 8)[0].plain == "no evaluated candidate yet"
+    assert chart_lines([], 40, 8)[0].plain == "no candidate recorded yet"
     many = [Point(i, i / 100, i / 100 - 0.1, i / 100 + 0.1, i == 5) for i in range(1, 200)]
     assert all(len(x.plain) <= 40 for x in chart_lines(many, 40, 8)), "newest candidates when all do not fit"
 
@@ -280,6 +281,35 @@ def test_source_polls_changes_only_and_sends_commands(home: Path) -> None:
     status.pid = 2**22 + 12345  # a pid that no process has
     run.write_status(status)
     assert not source.alive() and "applied when the run is resumed" in source.send(parse_command("resume"))
+
+
+def test_paused_after_evaluate_the_board_says_paused_with_the_printed_fitness(home: Path) -> None:
+    """A pause applies at the next step boundary: paused after #5's evaluate, the in-flight row says
+    `paused` (not `evaluate…`) and shows the screen fitness the conversation printed, marked `~`."""
+    run = live_run(home)
+    status = run.status()
+    status.state = "running"
+    run.write_status(status)
+    log = EventLog(run.events_path, run.run_id)
+    cid = f"{RUN_ID}-0005"
+    log.append("node", None, node="plan", phase="enter")
+    log.append("node", cid, node="plan", phase="leave", seconds=0.0)
+    log.append("node", cid, node="design", name="late_one", thought="t", hints_used=[], parents=[])
+    log.append("node", cid, node="evaluate", phase="enter")
+    source = RunSource(run)
+    rows = source.poll().rows  # type: ignore[union-attr]
+    assert rows is not None and (rows[-1].id, rows[-1].status, rows[-1].fitness) == (cid, "evaluate…", None)
+    fit = {"value": 0.2, "ci_low": 0.1, "ci_high": 0.3}
+    log.append("evaluation", cid, status="ok", fitness=fit, vs_baseline=None, reason="", seconds=9.0)
+    log.append("node", cid, node="evaluate", phase="leave", seconds=9.0)
+    status.state = "paused"
+    run.write_status(status)
+    update = source.poll()
+    assert update is not None and update.rows is not None
+    last = update.rows[-1]
+    assert (last.id, last.status, last.fitness) == (cid, "paused", 0.2), last
+    assert fitness_text(last) == "~+0.20[+0.10,+0.30]"
+    assert any("screen fitness +0.200" in line.text for line in update.lines)
 
 
 def test_quit_messages() -> None:

@@ -19,7 +19,7 @@ def chart_lines(points: Sequence[Point], width: int, height: int) -> list[Text]:
     if width < LABEL + 4 or height < 3:
         return [Text("(too small)", style="dim")]
     if not points:
-        return [Text("no evaluated candidate yet", style="dim")]
+        return [Text("no candidate recorded yet", style="dim")]  # one evaluated, not recorded: not yet
     rows, plot_w = height - 1, width - LABEL
     ordered = sorted(points, key=lambda p: p.index)
     best: list[float | None] = []

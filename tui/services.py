@@ -47,6 +47,8 @@ class RunSource:
         self.tracker = Tracker(run.run_id)
         self._last: tuple | None = None
         self._rows: tuple[Row, ...] | None = None
+        self._shown_state: str | None = None
+        """The run state the in-flight row was last drawn for (a pause changes its status)."""
 
     @property
     def run_id(self) -> str:
@@ -88,9 +90,10 @@ class RunSource:
         if self._rows is None or any(e.kind in ("candidate", "evaluation", "evidence") for e in events):
             # re-read only when one was recorded or raced (a race trains the incumbent on more seeds too)
             self._rows = tuple(ranked(candidate_rows(self.run)))
-            rows = self._rows + self._in_flight()
-        elif any(e.kind in ("node", "human") for e in events):  # the step, or a pin / veto mark
-            rows = self._rows + self._in_flight()
+            rows = self._rows + self._in_flight(status.state == "paused")
+        elif any(e.kind in ("node", "human") for e in events) or status.state != self._shown_state:
+            rows = self._rows + self._in_flight(status.state == "paused")  # the step, a mark, a pause
+        self._shown_state = status.state
         return RunUpdate(
             progress=self.tracker.view(status, alive, elapsed),
             lines=tuple(lines),
@@ -110,14 +113,26 @@ class RunSource:
             why = f"{type(exc).__name__}: {exc}"
             return [Line(f"event {event.seq} ({event.kind}) could not be shown: {why}", "dim", "system")]
 
-    def _in_flight(self) -> tuple[Row, ...]:
-        """The candidate being designed, checked or evaluated, below the recorded ones."""
+    def _in_flight(self, paused: bool = False) -> tuple[Row, ...]:
+        """The candidate being designed, checked or evaluated, below the recorded ones: its step (or
+        `paused`, when the run waits at a step boundary) and, once evaluated, its screen fitness (`~`)."""
         t = self.tracker
         cid = t.candidate
         if not cid or t.node in (None, "plan") or any(r.id == cid for r in self._rows or ()):
             return ()
         index = int(cid[-4:]) if cid[-4:].isdigit() else 0
-        return (Row(id=cid, index=index, name=t.name or "…", status=f"{t.node}…"),)
+        fit = t.screen_fitness.get(cid) or {}
+        return (
+            Row(
+                id=cid,
+                index=index,
+                name=t.name or "…",
+                status="paused" if paused else f"{t.node}…",
+                fitness=fit.get("value"),
+                ci_low=fit.get("ci_low"),
+                ci_high=fit.get("ci_high"),
+            ),
+        )
 
     def refusal(self, command: Command) -> str | None:
         """Why the command cannot be sent (a pin or veto of a candidate that does not exist), or None."""

@@ -148,6 +148,8 @@ class Tracker:
     """When the step running now began (its `enter` event)."""
     node_seconds: dict[str, list[float]] = field(default_factory=dict)
     """node → how long each finished run of it took: what a pause waits for is estimated from them."""
+    screen_fitness: dict[str, dict[str, float]] = field(default_factory=dict)
+    """candidate → its evaluation's fitness, printed before it is recorded (the in-flight row shows it)."""
 
     def pausing(self, now: datetime | None = None) -> str:
         """What a pause sent now waits for, in words: the step running and about how long it has left
@@ -269,6 +271,8 @@ class Tracker:
         fit = fmt_fitness(p.get("fitness"))
         if not fit:
             return [Line(f"{short(e.candidate)} evaluation failed: {p.get('reason')}", "red")]
+        if e.candidate:
+            self.screen_fitness[e.candidate] = p["fitness"]
         # on the screen's seeds (DPO's chose β): the score, on fresh seeds, comes with the record
         line = f"{short(e.candidate)} screen fitness {fit} in {p.get('seconds', 0):.0f}s"
         return [Line(line, "bold")]

@@ -28,6 +28,7 @@ the conversation 24 wide beside the 54-column leaderboard."""
 class DiscoScreen(Screen):
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width < NARROW_BELOW, "narrow")
+
     @property
     def disco(self) -> DiscoApp:
         return self.app  # type: ignore[return-value]
