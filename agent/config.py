@@ -127,6 +127,10 @@ class LoopConfig(BaseModel):
     k_best: int = 5
     k_similar: int = 4
     k_failures: int = 3
+    baselines_in_memory: bool = True
+    """Put the target's published methods (the DPO zoo) into memory, marked `baseline`, before the first
+    candidate: the novelty gate then rejects a rediscovery of DPO, SLiC, IPO, … and the prompts show them
+    as known. Off only where zoo losses stand in for new code (tests)."""
     seed_archive: Literal["auto", "evaluate", "skip"] = "auto"
     """Whether the run starts by checking and evaluating the target's seed archive (as ADAS does), so that
     the designs build on measured seeds: `auto` follows the target's declaration (the agent-system target

@@ -310,6 +310,21 @@ class Runner:
             return
         self._write_status("paused" if self._outage else "running", self._outage, values)
 
+    def _baselines_into(self, memory: Any, target: Any) -> None:
+        """The target's published methods into memory before the first candidate (once per data dir)."""
+        from memory.baselines import seed_baselines
+
+        baselines = getattr(target, "baselines", None)
+        if baselines is None:
+            return
+        known = baselines()
+        added = seed_baselines(memory, target.name, known)
+        if added:
+            names = ", ".join(b.name for b in known)
+            self._event(
+                "tool", tool="seed_baselines", args={"target": target.name}, result=f"{added} {names}"
+            )
+
     def _with_seed_archive(self, designer: Any, target: Any, memory: Any) -> Any:
         """Measure the target's seed archive first when the config or the target asks for it.
 
@@ -365,6 +380,8 @@ class Runner:
             self.reserve.hold()
             designer = _designer(self.run, config, target, log, self.replay_of, self.events)
             memory = open_store()
+            if config.loop.baselines_in_memory:
+                self._baselines_into(memory, target)
             designer = self._with_seed_archive(designer, target, memory)
             tools = Toolbox(target, memory, job_defaults=config.gpu.spec, event=self.events.append)
             if self.replay_of is not None:

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from memory.records import is_baseline_id
+
 
 class NoveltyConfig(BaseModel):
     """Thresholds of the gate; a similarity at or above one means duplicate."""
@@ -46,7 +48,8 @@ class NoveltyVerdict(BaseModel):
             return "novel: memory holds nothing to compare with for this target"
         if self.novel:
             return f"novel: nearest is {self.nearest}, {self.by} similarity {self.similarity:.4f}"
-        return f"duplicate of {self.nearest}, {self.by} similarity {self.similarity:.4f}"
+        known = " (a published method of the target: no discovery)" if is_baseline_id(self.nearest) else ""
+        return f"duplicate of {self.nearest}{known}, {self.by} similarity {self.similarity:.4f}"
 
     def summary(self) -> dict[str, object]:
         """The CLI's `novelty --json` object."""

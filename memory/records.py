@@ -15,9 +15,19 @@ from pydantic import BaseModel, Field, model_validator
 
 from targets.results import CheckResult
 
-Status = Literal["proposed", "rejected", "check_failed", "failed", "evaluated"]
-STATUSES: tuple[Status, ...] = ("proposed", "rejected", "check_failed", "failed", "evaluated")
+Status = Literal["proposed", "rejected", "check_failed", "failed", "evaluated", "baseline"]
+"""`baseline`: a published method of the target (the DPO zoo), put in memory so that the novelty gate and
+the prompts know it is no discovery (memory/baselines.py); never ranked, never a failure."""
+STATUSES: tuple[Status, ...] = ("proposed", "rejected", "check_failed", "failed", "evaluated", "baseline")
 FAILED_STATUSES: tuple[Status, ...] = ("rejected", "check_failed", "failed")
+
+
+BASELINE_RUN = "baseline"
+"""The run id of baseline records (ids `baseline-<target>-<name>`: memory/baselines.py)."""
+
+
+def is_baseline_id(candidate_id: str | None) -> bool:
+    return bool(candidate_id) and str(candidate_id).startswith(f"{BASELINE_RUN}-")
 
 
 def code_hash(code: str) -> str:

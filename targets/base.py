@@ -50,6 +50,13 @@ class SeedCandidate(BaseModel):
     code: str
 
 
+class Baseline(SeedCandidate):
+    """A published method of the target, for memory (marked `baseline` there: no discovery), with its
+    behavioural fingerprint when the target ships one."""
+
+    fingerprint: list[float] | None = None
+
+
 class ParentInfo(BaseModel):
     """What a proposer may know of an earlier candidate."""
 

@@ -23,7 +23,12 @@ from targets.dpo.zoo import get_zoo_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
-GOOD_CODE = get_zoo_loss("ipo").code.replace("def ipo_loss", "def scripted_loss")
+GOOD_CODE = (
+    get_zoo_loss("ipo")
+    .code.replace("def ipo_loss", "def scripted_loss")
+    .replace("1 / (2 * self.beta)", "1 / (1.5 * self.beta)")
+)
+"""A valid loss that is no published one (IPO with another target margin): memory knows IPO itself."""
 _STEPS = ("design", "reflect1", "reflect2", "repair")
 
 

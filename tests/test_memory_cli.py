@@ -162,11 +162,14 @@ def test_entry_point_with_an_endpoint(tmp_path: Path) -> None:
         assert stats.returncode == 0 and json.loads(stats.stdout)["total"] == 0 and not server.requests
         cand = write(tmp_path, "c.py", get_zoo_loss("ipo").code)
         first = disco("novelty", str(cand), "--json", "--no-fingerprint")
-        assert first.returncode == 0 and json.loads(first.stdout) == {
-            "novel": True,
-            "nearest": None,
-            "similarity": 0,
+        # IPO is a published loss: memory holds the DPO target's baselines from the first command on
+        # (their texts embedded through the endpoint too)
+        assert first.returncode == 1 and json.loads(first.stdout) == {
+            "novel": False,
+            "nearest": "baseline-dpo-ipo",
+            "similarity": 1.0,
         }
+        assert server.requests
         server.fail_with = 503
         archive = write(tmp_path, "a.json", json.dumps([{"code": get_zoo_loss("ipo").code, "fitness": 1}]))
         failed = disco("import", str(archive), "--target", "other")

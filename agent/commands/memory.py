@@ -175,6 +175,23 @@ def _fingerprint(made: dict[str, SandboxFingerprinter], target: str, code: str) 
     return made[target](code)
 
 
+def _with_baselines(store: MemoryStore, target: str) -> None:
+    """The target's published methods into memory first, as a run puts them (memory/baselines.py): plain
+    DPO is a known loss even in a data dir where no run has started yet. A target that cannot be loaded
+    here (a user's, by path) has none to add."""
+    from agent.home import cache_dir
+    from memory.baselines import seed_baselines
+    from targets.registry import TargetError, get_target
+
+    try:
+        loaded = get_target(target, None, cache_dir())
+    except TargetError:
+        return
+    baselines = getattr(loaded, "baselines", None)
+    if baselines is not None:
+        seed_baselines(store, target, baselines())
+
+
 def _say_unavailable(made: dict[str, SandboxFingerprinter]) -> None:
     for fp in made.values():
         if fp.unavailable:
@@ -335,6 +352,8 @@ def novelty(
     with _user_errors(), fingerprinters() as made:
         fp = _fingerprint(made, target, code) if fingerprint else None
         _say_unavailable(made)
-        verdict = open_store().novelty(code, target=target, fingerprint=fp)
+        store = open_store()
+        _with_baselines(store, target)
+        verdict = store.novelty(code, target=target, fingerprint=fp)
     typer.echo(json.dumps(verdict.summary()) if as_json else verdict.message)
     raise typer.Exit(0 if verdict.novel else 1)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from targets.base import Evaluation, Interval, OfflineProposer, SeedCandidate, TargetEnv
+from targets.base import Baseline, Evaluation, Interval, OfflineProposer, SeedCandidate, TargetEnv
 from targets.cache_dirs import file_lock, read_sealed, write_sealed
 from targets.progress import Counter, one_time
 from targets.results import CheckReport, CheckResult
@@ -318,6 +318,13 @@ class DPOTarget:
         return [
             SeedCandidate(name=z.name, thought=f"{z.title}. {z.citation}", code=z.code) for z in list_zoo()
         ]
+
+    def baselines(self) -> list[Baseline]:
+        """The zoo, for memory: known losses, no discoveries (fingerprints shipped: no sandbox, no torch)."""
+        from targets.dpo.zoo.fingerprints import shipped
+
+        prints = shipped()
+        return [Baseline(**s.model_dump(), fingerprint=prints.get(s.name)) for s in self.seeds()]
 
     def offline_proposer(self, seed: int) -> OfflineProposer:
         from targets.dpo.proposer import DPOBlockProposer
