@@ -141,6 +141,7 @@ def summarise(run_dir: Path) -> dict:
         "seeds_reached": {str(k): v for k, v in sorted(reach.items())},
         "vs_dpo_verdicts": verdicts,
         "better_than_dpo": [r.name for r in rows if r.vs_verdict == "better"],
+        "confirmed": [r.name for r in rows if r.vs_basis == "confirmation"],
     }
 
 
@@ -179,15 +180,18 @@ def render(doc: dict) -> str:
             return f"| {label} | — | | | | | |"
         return (
             f"| {label} | #{r['index']} {r['name']} | {ci(r['vs_baseline'], r['vs_low'], r['vs_high'])} "
-            f"| {r['vs_n'] or ''} | {r['vs_verdict'] or ''} | {r['verdict'] or ''} "
+            f"| {r['vs_n'] or ''}{' (c)' if r.get('vs_basis') == 'confirmation' else ''} "
+            f"| {r['vs_verdict'] or ''} | {r['verdict'] or ''} "
             f"| {ci(r['fitness'], r['ci_low'], r['ci_high'])} |"
         )
 
     top = doc["incumbent"]
     if top and top["vs_baseline"] is not None:
+        basis = "confirmation" if top.get("vs_basis") == "confirmation" else "fresh"
         headline = (
             f"The run's best by evidence is #{top['index']} {top['name']}: vs DPO "
-            f"{ci(top['vs_baseline'], top['vs_low'], top['vs_high'])} on {top['vs_n']} fresh seeds, "
+            f"{ci(top['vs_baseline'], top['vs_low'], top['vs_high'])} on {top['vs_n']} "
+            f"{basis} seeds, "
             f"verdict **{top['vs_verdict']}** (Benjamini–Hochberg at q = 0.1 over the run's "
             f"{doc['candidates']} candidates)."
         )
@@ -207,7 +211,8 @@ def render(doc: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in sorted(doc["vs_dpo_verdicts"].items()))
         + ". 'Better' stands on confirmation seeds alone: a candidate Benjamini–Hochberg calls better on "
         "the seeds it raced on is trained on 16 seeds it never saw, and is better only if "
-        "Benjamini–Hochberg over the confirmed says so on those (agent.fresh).",
+        "Benjamini–Hochberg over the confirmed says so on those (agent.fresh). Confirmed (n marked (c): "
+        "confirmation seeds): " + (", ".join(doc.get("confirmed") or []) or "none") + ".",
         "Fresh seeds each candidate reached, with DPO trained beside it (n: candidates): "
         + ", ".join(f"{k}: {v}" for k, v in doc["seeds_reached"].items())
         + ".",
