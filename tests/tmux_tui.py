@@ -27,6 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SOCKET = f"disco-tui-{os.getpid()}"
 SCORED = re.compile(r"[+-]\d\.\d\d\[[+-]\d\.\d\d,[+-]\d\.\d\d\] +\d+")
+EVALUATED = re.compile(r" (ok|better|worse|≈ base) ")
+"""An evaluated row's status: its verdict against the baseline once it has fresh seeds, else `ok`."""
 """A leaderboard row's fresh difference to DPO with its interval and n, as the TUI draws it."""
 SESSION = "tui"
 RUN = "tmux-run"
@@ -122,7 +124,7 @@ def drive(home: Path, out: Path, env: dict[str, str]) -> None:
         raise SystemExit(f"FAILED: the TUI is not drawn at 100 columns:\n{up}")
     d.wait(
         "the leaderboard fills",
-        lambda s: any(" ok " in line and SCORED.search(line) for line in s.splitlines()),
+        lambda s: any(EVALUATED.search(line) and SCORED.search(line) for line in s.splitlines()),
         300,
     )
     d.type("/hint bounded")
