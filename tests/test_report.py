@@ -20,6 +20,7 @@ from report_helpers import HOSTILE_NAME, report_run_fixture, resource_urls  # no
 
 from agent.events import EventLog, read_events
 from agent.report.collect import Interval, Job, collect
+from agent.report.plots import edge_bends
 from agent.report.questions import open_questions
 from agent.report.render import write_report
 from agent.runner import create_run
@@ -361,3 +362,13 @@ def test_setup_failures_are_told_apart_from_candidate_faults(built, tmp_path: Pa
     ), "the candidates' own failures first"
     rows = _table(write_report(copy).markdown.read_text(), "## Failures")
     assert {(r["kind"], r["on"]) for r in rows} == origins
+
+
+def test_a_lineage_edge_never_hides_behind_another() -> None:
+    """#5's parents are #1 and #3, #3's is #1: drawn straight, #1 → #5 runs through #3's node and over
+    #1 → #3 and #3 → #5, and reads as one chain. It bends; edges through no node stay straight."""
+    where = {"c1": (1.0, 0.0), "c3": (3.0, 1.0), "c5": (5.0, 2.0), "c4": (4.0, 1.0)}
+    edges = [("c1", "c3"), ("c3", "c5"), ("c1", "c5"), ("c1", "c4")]
+    bends = edge_bends(edges, where)
+    assert bends[:2] == [0.0, 0.0] and bends[3] == 0.0
+    assert bends[2] != 0.0

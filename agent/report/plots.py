@@ -183,17 +183,39 @@ def lineage_depths(data: ReportData) -> dict[str, int]:
     return depth
 
 
+def edge_bends(edges: list[tuple[str, str]], where: dict[str, tuple[float, float]]) -> list[float]:
+    """How much each drawn edge bends (matplotlib's arc3 `rad`): 0 for a straight line, except where the
+    line would run through another candidate's node (a grandparent edge drawn over the parent's), which
+    would hide an edge behind the others: those bend, alternately up and down."""
+    bends, bent = [], 0
+    for source, child in edges:
+        (x0, y0), (x1, y1) = where[source], where[child]
+        length2 = (x1 - x0) ** 2 + (y1 - y0) ** 2
+        through = False
+        for other, (x, y) in where.items():
+            if other in (source, child) or length2 == 0:
+                continue
+            t = ((x - x0) * (x1 - x0) + (y - y0) * (y1 - y0)) / length2
+            cross = (x - x0) * (y1 - y0) - (y - y0) * (x1 - x0)
+            through = through or (0 < t < 1 and abs(cross) / length2**0.5 < 0.15)
+        bends.append((0.3 if bent % 2 == 0 else -0.3) if through else 0.0)
+        bent += through
+    return bends
+
+
 def lineage(data: ReportData, path: Path) -> Path | None:
     """The lineage tree: candidates by design order (x) and generation (y), coloured by status."""
     if not data.candidates:
         return None
     plt = _pyplot()
     depth = lineage_depths(data)
-    where: dict[str, tuple[int, int]] = {c.id: (c.index, depth[c.id]) for c in data.candidates}
+    where: dict[str, tuple[float, float]] = {c.id: (c.index, depth[c.id]) for c in data.candidates}
     fig, ax = plt.subplots(figsize=(8, 1.8 + 0.5 * (max(depth.values()) + 1)))
-    for source, child in lineage_edges(data):
+    edges = lineage_edges(data)
+    for (source, child), bend in zip(edges, edge_bends(edges, where), strict=True):
         (x0, y0), (x1, y1) = where[source], where[child]
-        ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "#999999", "lw": 0.8})
+        arrow = {"arrowstyle": "-|>", "color": "#777777", "lw": 0.8, "shrinkA": 7, "shrinkB": 7}
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops=arrow | {"connectionstyle": f"arc3,rad={bend}"})
     seen: set[str] = set()
     for cand in data.candidates:
         x, y = where[cand.id]
