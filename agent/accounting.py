@@ -32,12 +32,23 @@ class ResourceMeter:
         """Seconds inside the target's evaluators, checks and confirmations (on this machine's CPUs)."""
         self.jobs: dict[str, tuple[float, float]] = {}
         """Job id → (CPU seconds, GPU seconds) so far: a CPU job counts its cores, a GPU job its GPUs."""
+        self.failed_tokens = (0, 0)
+        """(prompt, completion) tokens of model calls that failed (timeouts, server errors, unusable
+        output): the loop's state counts the answered steps only, the budget and status count both."""
+        self.failed_usd = 0.0
 
     def add(self, event: Event) -> None:
         p = event.payload
         measured = event.kind == "node" and p.get("node") in EVALUATOR_NODES and p.get("phase") == "leave"
         if event.kind == "evaluation" or measured:
             self.evaluator_s += float(p.get("seconds") or 0.0)
+        elif event.kind == "llm" and p.get("error") and not p.get("cached"):
+            prompt, completion = self.failed_tokens
+            self.failed_tokens = (
+                prompt + int(p.get("prompt_tokens") or 0),
+                completion + int(p.get("completion_tokens") or 0),
+            )
+            self.failed_usd += float(p.get("usd") or 0.0)
         elif event.kind == "job" and p.get("job") and "gpu_s" in p:
             self.jobs[p["job"]] = (float(p.get("cpu_s") or 0.0), float(p["gpu_s"]))
 

@@ -32,6 +32,7 @@ def _register() -> None:
     from agent.commands.jobs import jobs_app
     from agent.commands.losses import losses_app
     from agent.commands.memory import memory_app
+    from agent.commands.models import models_app
     from agent.commands.report import report
     from agent.commands.run import control, resume, run, runs_app
     from agent.commands.sandbox import sandbox_app
@@ -42,6 +43,7 @@ def _register() -> None:
     app.add_typer(bench_app, name="bench")
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(memory_app, name="memory")
+    app.add_typer(models_app, name="models")
     app.add_typer(sandbox_app, name="sandbox")
     app.add_typer(targets_app, name="targets")
     app.command("run")(run)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from agent.models.settings import ModelsConfig, models_from_env
+from agent.models.settings import MODEL_SETTING_ENV, ModelsConfig, models_from_env
 
 if TYPE_CHECKING:
     from targets.base import TargetEnv
@@ -238,10 +238,27 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def meta_model_overrides(model: str | None, base_url: str | None) -> dict[str, Any]:
-    """`--model` / `--base-url` as `load_config` overrides; empty when neither is given."""
-    given = {k: v for k, v in {"model": model, "base_url": base_url}.items() if v}
-    return {"models": {"meta": given}} if given else {}
+def meta_model_overrides(
+    model: str | None,
+    base_url: str | None,
+    *,
+    structured: str | None = None,
+    timeout_s: float | None = None,
+    reply_tokens: int | None = None,
+    inner_model: str | None = None,
+    inner_base_url: str | None = None,
+) -> dict[str, Any]:
+    """The model flags (`--model`, `--base-url`, `--structured`, `--timeout`, `--reply-tokens`,
+    `--inner-model`, `--inner-base-url`) as `load_config` overrides; empty when none is given."""
+    meta = {"model": model, "base_url": base_url, "structured": structured, "timeout_s": timeout_s}
+    meta["max_tokens"] = reply_tokens
+    inner = {"model": inner_model, "base_url": inner_base_url}
+    given = {
+        role: {k: v for k, v in values.items() if v is not None and v != ""}
+        for role, values in (("meta", meta), ("inner", inner))
+    }
+    given = {role: values for role, values in given.items() if values}
+    return {"models": given} if given else {}
 
 
 def run_model_overrides(run_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,7 +290,12 @@ def load_config(
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc)}") from None
-    models = models_from_env(config.models, env)
+    try:
+        models = models_from_env(config.models, env)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        variable = next((v for v, f in MODEL_SETTING_ENV.items() if f in err["loc"]), "the environment")
+        raise ConfigError(f"{variable}: {err['msg'].removeprefix('Value error, ')}") from None
     layered = config.model_dump() | {"models": models.model_dump()}
     if env.get("DISCO_SANDBOX"):
         layered = _merge(layered, {"targets": {config.target: {"sandbox": env["DISCO_SANDBOX"]}}})

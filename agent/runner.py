@@ -124,8 +124,16 @@ def _designer(
     if settings.offline:
         return OfflineDesigner(target.offline_proposer(_proposer_seed(run, config)), log)
     from agent.models import StructuredModel
+    from agent.models.probe import probed, with_probed
 
     settings.check_usable()
+    # What the endpoint honours, probed once per data dir (runs/<id> is in it): the cap field and the mode
+    # auto starts in. Without it, auto steps down as the server refuses formats.
+    found, said = probed(run.root.parent.parent, settings)
+    if said:
+        args = {"endpoint": settings.endpoint, "model": settings.model}
+        events.append("tool", None, tool="probe_model", args=args, result=said)
+    settings, start_mode = with_probed(settings, found)
 
     def llm_event(ex: Any) -> None:
         """Every model call is an event: its step, tokens, cost, latency, and why it failed if it did."""
@@ -142,9 +150,11 @@ def _designer(
             attempts=u.attempts,
             cached=u.cached,
             error=ex.error,
+            **({"estimated_tokens": u.estimated_tokens} if u.estimated_tokens else {}),
         )
 
-    return ModelDesigner(StructuredModel(settings, log=log, on_call=llm_event), settings.model)
+    model = StructuredModel(settings, log=log, on_call=llm_event, start_mode=start_mode)
+    return ModelDesigner(model, settings.model)
 
 
 class Runner:
@@ -250,6 +260,7 @@ class Runner:
             s.candidates = values.get("done", s.candidates)
             s.best_id = values.get("best_id", s.best_id)
             s.best_fitness = values.get("best_fitness", s.best_fitness)
+            values = self._with_failed_calls(values)
             s.prompt_tokens = values.get("prompt_tokens", s.prompt_tokens)
             s.completion_tokens = values.get("completion_tokens", s.completion_tokens)
             s.usd = values.get("usd", s.usd)
@@ -266,8 +277,18 @@ class Runner:
             message = self.control.apply(command)
             self._event("human", command=command.model_dump(mode="json"), message=message)
 
+    def _with_failed_calls(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The loop's spend plus that of the model calls that failed, which the loop's state never saw."""
+        prompt, completion = self.meter.failed_tokens
+        return values | {
+            "prompt_tokens": values.get("prompt_tokens", 0) + prompt,
+            "completion_tokens": values.get("completion_tokens", 0) + completion,
+            "usd": values.get("usd", 0.0) + self.meter.failed_usd,
+        }
+
     def _budget(self, values: dict[str, Any], new_candidate: bool) -> str | None:
         """The budget that is used up, in words, or None."""
+        values = self._with_failed_calls(values)
         b = self.config.budget.model_copy(update=self.control.budget)
         done = max(0, values.get("done", 0) - self.seed_count)  # the seed archive is not the budget's
         if new_candidate and b.max_candidates is not None and done >= b.max_candidates:

@@ -118,9 +118,19 @@ class FakeOpenAI:
     def __init__(self, *, reject_json_schema: bool = False, model: str = "fake-model") -> None:
         self.reject_json_schema = reject_json_schema
         """Answer 400 to `response_format` of type json_schema, like servers without JSON-schema support."""
+        self.reject: dict[str, int] = {}
+        """More refusals, by what the request asks for: a `response_format` type ("json_schema",
+        "json_object") or "tools" (any tool call). The value is the HTTP status (llama-cpp-python answers
+        500 to a response format it does not know)."""
+        self.caps: tuple[str, ...] = ()
+        """The cap fields this server honours ("max_tokens", "max_completion_tokens"): a longer reply is
+        cut there with finish_reason "length". Empty: caps are ignored (scripted replies stay whole)."""
         self.model = model
         self.requests: list[dict[str, Any]] = []
-        """Every chat-completion request body, in arrival order (rejected ones included)."""
+        """Every chat-completion request body, in arrival order (rejected ones included), except probes."""
+        self.probes: list[dict[str, Any]] = []
+        """The capability probe's requests (agent.models.probe), answered by the server itself like a real
+        server would, whatever the script: a run probes a new endpoint before its first step."""
         self.paths: list[str] = []
         """Every request as "METHOD /path"."""
         self.default: Responder | None = None
@@ -184,11 +194,22 @@ class FakeOpenAI:
 
     def _next(self, body: dict[str, Any]) -> Item:
         with self._lock:
-            self.requests.append(body)
+            probe = _probe_answer(body)
+            (self.probes if probe is not None else self.requests).append(body)
             if self.reject_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
                 return Error(
                     400, JSON_SCHEMA_UNSUPPORTED, type="invalid_request_error", param="response_format"
                 )
+            fmt = (body.get("response_format") or {}).get("type")
+            if self.reject.get(fmt):
+                message = (
+                    f"1 validation error: body.response_format.type: Input should be 'text', not {fmt!r}"
+                )
+                return Error(self.reject[fmt], message)
+            if "tools" in body and self.reject.get("tools"):
+                return Error(self.reject["tools"], "tools are not supported by this server")
+            if probe is not None:
+                return probe
             if self._queue:
                 return self._queue.popleft()
         if self.default is not None:
@@ -214,13 +235,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, _error_body("not found", "invalid_request_error"))
 
     def do_POST(self) -> None:
-        self.fake.paths.append(f"POST {self.path}")
         length = int(self.headers.get("Content-Length") or 0)
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
         except json.JSONDecodeError:
             self._json(400, _error_body("the request body is not JSON", "invalid_request_error"))
             return
+        if _probe_answer(body) is None:
+            self.fake.paths.append(f"POST {self.path}")
         try:
             if self.path.endswith("/chat/completions"):
                 self._chat(body)
@@ -252,6 +274,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(item.status, _error_body(item.message, err_type, item.code, item.param), headers)
             return
         message, finish = _assistant_message(item)
+        cap = min((int(body[f]) for f in self.fake.caps if body.get(f) is not None), default=None)
+        if (
+            cap is not None
+            and isinstance(message.get("content"), str)
+            and count_tokens(message["content"]) > cap
+        ):
+            message["content"], finish = message["content"][: 4 * max(cap - 1, 0)], "length"
         prompt = sum(count_tokens(_message_text(m)) for m in body.get("messages", []))
         calls = message.get("tool_calls")
         completion = count_tokens(_message_text(message) + (json.dumps(calls) if calls else ""))
@@ -356,6 +385,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _probe_answer(body: dict[str, Any]) -> Item | None:
+    """What a capable server answers to agent.models.probe's requests; None for any other request."""
+    from agent.models.probe import COUNT_REQUEST, JSON_REQUEST
+
+    messages = body.get("messages") or [{}]
+    asked = str(messages[-1].get("content") or "")
+    if asked.startswith(COUNT_REQUEST):
+        return " ".join(str(n) for n in range(1, 301))
+    if not asked.startswith(JSON_REQUEST):
+        return None
+    if body.get("tools"):
+        return ToolCalls([ToolCall(body["tools"][0]["function"]["name"], {"answer": 4})])
+    return {"answer": 4}
 
 
 def _assistant_message(item: Any) -> tuple[dict[str, Any], str]:

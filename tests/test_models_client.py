@@ -218,7 +218,7 @@ def test_json_schema_answer_is_parsed(server: FakeOpenAI) -> None:
     assert request["messages"] == MESSAGES  # nothing added when the server does the schema
 
 
-def test_server_rejecting_json_schema_falls_back_to_prompt_mode() -> None:
+def test_server_rejecting_json_schema_falls_back_to_json_object_mode() -> None:
     with FakeOpenAI(reject_json_schema=True) as server:
         model = StructuredModel(settings_for(server))
         server.script([f"Sure, here it is:\n```json\n{json.dumps(DRAFT)}\n```\nGood luck!", DRAFT])
@@ -229,12 +229,80 @@ def test_server_rejecting_json_schema_falls_back_to_prompt_mode() -> None:
         assert usage.attempts == 1  # the rejected request produced nothing and is not an attempt
         rejected, fallback = server.requests
         assert rejected["response_format"]["type"] == "json_schema"
-        assert "response_format" not in fallback
+        assert fallback["response_format"] == {"type": "json_object"}
         assert '"thought"' in last_user_text(fallback) and "JSON schema" in last_user_text(fallback)
-        assert model.mode == "prompt"
+        assert model.mode == "json_object"
 
         model.ask("c2/design", MESSAGES, Draft)  # remembered: no second rejection
-        assert len(server.requests) == 3 and "response_format" not in server.requests[2]
+        assert len(server.requests) == 3 and server.requests[2]["response_format"] == {"type": "json_object"}
+
+
+@pytest.mark.parametrize("status", [400, 422, 500])
+def test_each_rejected_format_steps_down_whatever_the_status(status: int) -> None:
+    """llama-cpp-python answers 500 to `json_schema` (its request validation): the body names the response
+    format, so it is a rejection to fall back from, not an outage to retry for hours."""
+    with FakeOpenAI() as server:
+        server.reject = {"json_schema": status, "json_object": status}
+        model = StructuredModel(settings_for(server).model_copy(update={"max_retries": 0}))
+        server.script([DRAFT])
+
+        draft, usage = model.ask("c1/design", MESSAGES, Draft)
+
+        assert draft == Draft(**DRAFT) and usage.attempts == 1
+        asked = [(r.get("response_format") or {}).get("type") for r in server.requests]
+        assert asked == ["json_schema", "json_object", None] and model.mode == "prompt"
+        assert "JSON schema" in last_user_text(server.requests[-1])
+
+
+def test_a_forced_format_the_server_rejects_is_one_sentence() -> None:
+    with FakeOpenAI() as server:
+        server.reject = {"json_object": 500}
+        settings = settings_for(server).model_copy(update={"structured": "json_object", "max_retries": 0})
+        with pytest.raises(ModelError) as err:
+            StructuredModel(settings).ask("c1/design", MESSAGES, Draft)
+    assert err.value.kind == "refused" and "rejected json_object output" in err.value.message
+
+
+def test_the_cap_reaches_a_local_server_as_max_tokens(server: FakeOpenAI) -> None:
+    """langchain-openai sends `max_completion_tokens`, which llama.cpp ignores; OpenAI itself gets that."""
+    server.script([DRAFT])
+    StructuredModel(settings_for(server).model_copy(update={"max_tokens": 321})).ask("c1", MESSAGES, Draft)
+    assert server.requests[0]["max_tokens"] == 321 and "max_completion_tokens" not in server.requests[0]
+    assert ModelSettings(model="m", api_key=SecretStr("k")).cap_in == "max_completion_tokens"
+    assert (
+        settings_for(server).model_copy(update={"cap_field": "max_completion_tokens"}).cap_in != "max_tokens"
+    )
+
+
+def test_a_fix_round_quotes_an_excerpt_of_a_long_bad_reply(server: FakeOpenAI) -> None:
+    rambling = "I will think about this loss step by step. " * 400  # ~17k characters, no JSON
+    server.script([rambling, DRAFT])
+    model = StructuredModel(settings_for(server).model_copy(update={"structured": "prompt"}))
+    model.ask("c1/design", MESSAGES, Draft)
+    echoed = server.requests[1]["messages"][-2]
+    assert echoed["role"] == "assistant" and len(echoed["content"]) < 1700 < len(rambling)
+    assert "characters cut" in echoed["content"]
+
+
+def test_tokens_of_failed_calls_are_counted(server: FakeOpenAI) -> None:
+    """A timed-out call was read and possibly answered up to the cap by the server: budgets must see it,
+    though no usage came back. A server that reports no usage at all gets its tokens counted here."""
+    settings = settings_for(server).model_copy(update={"timeout_s": 0.3, "max_retries": 1, "max_tokens": 50})
+    server.script([Delay(2, DRAFT), Delay(2, DRAFT)])
+    model = StructuredModel(settings)
+    with pytest.raises(ModelError) as err:
+        model.ask("c1/design", MESSAGES, Draft)
+    assert err.value.kind == "timeout"
+    spent = err.value.usage
+    assert spent is not None and spent.completion_tokens == 2 * 50 and spent.prompt_tokens > 0
+    assert spent.estimated_tokens == spent.prompt_tokens + spent.completion_tokens
+    assert model.totals.failed_calls == 1 and model.totals.completion_tokens == 100
+
+    server.report_usage = False
+    server.script([DRAFT])
+    _, usage = StructuredModel(settings.model_copy(update={"timeout_s": 30})).ask("c2", MESSAGES, Draft)
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.estimated_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
 def test_json_schema_ignored_by_server_falls_back_to_prompt_mode(server: FakeOpenAI) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from dataclasses import dataclass
 
 import pytest
@@ -44,6 +45,7 @@ COVERED_BY = {  # the README's command → a test that runs it through the real 
     "losses show": "test_cli_losses.py::test_show_prints_the_source_exactly",
     "losses check": "test_cli_losses.py::test_entry_point_check_json_passes_and_exits_0",
     "bench losses": "test_bench_cli.py::test_reports_reward_kl_and_fitness_with_ci_per_loss",
+    "models probe": "test_models_probe.py::test_probe_shows_each_fallback",
     "bench sigma": "test_sigma_pilot.py::test_a_pilot_measured_once_is_what_the_race_uses",
 }
 
@@ -63,7 +65,7 @@ def readme_commands() -> list[ReadmeCommand]:
     for block in re.finditer(r"```bash\n(.*?)```", text, re.S):
         first_line = text[: block.start()].count("\n") + 2
         joined: list[tuple[int, str]] = []
-        for offset, raw in enumerate(block.group(1).splitlines()):
+        for offset, raw in enumerate(textwrap.dedent(block.group(1)).splitlines()):
             code = re.split(r"\s#", " " + raw, maxsplit=1)[0].strip()
             if not code:
                 continue

@@ -212,6 +212,26 @@ def run(
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint (else OPENAI_BASE_URL).")
     ] = None,
+    structured: Annotated[
+        str | None,
+        typer.Option(
+            help="How to get JSON from the model: auto (probe the server once, then fall back as it refuses),"
+            " json_schema, json_object, function_calling or prompt. Else $DISCO_STRUCTURED."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for one model answer (else $DISCO_TIMEOUT_S; 120).")
+    ] = None,
+    reply_tokens: Annotated[
+        int | None,
+        typer.Option(help="Cap on the tokens of one model answer (else $DISCO_REPLY_TOKENS; 4096)."),
+    ] = None,
+    inner_model: Annotated[
+        str | None, typer.Option(help="The inner agents' model (ADAS), else $DISCO_INNER_MODEL.")
+    ] = None,
+    inner_base_url: Annotated[
+        str | None, typer.Option(help="The inner agents' endpoint, else $DISCO_INNER_BASE_URL.")
+    ] = None,
     max_candidates: Annotated[
         int | None, typer.Option(help="Stop after this many candidates (10 when no budget is given at all).")
     ] = None,
@@ -254,7 +274,15 @@ def run(
     overrides: dict[str, Any] = {}
     if target:
         overrides["target"] = target
-    overrides |= meta_model_overrides(model, base_url)
+    overrides |= meta_model_overrides(
+        model,
+        base_url,
+        structured=structured,
+        timeout_s=timeout,
+        reply_tokens=reply_tokens,
+        inner_model=inner_model,
+        inner_base_url=inner_base_url,
+    )
     budget = {
         "max_candidates": max_candidates,
         "hours": hours,
@@ -275,7 +303,7 @@ def run(
         if base_url and not model and config.models.meta.offline and not replay:
             # `--base-url` alone: the server's model when it has one, said aloud; else one sentence.
             picked = only_model(config.models.meta)
-            overrides["models"]["meta"]["model"] = picked
+            overrides.setdefault("models", {}).setdefault("meta", {})["model"] = picked
             config = load_config(config_path, overrides)
             notes.append(f"--base-url without --model: using the server's only model, {picked}")
         if preset:

@@ -33,6 +33,9 @@ class CallUsage(BaseModel):
     """HTTP calls made for this ask; the SDK's own retries of one call are not counted."""
     cached: bool = False
     """True when the answer came from an exchange log (resume or replay): nothing new was spent."""
+    estimated_tokens: int = 0
+    """Of the tokens above, those counted here because the server said nothing: calls that failed or were
+    abandoned after the server took the prompt (a timeout: it may have generated up to the cap)."""
 
 
 class UsageTotals(BaseModel):

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
 
 T = TypeVar("T", bound=BaseModel)
-Mode = Literal["json_schema", "function_calling", "prompt"]
+Mode = Literal["json_schema", "json_object", "function_calling", "prompt"]
+LADDER: tuple[Mode, ...] = ("json_schema", "json_object", "prompt")
+"""Auto mode's steps down when a server rejects a response format: each asks less of the server."""
 
 # Words in a 400 that mean "this server cannot do JSON-schema output" rather than "this request is bad".
 _SCHEMA_REJECTION = re.compile(r"response_format|json_schema|structured output|guided|grammar", re.I)
@@ -100,7 +102,9 @@ class StructuredModel:
         settings: ModelSettings,
         log: ExchangeLog | None = None,
         on_call: Callable[[Exchange], None] | None = None,
+        start_mode: Mode = "json_schema",
     ) -> None:
+        """`start_mode`: where auto mode starts, e.g. what `disco models probe` found (agent.models.probe)."""
         if settings.offline:
             raise ModelConfigError(
                 "The model is 'offline': there is no LLM to call; name a model to use one."
@@ -111,7 +115,7 @@ class StructuredModel:
         self.on_call = on_call
         self._lock = threading.Lock()
         self._totals = UsageTotals()
-        self._json_schema_works = settings.structured in ("auto", "json_schema")
+        self._mode: Mode = settings.structured if settings.structured != "auto" else start_mode
         self._llm: ChatOpenAI | None = None
 
     @property
@@ -122,10 +126,13 @@ class StructuredModel:
 
     @property
     def mode(self) -> Mode:
-        """How the next ask requests JSON; "auto" settles on "prompt" after the first rejection."""
-        if self.settings.structured == "function_calling":
-            return "function_calling"
-        return "json_schema" if self._json_schema_works else "prompt"
+        """How the next ask requests JSON; "auto" steps down LADDER for good at each rejection."""
+        return self._mode
+
+    def _step_down(self) -> Mode:
+        at = LADDER.index(self._mode) if self._mode in LADDER else len(LADDER) - 1
+        self._mode = LADDER[min(at + 1, len(LADDER) - 1)]
+        return self._mode
 
     def chat_model(self) -> ChatOpenAI:
         """The underlying ChatOpenAI, configured from the settings, for tool-calling chat."""
@@ -195,7 +202,7 @@ class StructuredModel:
     def _ask_live(self, conversation: list[dict[str, str]], schema: type[T], spent: _Spent) -> T:
         """Call, validate, send a bad reply back with its error; `conversation` grows with the fix rounds."""
         mode = self.mode
-        if mode == "prompt":
+        if mode in ("prompt", "json_object"):
             add_schema_instruction(conversation, schema)
         kind: ErrorKind = "malformed"
         problem = ""
@@ -203,17 +210,20 @@ class StructuredModel:
         while attempt <= self.settings.fix_attempts:
             try:
                 reply = self._call(mode, conversation, schema)
+            except ModelError as err:
+                spent.add_unreported(conversation, err.kind, self.settings)
+                raise
             except _SchemaRejected as rejected:
-                if self.settings.structured != "auto":
+                if self.settings.structured != "auto" or mode == "prompt":
                     raise self._error(
-                        "refused", f"rejected JSON-schema output ({rejected}); set structured = 'prompt'"
+                        "refused", f"rejected {mode} output ({rejected}); set structured = 'prompt'"
                     ) from None
-                self._json_schema_works = False  # for this instance: don't pay a rejection per ask
-                mode = "prompt"
-                add_schema_instruction(conversation, schema)
+                before, mode = mode, self._step_down()  # for this instance: not a rejection per ask
+                if before == "json_schema":
+                    add_schema_instruction(conversation, schema)
                 continue  # the rejected request produced nothing: not an attempt
             attempt += 1
-            spent.add(reply)
+            spent.add(reply, conversation)
             if reply.refusal:
                 raise self._error("refused", f"refused to answer: {_one_sentence(reply.refusal)}")
             answer, kind, problem = self._validate(reply, schema)
@@ -226,8 +236,7 @@ class StructuredModel:
                 and (reply.args is None and extract_json(reply.text) is None)
             ):
                 # The server took response_format and ignored it: ask for JSON in the prompt from now on.
-                self._json_schema_works = False
-                mode = "prompt"
+                self._mode = mode = "prompt"
                 add_schema_instruction(conversation, schema)
             if attempt <= self.settings.fix_attempts:
                 add_fix_round(conversation, reply.text, problem)
@@ -273,9 +282,23 @@ class StructuredModel:
                     conversation
                 )
                 return _from_ai_message(out["raw"], mode)
+            if mode == "json_object":
+                return _from_ai_message(llm.invoke(conversation, response_format={"type": mode}), mode)
             return _from_ai_message(llm.invoke(conversation), mode)
-        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-            if mode == "json_schema" and _SCHEMA_REJECTION.search(exc.message):
+        except openai.LengthFinishReasonError as exc:
+            # The SDK's parse() raises where a plain call returns a cut reply: it is the model's to fix.
+            choice = exc.completion.choices[0]
+            usage = exc.completion.usage
+            return _Reply(
+                text=choice.message.content or "",
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                truncated=True,
+            )
+        except openai.APIStatusError as exc:
+            # A server that cannot do this response format says so with 400, 422 or (llama-cpp-python's
+            # request validation) 500: the body decides, not the status.
+            if mode in ("json_schema", "json_object") and _SCHEMA_REJECTION.search(exc.message):
                 raise _SchemaRejected(_one_sentence(exc.message)) from exc
             raise self._from_sdk(exc) from None
         except openai.OpenAIError as exc:
@@ -325,13 +348,35 @@ class _Spent:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.attempts = 0
+        self.estimated = 0
         self.last_text = ""
 
-    def add(self, reply: _Reply) -> None:
+    def add(self, reply: _Reply, conversation: list[dict[str, str]]) -> None:
         self.attempts += 1
+        if not reply.prompt_tokens and not reply.completion_tokens:  # a server that reports no usage
+            reply.prompt_tokens = sum(_approx_tokens(m.get("content") or "") for m in conversation)
+            reply.completion_tokens = _approx_tokens(reply.text)
+            self.estimated += reply.prompt_tokens + reply.completion_tokens
         self.prompt_tokens += reply.prompt_tokens
         self.completion_tokens += reply.completion_tokens
         self.last_text = reply.text
+
+    def add_unreported(self, conversation: list[dict[str, str]], kind: str, settings: ModelSettings) -> None:
+        """A call that failed after the server took it: its tokens, counted here since no usage came back.
+        A timeout (each of the SDK's tries) may have generated up to the cap; a server error read the
+        prompt once; a request never delivered (unreachable) or refused up front costs nothing."""
+        prompt = sum(_approx_tokens(m.get("content") or "") for m in conversation)
+        if kind == "timeout":
+            tries = 1 + settings.max_retries
+            counted = (prompt * tries, (settings.max_tokens or 0) * tries)
+        elif kind == "server":
+            counted = (prompt, 0)
+        else:
+            return
+        self.attempts += 1
+        self.prompt_tokens += counted[0]
+        self.completion_tokens += counted[1]
+        self.estimated += sum(counted)
 
     def usage(self, settings: ModelSettings, started: float) -> CallUsage:
         return CallUsage(
@@ -341,7 +386,13 @@ class _Spent:
             usd=settings.price(self.prompt_tokens, self.completion_tokens),
             latency_s=time.perf_counter() - started,
             attempts=self.attempts,
+            estimated_tokens=self.estimated,
         )
+
+
+def _approx_tokens(text: str) -> int:
+    """About four characters a token (English and code, BPE tokenizers): for calls with no usage."""
+    return (len(text) + 3) // 4
 
 
 def _quiet_schema_warnings() -> None:
@@ -372,6 +423,10 @@ def _build_chat_openai(settings: ModelSettings) -> ChatOpenAI:
         "use_responses_api": False,
         "stream_usage": True,  # with a base_url, streamed replies carry usage only when asked
     }
+    if settings.max_tokens is not None and settings.cap_in == "max_tokens":
+        # langchain-openai renames max_tokens to max_completion_tokens, which llama.cpp's servers ignore:
+        # the body gets the field itself.
+        kwargs |= {"max_tokens": None, "extra_body": {"max_tokens": settings.max_tokens}}
     if api_key is not None:
         kwargs["api_key"] = api_key
     return ChatOpenAI(**kwargs)

@@ -83,10 +83,24 @@ def add_schema_instruction(conversation: list[dict[str, str]], schema: type[Base
         conversation.append({"role": "user", "content": instruction})
 
 
+FIX_EXCERPT_CHARS = 1500
+"""The most of a bad reply a fix round quotes back: a small model that rambled to its token cap would
+otherwise overflow the server's context with its own echo (issue 18.4)."""
+
+
+def excerpt(text: str, limit: int = FIX_EXCERPT_CHARS) -> str:
+    """`text`, or its head and tail with the middle cut and said to be cut."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}\n… [{len(text) - 2 * keep} characters cut] …\n{text[-keep:]}"
+
+
 def add_fix_round(conversation: list[dict[str, str]], reply_text: str, problem: str) -> None:
-    """Show the model its reply and the exact problem; an empty reply is not echoed (servers reject it)."""
+    """Show the model (an excerpt of) its reply and the exact problem; an empty reply is not echoed
+    (servers reject it)."""
     if reply_text.strip():
-        conversation.append({"role": "assistant", "content": reply_text})
+        conversation.append({"role": "assistant", "content": excerpt(reply_text)})
     conversation.append(
         {
             "role": "user",

@@ -37,10 +37,15 @@ class ModelSettings(BaseModel):
     """The SDK's own retries with backoff, for 408/409/429/5xx and connection errors."""
     temperature: float | None = 0.8
     """Sampling temperature; None leaves it to the server (some reasoning models take only their default)."""
-    max_tokens: int | None = 4096
+    max_tokens: int | None = Field(4096, gt=0)
     """Cap on generated tokens per call; None leaves it to the server."""
-    structured: Literal["auto", "json_schema", "function_calling", "prompt"] = "auto"
-    """How to get JSON: "auto" tries the server's JSON-schema mode and falls back to prompting for JSON."""
+    structured: Literal["auto", "json_schema", "json_object", "function_calling", "prompt"] = "auto"
+    """How to get JSON: "auto" starts at what `disco models probe` found the server honours (cached in the
+    data dir), else at JSON-schema mode, and steps down json_schema → json_object → prompt when the server
+    rejects a response format, whatever the HTTP status (llama-cpp-python answers 500)."""
+    cap_field: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
+    """The request field that carries max_tokens: "auto" is max_completion_tokens for OpenAI itself and
+    max_tokens for every other server (llama.cpp ignores max_completion_tokens; vLLM, Ollama take both)."""
     fix_attempts: int = Field(2, ge=0)
     """Rounds of "your JSON was invalid, here is the error, fix it" before a call counts as malformed."""
     usd_per_mtok_in: float | None = None
@@ -61,6 +66,13 @@ class ModelSettings(BaseModel):
     def offline(self) -> bool:
         """True when no LLM is configured and the offline proposer drives the run."""
         return self.model.strip().lower() == OFFLINE
+
+    @property
+    def cap_in(self) -> str:
+        """The field this endpoint's token cap goes in (see `cap_field`)."""
+        if self.cap_field != "auto":
+            return self.cap_field
+        return "max_completion_tokens" if self.endpoint.startswith(OPENAI_DEFAULT_BASE_URL) else "max_tokens"
 
     @property
     def endpoint(self) -> str:
@@ -117,7 +129,19 @@ def settings_from_env(base: ModelSettings, env: Mapping[str, str]) -> ModelSetti
         update["api_key"] = SecretStr(key)
     if model := env.get("DISCO_MODEL"):
         update["model"] = model.strip()
-    return base.model_copy(update=update)
+    for variable, field in MODEL_SETTING_ENV.items():
+        if value := env.get(variable, "").strip():
+            update[field] = value
+    return ModelSettings.model_validate(base.model_dump() | update) if update else base
+
+
+MODEL_SETTING_ENV = {
+    "DISCO_STRUCTURED": "structured",
+    "DISCO_TIMEOUT_S": "timeout_s",
+    "DISCO_REPLY_TOKENS": "max_tokens",
+}
+"""The meta model's call settings a person changes per run, as variables (the flags `--structured`,
+`--timeout`, `--reply-tokens` win over them): validated like the file's, so a bad value is one sentence."""
 
 
 ROLE_ENV_PREFIX = {"inner": "DISCO_INNER_", "judge": "DISCO_JUDGE_"}
