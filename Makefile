@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install clean bench sandbox-deps test-sandbox test-deps
+.PHONY: demo test lint install clean bench sandbox-deps test-sandbox test-deps test-llm
 
 install: $(STAMP)
 
@@ -43,7 +43,7 @@ bench: $(STAMP)
 	$(PY) evals/bench_zoo.py
 
 clean:
-	rm -rf $(VENV) .disco .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LLM_VENV) .disco .pytest_cache .ruff_cache
 
 # The Docker sandbox backend's engine on a host without Docker: podman + runc serving the Docker API on
 # a unix socket (apt-installed when missing; needs root), and the sandbox image (built offline, cached).
@@ -62,3 +62,21 @@ test-sandbox: sandbox-deps
 test-deps:
 	command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux >/dev/null)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# disco against a real third-party model server (tests_llm/): llama-cpp-python's OpenAI-compatible server,
+# built from source (no binary wheels on PyPI; ~8 min on 2 cores, then pip's wheel cache) into its own
+# environment, serving the GGUF of requirements/llm-model.txt on loopback. CI runs it after `make test`.
+LLAMA_CPP_PYTHON := llama-cpp-python[server]==0.3.36
+LLM_VENV  := .venv-llm
+LLM_STAMP := $(LLM_VENV)/.installed-stamp
+
+$(LLM_STAMP): requirements/llm-model.txt
+	test -x $(LLM_VENV)/bin/python || $(PYTHON) -m venv $(LLM_VENV)
+	$(LLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLM_VENV)/bin/python -m pip install --quiet \
+		--no-binary llama-cpp-python '$(LLAMA_CPP_PYTHON)'
+	$(LLM_VENV)/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements/llm-model.txt
+	touch $(LLM_STAMP)
+
+test-llm: $(STAMP) $(LLM_STAMP)
+	DISCO_LLM_PYTHON=$(LLM_VENV)/bin/python $(PY) -m pytest -q -p no:cacheprovider tests_llm

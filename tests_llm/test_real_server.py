@@ -1,0 +1,99 @@
+"""disco against a real llama-cpp-python server (issue 18.9), run by `make test-llm`: the capability probe,
+the README's run command with no config file in default auto mode, the token cap, every token counted,
+and the server killed mid-call and restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import MODEL, REPO, LlamaServer
+
+CAP = 256
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DISCO_"))}
+CLEAN_ENV |= {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def disco(home: Path, *args: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def events(run: Path) -> list[dict]:
+    lines = (run / "events.jsonl").read_text().splitlines() if (run / "events.jsonl").exists() else []
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
+
+def test_probe_says_what_the_real_server_honours(llama: LlamaServer, tmp_path: Path) -> None:
+    proc = disco(tmp_path, "models", "probe", "--base-url", llama.base_url, "--json", env=CLEAN_ENV)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    assert found["model"] == MODEL, "the server's only model, taken without --model"
+    assert found["modes"]["json_schema"].startswith("refused"), found  # llama-cpp-python: HTTP 500
+    assert found["best_mode"] != "json_schema"
+    assert found["caps"]["max_tokens"] == "ok", found
+    assert found["caps"]["max_completion_tokens"].startswith("ignored"), found
+
+
+def test_the_readme_run_command_designs_and_checks(
+    llama: LlamaServer, tmp_path: Path, shared_cache: Path
+) -> None:
+    """`disco run --max-candidates 2 --base-url URL` with no config file and no --model: the run probes the
+    server, designs and checks candidates without a pause or an outage, no reply runs past the cap, and
+    the status counts every token the server reported or disco counted."""
+    env = CLEAN_ENV | {"DISCO_CACHE": str(shared_cache)}
+    args = ("run", "--max-candidates", "2", "--base-url", llama.base_url, "--preset", "tiny")
+    proc = disco(tmp_path, *args, "--reply-tokens", str(CAP), "--run-id", "real", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "real"
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished", status
+    logged = events(run)
+    kinds = [e["kind"] for e in logged]
+    assert "check" in kinds, f"no candidate reached the checks: {proc.stderr[-3000:]}"
+    outages = [e for e in logged if e["kind"] == "error" and e["payload"].get("error_kind") in
+               ("unreachable", "server", "timeout", "refused")]  # fmt: skip
+    assert not outages, outages
+    assert "paused" not in proc.stderr
+    assert any(e["kind"] == "tool" and e["payload"].get("tool") == "probe_model" for e in logged)
+    calls = [e["payload"] for e in logged if e["kind"] == "llm" and not e["payload"].get("cached")]
+    assert calls and all(c["completion_tokens"] <= CAP * max(c["attempts"], 1) for c in calls), calls
+    assert max(c["completion_tokens"] for c in calls) > 0
+    spent = sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls)
+    assert status["prompt_tokens"] + status["completion_tokens"] == spent > 0
+
+
+def test_the_server_killed_mid_call_pauses_the_run_which_goes_on_after_a_restart(
+    llama: LlamaServer, tmp_path: Path, shared_cache: Path
+) -> None:
+    config = tmp_path / "disco.toml"
+    config.write_text(
+        f'[budget]\nmax_candidates = 1\n[models.meta]\nmodel = "{MODEL}"\nbase_url = "{llama.base_url}"\n'
+        f"max_tokens = {CAP}\nmax_retries = 0\n"
+        '[targets.dpo]\npreset = "tiny"\n[endpoint]\nbackoff_s = [1.0]\nprobe_every_s = 2.0\n'
+    )
+    env = CLEAN_ENV | {"DISCO_CACHE": str(shared_cache)}
+    cmd = [sys.executable, "-m", "agent.cli", "--home", str(tmp_path), "run", "--config", str(config)]
+    proc = subprocess.Popen([*cmd, "--run-id", "kill"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "runs" / "kill"
+    deadline = time.monotonic() + 300
+    while not any(e["kind"] == "llm" for e in events(run)) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    llama.kill()  # the design's answer came; the reflection's request is under way
+    while not any(e["kind"] == "error" for e in events(run)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)
+    llama.start()
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    logged = events(run)
+    failed = [e["payload"] for e in logged if e["kind"] == "error"]
+    assert failed and failed[0]["error_kind"] in ("unreachable", "server"), failed
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    recorded = [e["candidate"] for e in logged if e["kind"] == "candidate"]
+    assert recorded == ["kill-0001"], "recorded once, nothing lost or done twice"
