@@ -122,6 +122,9 @@ class FakeOpenAI:
         """More refusals, by what the request asks for: a `response_format` type ("json_schema",
         "json_object") or "tools" (any tool call). The value is the HTTP status (llama-cpp-python answers
         500 to a response format it does not know)."""
+        self.ignore_tool_choice_auto = False
+        """True: offered tools without a named `tool_choice`, answer in text (as llama-cpp-python's
+        chatml format does), even to the probe."""
         self.caps: tuple[str, ...] = ()
         """The cap fields this server honours ("max_tokens", "max_completion_tokens"): a longer reply is
         cut there with finish_reason "length". Empty: caps are ignored (scripted replies stay whole)."""
@@ -208,6 +211,8 @@ class FakeOpenAI:
                 return Error(self.reject[fmt], message)
             if "tools" in body and self.reject.get("tools"):
                 return Error(self.reject["tools"], "tools are not supported by this server")
+            if body.get("tool_choice") in (None, "auto") and "tools" in body and self.ignore_tool_choice_auto:
+                return "I would look that up, but here is my answer in text."
             if probe is not None:
                 return probe
             if self._queue:
@@ -389,12 +394,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _probe_answer(body: dict[str, Any]) -> Item | None:
     """What a capable server answers to agent.models.probe's requests; None for any other request."""
-    from agent.models.probe import COUNT_REQUEST, JSON_REQUEST
+    from agent.models.probe import COUNT_REQUEST, JSON_REQUEST, TOOL_REQUEST
 
     messages = body.get("messages") or [{}]
     asked = str(messages[-1].get("content") or "")
     if asked.startswith(COUNT_REQUEST):
         return " ".join(str(n) for n in range(1, 301))
+    if asked.startswith(TOOL_REQUEST):
+        return ToolCalls([ToolCall("lookup", {"key": "alpha"})])
     if not asked.startswith(JSON_REQUEST):
         return None
     if body.get("tools"):

@@ -71,6 +71,48 @@ def test_chat_agent_answers_from_memory_tools(toolbox: Toolbox) -> None:
     assert any(kw.get("tool") == "similar" for _, kw in toolbox.events), "tool calls are events"
 
 
+def test_a_server_that_ignores_tool_choice_auto_gets_the_text_protocol(
+    toolbox: Toolbox, tmp_path: Path
+) -> None:
+    """Issue 18.7: llama-cpp-python (chatml) answers in text when offered tools with `tool_choice: auto`.
+    The probe finds it; the chat then lists its tools in the prompt, runs the one a JSON reply names, and
+    the TUI's chat says which protocol is in use."""
+    from agent.models.probe import probe, remember
+    from tui.chat import ChatService
+
+    with FakeOpenAI() as server:
+        server.ignore_tool_choice_auto = True
+        settings = ModelSettings(model="fake-model", base_url=server.base_url, api_key="k", timeout_s=10)
+        found = probe(settings)
+        assert found.tools_auto.startswith("ignored: answered in text"), found.tools_auto
+        remember(tmp_path, settings, found)
+        server.script(
+            [
+                '{"tool": "similar_candidates", "args": {"query": "hinge margin loss", "k": 2}}',
+                "You tried hinge_loss: fitness +0.12.",
+            ]
+        )
+        service = ChatService("dpo", toolbox=toolbox, overrides={"models": {"meta": {
+            "model": "fake-model", "base_url": server.base_url}}})  # fmt: skip
+        from agent.home import set_home
+
+        set_home(tmp_path)
+        try:
+            lines = service.ask("What have you tried that resembles a hinge loss?")
+        finally:
+            set_home(None)
+        first, second = server.requests
+    assert [line.text for line in lines] == [
+        "chat: tools by a JSON reply in text (the server ignores tool_choice: auto)",
+        "You tried hinge_loss: fitness +0.12.",
+    ]
+    assert "tools" not in first and '"tool": NAME' in first["messages"][0]["content"]
+    assert "similar_candidates" in first["messages"][0]["content"], "the tools are listed in the prompt"
+    result = second["messages"][-1]
+    assert result["role"] == "user" and result["content"].startswith("Result of similar_candidates:")
+    assert "hinge_loss" in result["content"]
+
+
 def test_best_candidates_is_ranked_by_and_quotes_the_fresh_difference(toolbox: Toolbox) -> None:
     """Issue 16.5: the chat's best_candidates tool ranks by the fresh-seed difference to DPO, not by the
     in-sample fitness, and gives the model its interval and n."""

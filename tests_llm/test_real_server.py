@@ -37,6 +37,26 @@ def test_probe_says_what_the_real_server_honours(llama: LlamaServer, tmp_path: P
     assert found["best_mode"] != "json_schema"
     assert found["caps"]["max_tokens"] == "ok", found
     assert found["caps"]["max_completion_tokens"].startswith("ignored"), found
+    assert found["tools_auto"].startswith("ignored: answered in text"), found  # chatml: no tool calls on auto
+
+
+def test_chat_on_a_server_that_ignores_tool_choice_auto(llama: LlamaServer, tmp_path: Path) -> None:
+    """The chat takes the probe's word: its tools go in the prompt, a JSON reply calls them; the person is
+    told. A 135M model may or may not call one: the mechanics are asserted, not the model's choice."""
+    from agent.home import set_home
+    from tui.chat import ChatService
+
+    assert disco(tmp_path, "models", "probe", "--base-url", llama.base_url, env=CLEAN_ENV).returncode == 0
+    set_home(tmp_path)
+    try:
+        meta = {"model": MODEL, "base_url": llama.base_url, "max_tokens": CAP}
+        service = ChatService("dpo", overrides={"models": {"meta": meta}})
+        lines = service.ask("Which candidates in memory are the best? Use a tool.")
+    finally:
+        set_home(None)
+    said = [line.text for line in lines]
+    assert said[0] == "chat: tools by a JSON reply in text (the server ignores tool_choice: auto)", said
+    assert len(said) == 2 and said[1].strip(), said
 
 
 def test_the_readme_run_command_designs_and_checks(

@@ -102,7 +102,21 @@ class ChatService:
             target=box.target.name,
             description=box.target.description,
             event=self._tool_event,
+            text_tools=self._text_tools(),
         )
+
+    def _text_tools(self) -> bool:
+        """The probe (agent.models.probe, cached in the data dir) found that the server answers in text
+        when offered tools with `tool_choice: auto`: the chat describes them in the prompt instead."""
+        from agent.config import ConfigError
+        from agent.home import disco_home
+        from agent.models.probe import cached
+
+        try:
+            found = cached(disco_home(), self.settings())
+        except ConfigError:
+            return False
+        return found is not None and found.tools_auto.startswith("ignored")
 
     def _tool_event(self, kind: str, candidate: str | None = None, **p: Any) -> None:
         if self._on_tool is not None:
@@ -122,8 +136,11 @@ class ChatService:
             try:
                 if self._chat_model is None and self.settings().offline:
                     return [Line(OFFLINE_REPLY, "", "agent")]
+                said: list[Line] = []
                 if self._agent is None:
                     self._agent = self._build_agent()
+                    if self._agent.text_tools:  # native tool calls go without saying
+                        said.append(Line(f"chat: {self._agent.tool_protocol}", "dim", "system"))
                 self._on_tool = on_tool
                 first = len(self._agent.history) == 1  # only the system prompt so far
                 reply = self._agent.ask(f"{context}\n\n{text}" if first and context else text)
@@ -133,7 +150,7 @@ class ChatService:
                 return [Line(f"the model did not answer: {exc}", "red", "system")]
             finally:
                 self._on_tool = None
-        return [Line(reply.text, "", "agent")]
+        return [*said, Line(reply.text, "", "agent")]
 
     def query(self, q: MemoryQuery) -> list[Line]:
         """A memory query typed as a slash command: no model needed."""

@@ -66,6 +66,8 @@ def probe_cmd(
         verdict = found.modes.get(mode, "not asked")
         answer = "yes" if verdict == "ok" or verdict.startswith("accepted") else "no "
         typer.echo(f"  {mode:<17} {answer}  {said if verdict == 'ok' else verdict}")
+    tools = "yes" if found.tools_auto == "ok" else "no   " + found.tools_auto
+    typer.echo(f"  tools (auto)      {tools}")
     for field, verdict in found.caps.items():
         typer.echo(f"  cap in {field:<22} {'honoured' if verdict == 'ok' else verdict}")
     cap = found.cap_field or "neither field (the cap is not enforced by this server)"

@@ -43,6 +43,9 @@ class Capabilities(BaseModel):
     modes: dict[str, str] = Field(default_factory=dict)
     """Mode → "ok" (a valid object came back), "accepted: …" (the server took the request, the model's
     answer did not validate: a small model's slip, not the server's refusal), or "refused: …"."""
+    tools_auto: str = ""
+    """ "ok" when, offered a tool with `tool_choice: auto` and asked to use it, the server called it;
+    "ignored: …" when it answered in text (the chat then describes its tools in the prompt)."""
     caps: dict[str, str] = Field(default_factory=dict)
     """Cap field → "ok" (the reply stopped there), or what happened."""
     probed_at: float = Field(default_factory=time.time)
@@ -92,12 +95,38 @@ def probe(settings: ModelSettings) -> Capabilities:
             said = said if len(said) <= 160 else said[:159] + "…"
             verdict = "accepted" if err.kind in ("malformed", "empty") else "refused"
             found.modes[mode] = f"{verdict}: {said}"
+    found.tools_auto = _tools_auto(quick)
+    found.tools_auto = _tools_auto(quick)
     for field in ("max_tokens", "max_completion_tokens"):
         found.caps[field] = _cap_honoured(
             quick.model_copy(update={"cap_field": field, "max_tokens": PROBE_CAP})
         )
     found.seconds = round(time.perf_counter() - started, 2)
     return found
+
+
+LOOKUP_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "description": "Look up the value stored under a key.",
+        "parameters": {"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]},
+    },
+}
+TOOL_REQUEST = "Use the lookup tool to look up the key 'alpha'."
+
+
+def _tools_auto(settings: ModelSettings) -> str:
+    import openai
+
+    try:
+        llm = _build_chat_openai(settings).bind_tools([LOOKUP_TOOL], tool_choice="auto")
+        reply = llm.invoke([{"role": "user", "content": TOOL_REQUEST}])
+    except openai.OpenAIError as exc:
+        return f"refused: {' '.join(str(exc).split())[:120]}"
+    if reply.tool_calls:
+        return "ok"
+    return f"ignored: answered in text ({' '.join(str(reply.content).split())[:60]!r})"
 
 
 def _cap_honoured(settings: ModelSettings) -> str:
