@@ -231,6 +231,28 @@ def test_the_honest_job_is_scored_by_the_worker(world):
     assert not (honest["dir"] / "work").exists()  # the child's scratch and weights are gone
 
 
+FORGED = 99.0
+"""The score every forging attack writes."""
+
+
+def holds_forged(text: str) -> bool:
+    """Whether a JSON document or JSON-lines file holds the forged score as a value (not as a substring:
+    a timestamp like 1796592299.05 contains "99.0", which once failed CI)."""
+
+    def values(node: object) -> list[object]:
+        if isinstance(node, dict):
+            return [v for x in node.values() for v in values(x)]
+        if isinstance(node, list):
+            return [v for x in node for v in values(x)]
+        return [node]
+
+    try:
+        docs = [json.loads(text)] if text.strip() else []
+    except json.JSONDecodeError:  # JSON lines
+        docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return any(v == FORGED and not isinstance(v, bool) for doc in docs for v in values(doc))
+
+
 @pytest.mark.parametrize(("row", "expected"), [(row, expected) for row, _, expected in ATTACKS])
 def test_an_attack_fails_clearly_or_earns_the_honest_score(world, row, expected):
     done = world["attacked"][row]
@@ -243,13 +265,13 @@ def test_an_attack_fails_clearly_or_earns_the_honest_score(world, row, expected)
     else:
         assert result.state == "failed:crash", (result.state, result.reason, done["log"][-3000:])
         assert expected in result.reason
-    assert "99.0" not in json.dumps(result.metrics)
+    assert not holds_forged(json.dumps(result.metrics))
     # Every write outside the child's scratch failed (as root: a uid of its own), or landed in the jail's
     # private /tmp (non-root: the same uid, whose writes fall on a tmpfs that dies with the child): the
     # host's job folder and shared cache hold none of them.
     for name in ("result.json", "metrics.json", "metrics.jsonl"):
         path = done["dir"] / name
-        assert not path.exists() or "99.0" not in path.read_text(), name
+        assert not path.exists() or not holds_forged(path.read_text()), name
     assert not (world["cache"] / "planted").exists()
     if os.geteuid() == 0:
         assert "ATTACK wrote" not in done["log"]
