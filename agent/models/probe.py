@@ -96,7 +96,6 @@ def probe(settings: ModelSettings) -> Capabilities:
             verdict = "accepted" if err.kind in ("malformed", "empty") else "refused"
             found.modes[mode] = f"{verdict}: {said}"
     found.tools_auto = _tools_auto(quick)
-    found.tools_auto = _tools_auto(quick)
     for field in ("max_tokens", "max_completion_tokens"):
         found.caps[field] = _cap_honoured(
             quick.model_copy(update={"cap_field": field, "max_tokens": PROBE_CAP})
