@@ -157,8 +157,10 @@ class EvidenceConfig(BaseModel):
     rule: Literal["race", "bootstrap"] = "race"
     """race: 2 → 4 → 8 → … fresh seeds, 'best' only past a bar that holds `alpha` false claims per run;
     bootstrap: `best` when p_better ≥ `confidence` (per comparison: many candidates, many false claims)."""
-    stages: tuple[int, ...] = (2, 4, 8, 16, 32)
+    stages: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
     """race: the fresh seeds (cumulative) at which a challenger is looked at."""
+    futility_z: float = Field(0.5, ge=0)
+    """race: a challenger is dropped when d̄ + futility_z·σ/√n < min_effect (lower: dropped sooner)."""
     alpha: float = Field(0.05, gt=0, lt=0.5)
     """race: the chance that a run declares any false 'best'."""
     candidate_budget: int = Field(50, ge=1)

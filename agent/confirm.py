@@ -202,6 +202,7 @@ class Confirmer:
             alpha=cfg.alpha,
             candidate_budget=cfg.candidate_budget,
             min_effect=cfg.min_effect,
+            futility_z=cfg.futility_z,
             confirm_seeds=cfg.confirm_seeds,
         )
 

@@ -417,3 +417,11 @@ def test_tiny_run_races_on_extra_seeds_and_a_kill_in_a_round_retrains_nothing(
     )
     rows = {r["id"]: r for r in json.loads(shown.stdout)["candidates"]}
     assert {cid: rows[cid]["verdict"] for cid in rows} == {cid: p["verdict"] for cid, p in candidates.items()}
+
+
+def test_the_race_takes_its_settings_from_the_run_config(run: RunDir) -> None:
+    confirmer = _race(run, SyntheticTarget(), futility_z=0.9, stages=(2, 4), min_effect=0.05)
+    rules = confirmer.race_config()
+    assert (rules.futility_z, rules.stages, rules.min_effect, rules.sigma) == (0.9, (2, 4), 0.05, 0.01)
+    default = _race(run, SyntheticTarget()).race_config()
+    assert default.stages[-1] == 64 and default.futility_z == 0.5  # the calibration's choice

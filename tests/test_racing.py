@@ -31,11 +31,17 @@ def test_a_clearly_worse_candidate_is_dropped_at_the_first_look() -> None:
 
 
 def test_a_candidate_near_dpo_races_on_and_ends_not_separated() -> None:
-    steps = race([0.03, 0.01] * 16, cfg())
+    steps = race([0.03, 0.01] * 16, cfg(stages=(2, 4, 8, 16, 32)))
     assert [s.n for s in steps] == [2, 4, 8, 16, 32]
     assert [s.decision for s in steps[:-1]] == ["continue"] * 4
     assert steps[-1].decision == "not_separated" and steps[-1].verdict == "not_separated"
     assert steps[-1].ci_low < 0.02 < steps[-1].ci_high
+
+
+def test_the_default_race_takes_a_promising_candidate_to_64_seeds() -> None:
+    steps = race([0.03, 0.01] * 32, cfg())  # +0.02: worth the seeds, just short of the run-level bar
+    assert [s.n for s in steps] == [2, 4, 8, 16, 32, 64]
+    assert steps[-1].decision == "not_separated"
 
 
 def test_a_large_true_advantage_is_claimed_and_two_seeds_never_claim() -> None:

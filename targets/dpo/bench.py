@@ -155,11 +155,12 @@ def score_fresh(
 ) -> BenchReport:
     """Fitness from the scoring runs at each loss's chosen β, and each loss against DPO seed by seed; σ is
     the pilot's measured for this instrument in `cache_dir` (`disco bench sigma`), else the default's."""
-    from targets.dpo.pilot import measured_sigma
+    from targets.dpo.pilot import race_sigma
 
     cfg = spec.fitness
-    pilot = measured_sigma(cache_dir, spec) if cache_dir else None
-    race = RaceConfig(sigma=pilot.sigma_upper if pilot else TOY_SIGMA_PER_SEED)
+    # No pilot for this instrument (another β grid, a pilot's own comparisons): the default task's σ, an
+    # approximation the pilot (`disco bench sigma`) replaces.
+    race = RaceConfig(sigma=race_sigma(cache_dir, spec) or TOY_SIGMA_PER_SEED)
     n_items = max((len(r.rewards) for r in scored if r.status == "ok"), default=spec.task.n_eval_prompts)
     by_loss = {name: [r for r in scored if r.loss == name] for name in names}
     items = {

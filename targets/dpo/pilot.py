@@ -67,6 +67,20 @@ def measured_sigma(cache_dir: Path, spec: Any) -> SigmaPilot | None:
         return None
 
 
+def race_sigma(cache_dir: Path | None, spec: Any) -> float | None:
+    """The σ the race uses for `spec`'s instrument: this data dir's pilot's upper bound where one was
+    measured, else the shipped one (fitness.TOY_SIGMA_PER_SEED) when `spec` is the default preset's
+    instrument, else None: each comparison's own spread counts from 4 seeds on (a σ measured for another
+    task would be a guess)."""
+    from targets.dpo.fitness import TOY_SIGMA_PER_SEED
+    from targets.dpo.target import sweep_spec
+
+    pilot = measured_sigma(cache_dir, spec) if cache_dir is not None else None
+    if pilot is not None:
+        return pilot.sigma_upper
+    return TOY_SIGMA_PER_SEED if instrument_key(spec) == instrument_key(sweep_spec("default")) else None
+
+
 def pooled_sigma(seed_scores: dict[str, dict[str, list[float]]]) -> tuple[float, int]:
     """(σ, dof): the pooled sd of per-seed differences over every pair of losses (name → seed → items)."""
     from targets.racing import seed_differences

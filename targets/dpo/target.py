@@ -164,16 +164,11 @@ class DPOTarget:
         """σ per seed of a paired difference (the evidence rule's race): a pilot's for this instrument when
         one was measured in this data dir (`disco bench sigma`), else the one shipped for the default
         preset; None otherwise, and each comparison's own spread counts."""
-        from targets.dpo.fitness import TOY_SIGMA_PER_SEED
-        from targets.dpo.pilot import measured_sigma
+        from targets.dpo.pilot import race_sigma
 
         cfg = self.config
         spec = self._spec or sweep_spec(cfg.preset, cfg.workers, cfg.samples_per_prompt)
-        pilot = measured_sigma(self.cache_dir, spec)
-        if pilot is not None:
-            return pilot.sigma_upper
-        shipped = self.config.preset == "default" and self.config.samples_per_prompt == 1
-        return TOY_SIGMA_PER_SEED if shipped else None
+        return race_sigma(self.cache_dir, spec)
 
     # ------------------------------------------------------------------ checks
     def policy(self, code: str) -> CheckResult:
