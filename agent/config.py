@@ -247,13 +247,15 @@ def meta_model_overrides(
     structured: str | None = None,
     timeout_s: float | None = None,
     reply_tokens: int | None = None,
+    context_tokens: int | None = None,
     inner_model: str | None = None,
     inner_base_url: str | None = None,
 ) -> dict[str, Any]:
     """The model flags (`--model`, `--base-url`, `--structured`, `--timeout`, `--reply-tokens`,
-    `--inner-model`, `--inner-base-url`) as `load_config` overrides; empty when none is given."""
+    `--context-tokens`, `--inner-model`, `--inner-base-url`) as `load_config` overrides; empty when none
+    is given."""
     meta = {"model": model, "base_url": base_url, "structured": structured, "timeout_s": timeout_s}
-    meta["max_tokens"] = reply_tokens
+    meta |= {"max_tokens": reply_tokens, "context_tokens": context_tokens}
     inner = {"model": inner_model, "base_url": inner_base_url}
     given = {
         role: {k: v for k, v in values.items() if v is not None and v != ""}

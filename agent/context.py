@@ -182,6 +182,19 @@ def _fit_budget(ctx: DesignContext, budget: int) -> None:
             ctx.omitted += 1
 
 
+def shrunk(ctx: DesignContext) -> DesignContext | None:
+    """`ctx` with one attempt fewer, for a prompt too long for the model's context window (a local server's
+    n_ctx): from the fuller of similar and failures first, then the best (the person's pins stay); None
+    when only pins are left. Returns a copy: the caller's context is what the step records."""
+    out = ctx.model_copy(deep=True)
+    for section in (max(out.similar, out.failures, key=len), out.similar, out.failures, out.best):
+        if section:
+            section.pop()
+            out.omitted += 1
+            return out
+    return None
+
+
 def build_context(
     memory: MemoryStore,
     target: TargetText,

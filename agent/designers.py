@@ -10,10 +10,11 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from agent.context import DesignContext
+from agent.context import DesignContext, shrunk
 from agent.models import CallUsage, Exchange, ExchangeLog, ModelError
 from agent.prompting import design_messages, reflect_messages, repair_messages
 from agent.schemas import Draft, Reflection
@@ -94,14 +95,33 @@ class ModelDesigner:
             )
         return value, usage
 
+    def _fitted(
+        self,
+        key: str,
+        ctx: DesignContext,
+        messages: Callable[[DesignContext], list[dict[str, str]]],
+        schema: type[T],
+    ) -> tuple[T, CallUsage]:
+        """Ask with the prompt `messages(ctx)` builds; when it is too long for the model's context window,
+        with one past attempt fewer at a time until it fits (the model raises `too_long` before sending
+        once it knows the window, so the shortening costs no calls)."""
+        while True:
+            try:
+                return self._ask(key, messages(ctx), schema)
+            except ModelError as err:
+                shorter = shrunk(ctx) if err.kind == "too_long" else None
+                if shorter is None:
+                    raise
+                ctx = shorter
+
     def design(self, key: str, ctx: DesignContext) -> StepResult[Draft]:
-        draft, usage = self._ask(key, design_messages(ctx), Draft)
+        draft, usage = self._fitted(key, ctx, design_messages, Draft)
         return StepResult(draft, usage, _inspiration(ctx))
 
     def reflect(
         self, key: str, ctx: DesignContext, draft: Draft, round_: int
     ) -> StepResult[Reflection | None]:
-        reflection, usage = self._ask(key, reflect_messages(ctx, draft, round_), Reflection)
+        reflection, usage = self._fitted(key, ctx, lambda c: reflect_messages(c, draft, round_), Reflection)
         return StepResult(reflection, usage)
 
     def repair(
@@ -114,8 +134,9 @@ class ModelDesigner:
         attempt: int,
         max_attempts: int,
     ) -> StepResult[Draft]:
-        messages = repair_messages(ctx, draft, failures, traceback, attempt, max_attempts)
-        fixed, usage = self._ask(key, messages, Draft)
+        fixed, usage = self._fitted(
+            key, ctx, lambda c: repair_messages(c, draft, failures, traceback, attempt, max_attempts), Draft
+        )
         return StepResult(fixed, usage)
 
 

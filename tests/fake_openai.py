@@ -128,6 +128,13 @@ class FakeOpenAI:
         self.caps: tuple[str, ...] = ()
         """The cap fields this server honours ("max_tokens", "max_completion_tokens"): a longer reply is
         cut there with finish_reason "length". Empty: caps are ignored (scripted replies stay whole)."""
+        self.context_window: int | None = None
+        """A context window in tokens (count_tokens): a longer prompt is refused with HTTP 400 and
+        llama-cpp-python's message ("Requested tokens (N) exceed context window of W"); with
+        `window_counts_cap`, the prompt plus the request's cap must fit, and the refusal is vLLM's."""
+        self.window_counts_cap = False
+        self.model_fields: dict[str, Any] = {}
+        """More fields of the model's entry in /v1/models (vLLM states `max_model_len` there)."""
         self.model = model
         self.requests: list[dict[str, Any]] = []
         """Every chat-completion request body, in arrival order (rejected ones included), except probes."""
@@ -195,6 +202,21 @@ class FakeOpenAI:
         with self._lock:
             return len(self._queue)
 
+    def _overflow(self, body: dict[str, Any]) -> Error | None:
+        if self.context_window is None:
+            return None
+        prompt = sum(count_tokens(_message_text(m)) for m in body.get("messages", []))
+        cap = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+        if self.window_counts_cap and prompt + cap > self.context_window:
+            return Error(
+                400,
+                f"This model's maximum context length is {self.context_window} tokens. However, you "
+                f"requested {prompt + cap} tokens ({prompt} in the messages, {cap} in the completion).",
+            )
+        if prompt >= self.context_window:
+            return Error(400, f"Requested tokens ({prompt}) exceed context window of {self.context_window}")
+        return None
+
     def _next(self, body: dict[str, Any]) -> Item:
         with self._lock:
             probe = _probe_answer(body)
@@ -211,6 +233,8 @@ class FakeOpenAI:
                 return Error(self.reject[fmt], message)
             if "tools" in body and self.reject.get("tools"):
                 return Error(self.reject["tools"], "tools are not supported by this server")
+            if (overflow := self._overflow(body)) is not None:
+                return overflow
             if body.get("tool_choice") in (None, "auto") and "tools" in body and self.ignore_tool_choice_auto:
                 return "I would look that up, but here is my answer in text."
             if probe is not None:
@@ -235,6 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake.paths.append(f"GET {self.path}")
         if self.path.rstrip("/").endswith("/models"):
             model = {"id": self.fake.model, "object": "model", "created": 0, "owned_by": "fake"}
+            model |= self.fake.model_fields
             self._json(200, {"object": "list", "data": [model]})
         else:
             self._json(404, _error_body("not found", "invalid_request_error"))

@@ -274,6 +274,43 @@ def test_the_cap_reaches_a_local_server_as_max_tokens(server: FakeOpenAI) -> Non
     )
 
 
+def _long_messages(chars: int) -> list[dict[str, str]]:
+    return [
+        MESSAGES[0],
+        {"role": "user", "content": "Past attempts:\n" + "x = 1  # an old loss\n" * (chars // 21)},
+    ]
+
+
+def test_a_prompt_over_the_servers_window_is_too_long_after_one_refused_request(server: FakeOpenAI) -> None:
+    """llama-cpp-python refuses a prompt longer than its n_ctx with HTTP 400 and names the window: the client
+    learns it from the one refusal and says in a sentence what to change, sending nothing more."""
+    server.context_window = 2000
+    model = StructuredModel(settings_for(server))
+    with pytest.raises(ModelError) as err:
+        model.ask("c1/design", _long_messages(12_000), Draft)  # ~3000 tokens
+    assert err.value.kind == "too_long" and "context window of 2000 tokens" in err.value.message
+    assert "--n_ctx" in err.value.message and len(server.requests) == 1 and model.window == 2000
+    with pytest.raises(ModelError):
+        model.ask("c2/design", _long_messages(12_000), Draft)
+    assert len(server.requests) == 1, "a prompt known not to fit was sent again"
+    server.script([DRAFT])
+    assert model.ask("c3/design", MESSAGES, Draft)[0].name == DRAFT["name"]  # a short one still goes
+
+
+def test_the_reply_cap_shrinks_to_what_the_window_leaves(server: FakeOpenAI) -> None:
+    """vLLM refuses when prompt + max_tokens exceed max_model_len: the client retries with the cap lowered to
+    what is left; with the window known up front (--context-tokens) nothing is refused at all."""
+    server.context_window, server.window_counts_cap = 4096, True
+    server.script([DRAFT, DRAFT])
+    model = StructuredModel(settings_for(server, max_tokens=4096))
+    assert model.ask("c1/design", _long_messages(4000), Draft)[0].name == DRAFT["name"]
+    refused, sent = server.requests
+    assert refused["max_tokens"] == 4096 and 256 <= sent["max_tokens"] < 4096 - 1000
+    known = StructuredModel(settings_for(server, max_tokens=4096, context_tokens=4096))
+    known.ask("c2/design", _long_messages(4000), Draft)
+    assert len(server.requests) == 3 and server.requests[-1]["max_tokens"] == sent["max_tokens"]
+
+
 def test_a_fix_round_quotes_an_excerpt_of_a_long_bad_reply(server: FakeOpenAI) -> None:
     rambling = "I will think about this loss step by step. " * 400  # ~17k characters, no JSON
     server.script([rambling, DRAFT])

@@ -81,15 +81,19 @@ def test_model_call_settings_come_from_flags_and_environment() -> None:
     from agent.config import load_config, meta_model_overrides
 
     env = {"DISCO_STRUCTURED": "json_object", "DISCO_TIMEOUT_S": "600", "DISCO_REPLY_TOKENS": "512"}
+    env["DISCO_CONTEXT_TOKENS"] = "8192"
     meta = load_config(None, meta_model_overrides("m", "http://127.0.0.1:1/v1"), env=env).models.meta
-    assert (meta.structured, meta.timeout_s, meta.max_tokens) == ("json_object", 600, 512)
+    assert (meta.structured, meta.timeout_s, meta.max_tokens, meta.context_tokens) == (
+        "json_object", 600, 512, 8192,
+    )  # fmt: skip
     flags = meta_model_overrides(
         "m", None, structured="function_calling", timeout_s=30, reply_tokens=64, inner_model="small",
-        inner_base_url="http://127.0.0.1:2/v1",
+        inner_base_url="http://127.0.0.1:2/v1", context_tokens=4096,
     )  # fmt: skip
     config = load_config(None, flags, env=env)
-    assert (config.models.meta.structured, config.models.meta.timeout_s, config.models.meta.max_tokens) == (
-        "function_calling", 30, 64,
+    meta = config.models.meta
+    assert (meta.structured, meta.timeout_s, meta.max_tokens, meta.context_tokens) == (
+        "function_calling", 30, 64, 4096,
     )  # fmt: skip
     assert config.models.inner.model == "small" and config.models.inner.base_url == "http://127.0.0.1:2/v1"
 
@@ -99,6 +103,7 @@ def test_model_call_settings_come_from_flags_and_environment() -> None:
     [
         (["--structured", "yaml"], {}, "structured: Input should be 'auto', 'json_schema'"),
         (["--reply-tokens", "0"], {}, "max_tokens: Input should be greater than 0"),
+        ([], {"DISCO_CONTEXT_TOKENS": "big"}, "DISCO_CONTEXT_TOKENS: Input should be a valid integer"),
         ([], {"DISCO_TIMEOUT_S": "soon"}, "DISCO_TIMEOUT_S: Input should be a valid number"),
     ],
 )

@@ -117,3 +117,32 @@ def test_the_server_killed_mid_call_pauses_the_run_which_goes_on_after_a_restart
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     recorded = [e["candidate"] for e in logged if e["kind"] == "candidate"]
     assert recorded == ["kill-0001"], "recorded once, nothing lost or done twice"
+
+
+def test_a_design_longer_than_the_servers_context_is_cut_to_fit(llama: LlamaServer) -> None:
+    """llama-cpp-python states no window; a request over its n_ctx (8192) is refused with a message that
+    names it. The design then shows fewer past attempts until the prompt fits, and the model answers (a
+    135M model may answer badly: that is the model's to fix, not a prompt too long)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_context_window import crowded
+
+    from agent.designers import ModelDesigner
+    from agent.models import ModelError, ModelSettings, StructuredModel
+
+    ctx = crowded()
+    for section in (ctx.best, ctx.similar, ctx.failures):
+        for past in section:
+            past.code = past.code * 3  # ~20k tokens of past attempts: over the window
+    settings = ModelSettings(
+        model=MODEL, base_url=llama.base_url, max_tokens=CAP, timeout_s=300, fix_attempts=0, max_retries=0
+    )
+    calls: list = []
+    model = StructuredModel(settings, on_call=calls.append)
+    try:
+        ModelDesigner(model, MODEL).design("c1/design", ctx)
+    except ModelError as err:
+        assert err.kind in ("malformed", "empty"), err.message
+    assert model.window == 8192, "the window the server named was not learned"
+    size = [sum(len(m["content"]) for m in call.messages) for call in calls]
+    assert calls[0].error_kind == "too_long" and calls[-1].error_kind in (None, "malformed", "empty")
+    assert size[-1] < size[0] and all(c.error_kind == "too_long" for c in calls[:-1]), size

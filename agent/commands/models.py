@@ -70,5 +70,8 @@ def probe_cmd(
     typer.echo(f"  tools (auto)      {tools}")
     for field, verdict in found.caps.items():
         typer.echo(f"  cap in {field:<22} {'honoured' if verdict == 'ok' else verdict}")
+    window = found.context_tokens
+    stated = f"{window} tokens" if window else "not stated (learned from the first request that overflows it)"
+    typer.echo(f"  context window    {stated}")
     cap = found.cap_field or "neither field (the cap is not enforced by this server)"
     typer.echo(f"auto mode starts at {found.best_mode}; the cap goes in {cap}. Saved in {saved}.")

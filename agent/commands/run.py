@@ -228,6 +228,13 @@ def run(
         int | None,
         typer.Option(help="Cap on the tokens of one model answer (else $DISCO_REPLY_TOKENS; 4096)."),
     ] = None,
+    context_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="The server's context window, prompt and reply (else $DISCO_CONTEXT_TOKENS; else what the "
+            "server says): prompts show fewer past attempts to fit it."
+        ),
+    ] = None,
     inner_model: Annotated[
         str | None, typer.Option(help="The inner agents' model (ADAS), else $DISCO_INNER_MODEL.")
     ] = None,
@@ -282,6 +289,7 @@ def run(
         structured=structured,
         timeout_s=timeout,
         reply_tokens=reply_tokens,
+        context_tokens=context_tokens,
         inner_model=inner_model,
         inner_base_url=inner_base_url,
     )

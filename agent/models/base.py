@@ -17,6 +17,7 @@ ErrorKind = Literal[
     "auth",  # 401/403: a bad or missing key
     "not_found",  # 404: an unknown model name, or a base_url without /v1
     "replay_missing",  # a replayed run has no exchange for this step
+    "too_long",  # the prompt does not fit the server's context window with room for a reply
 ]
 
 

@@ -10,6 +10,7 @@ times: bad output is the model's to fix, a dead endpoint is the run's to handle 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -42,6 +43,14 @@ LADDER: tuple[Mode, ...] = ("json_schema", "json_object", "prompt")
 
 # Words in a 400 that mean "this server cannot do JSON-schema output" rather than "this request is bad".
 _SCHEMA_REJECTION = re.compile(r"response_format|json_schema|structured output|guided|grammar", re.I)
+# A request longer than the server's context, and the window it names: llama-cpp-python "exceed context
+# window of 8192", vLLM and OpenAI "maximum context length is 8192 tokens", llama.cpp "context size (8192".
+_CONTEXT_OVERFLOW = re.compile(
+    r"(?:context window of|maximum context length is|context size \(?|context length of)\s*(\d{3,7})", re.I
+)
+_PROMPT_TOKENS_SAID = re.compile(r"(\d+) in the messages|Requested tokens \((\d+)\)", re.I)
+MIN_REPLY_TOKENS = 256
+"""The least room for a reply worth asking for: a prompt that leaves less is too long."""
 
 
 # --- one HTTP call ----------------------------------------------------------------------------------------
@@ -57,6 +66,16 @@ class _Reply:
     args: dict[str, Any] | None = None  # the tool call's arguments (function-calling mode)
     refusal: str | None = None
     truncated: bool = False
+
+
+class _ContextOverflow(Exception):
+    """The server refused a request as longer than its context window, which it named."""
+
+    def __init__(self, window: int, prompt_tokens: int | None) -> None:
+        super().__init__(f"context window {window}")
+        self.window = window
+        self.prompt_tokens = prompt_tokens
+        """The prompt's tokens as the server counted them, where its message says."""
 
 
 class _SchemaRejected(Exception):
@@ -117,6 +136,11 @@ class StructuredModel:
         self._totals = UsageTotals()
         self._mode: Mode = settings.structured if settings.structured != "auto" else start_mode
         self._llm: ChatOpenAI | None = None
+        self.window: int | None = settings.context_tokens
+        """The server's context window in tokens when known (set, probed, or learned from an overflow)."""
+        self.chars_per_token = 3.0
+        """For sizing prompts to the window: on the high side of tokens, lowered to what the server counted
+        when an overflow says (a 135M model's tokenizer gives code about two characters a token)."""
 
     @property
     def totals(self) -> UsageTotals:
@@ -206,13 +230,25 @@ class StructuredModel:
             add_schema_instruction(conversation, schema)
         kind: ErrorKind = "malformed"
         problem = ""
-        attempt = 0
+        attempt = overflows = 0
         while attempt <= self.settings.fix_attempts:
             try:
-                reply = self._call(mode, conversation, schema)
+                reply = self._call(mode, conversation, schema, self._reply_cap(conversation))
             except ModelError as err:
                 spent.add_unreported(conversation, err.kind, self.settings)
                 raise
+            except _ContextOverflow as over:  # refused before any generation: nothing spent
+                overflows += 1
+                denser = (
+                    over.prompt_tokens and _chars(conversation) / over.prompt_tokens < self.chars_per_token
+                )
+                if denser:
+                    self.chars_per_token = _chars(conversation) / over.prompt_tokens  # type: ignore[operator]
+                learned = self.window is None or over.window < self.window
+                if overflows > 3 or not (learned or denser):
+                    raise self._too_long(self._prompt_tokens(conversation), over.window) from None
+                self.window = over.window  # the next call is sized to it
+                continue
             except _SchemaRejected as rejected:
                 if self.settings.structured != "auto" or mode == "prompt":
                     raise self._error(
@@ -244,6 +280,30 @@ class StructuredModel:
         tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
         raise self._error(kind, f"gave {what} in {tries}; last problem: {_one_sentence(problem, 300)}")
 
+    def _reply_cap(self, conversation: list[dict[str, str]]) -> int | None:
+        """The cap for the next call: the configured one, lowered to what the context window leaves after
+        the prompt; a prompt that leaves less than MIN_REPLY_TOKENS is too long (its caller may cut it)."""
+        cap = self.settings.max_tokens
+        if self.window is None:
+            return cap
+        prompt = self._prompt_tokens(conversation)
+        room = self.window - prompt
+        if room < MIN_REPLY_TOKENS:
+            raise self._too_long(prompt, self.window)
+        return room if cap is None or cap > room else cap
+
+    def _prompt_tokens(self, conversation: list[dict[str, str]]) -> int:
+        """A prompt's tokens for fitting the window, four a message for the chat template besides."""
+        return sum(math.ceil(len(m.get("content") or "") / self.chars_per_token) + 4 for m in conversation)
+
+    def _too_long(self, prompt: int, window: int) -> ModelError:
+        return self._error(
+            "too_long",
+            f"has a context window of {window} tokens: a prompt of about {prompt} tokens leaves less than "
+            f"{MIN_REPLY_TOKENS} for the reply (start the server with a larger context, e.g. llama.cpp's "
+            "--n_ctx, or show fewer past attempts: k_best, k_similar, k_failures)",
+        )
+
     def _validate(self, reply: _Reply, schema: type[T]) -> tuple[T | None, ErrorKind, str]:
         if reply.args is not None:
             data: dict[str, Any] | None = reply.args
@@ -263,11 +323,17 @@ class StructuredModel:
                 f"the JSON object does not match the schema:\n{describe_validation_error(err)}",
             )
 
-    def _call(self, mode: Mode, conversation: list[dict[str, str]], schema: type[BaseModel]) -> _Reply:
-        """One HTTP call (plus the SDK's own retries); transport failures become ModelError."""
+    def _call(
+        self, mode: Mode, conversation: list[dict[str, str]], schema: type[BaseModel], cap: int | None
+    ) -> _Reply:
+        """One HTTP call (plus the SDK's own retries) with reply cap `cap`; transport failures become
+        ModelError."""
         import openai
 
-        llm = self.chat_model()
+        if cap == self.settings.max_tokens:
+            llm = self.chat_model()
+        else:  # a prompt near the context window: this call's reply gets what is left
+            llm = _build_chat_openai(self.settings.model_copy(update={"max_tokens": cap}))
         try:
             if mode == "json_schema":
                 _quiet_schema_warnings()
@@ -298,6 +364,10 @@ class StructuredModel:
         except openai.APIStatusError as exc:
             # A server that cannot do this response format says so with 400, 422 or (llama-cpp-python's
             # request validation) 500: the body decides, not the status.
+            if (overflow := _CONTEXT_OVERFLOW.search(exc.message)) is not None:
+                said = _PROMPT_TOKENS_SAID.search(exc.message)
+                counted = int(said.group(1) or said.group(2)) if said else None
+                raise _ContextOverflow(int(overflow.group(1)), counted) from exc
             if mode in ("json_schema", "json_object") and _SCHEMA_REJECTION.search(exc.message):
                 raise _SchemaRejected(_one_sentence(exc.message)) from exc
             raise self._from_sdk(exc) from None
@@ -393,6 +463,10 @@ class _Spent:
 def _approx_tokens(text: str) -> int:
     """About four characters a token (English and code, BPE tokenizers): for calls with no usage."""
     return (len(text) + 3) // 4
+
+
+def _chars(conversation: list[dict[str, str]]) -> int:
+    return sum(len(m.get("content") or "") for m in conversation)
 
 
 def _quiet_schema_warnings() -> None:

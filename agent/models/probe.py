@@ -48,6 +48,9 @@ class Capabilities(BaseModel):
     "ignored: …" when it answered in text (the chat then describes its tools in the prompt)."""
     caps: dict[str, str] = Field(default_factory=dict)
     """Cap field → "ok" (the reply stopped there), or what happened."""
+    context_tokens: int | None = None
+    """The context window the server states (vLLM's `max_model_len` in /v1/models, llama.cpp's `n_ctx` in
+    /props); None when it states none (llama-cpp-python: learned from the first request that overflows)."""
     probed_at: float = Field(default_factory=time.time)
     seconds: float = 0.0
 
@@ -100,8 +103,48 @@ def probe(settings: ModelSettings) -> Capabilities:
         found.caps[field] = _cap_honoured(
             quick.model_copy(update={"cap_field": field, "max_tokens": PROBE_CAP})
         )
+    found.context_tokens = stated_window(settings)
     found.seconds = round(time.perf_counter() - started, 2)
     return found
+
+
+WINDOW_FIELDS = ("max_model_len", "context_length", "context_window", "n_ctx")
+"""Where OpenAI-compatible servers state a model's context window in /v1/models (vLLM, OpenRouter, LM
+Studio) or in llama.cpp's /props."""
+
+
+def stated_window(settings: ModelSettings) -> int | None:
+    """The context window the server states for the model, or None (nothing stated, or no answer)."""
+    import httpx
+
+    base = settings.endpoint.rstrip("/")
+    root = base[: -len("/v1")] if base.endswith("/v1") else base
+    try:
+        with httpx.Client(timeout=10.0) as http:
+            listed = http.get(f"{base}/models").json().get("data") or []
+            for entry in listed:
+                found = (
+                    _window_in(entry)
+                    if isinstance(entry, dict) and entry.get("id") == settings.model
+                    else None
+                )
+                if found is not None:
+                    return found
+            props = http.get(f"{root}/props")
+            if props.status_code == 200:
+                return _window_in(props.json())
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return None
+
+
+def _window_in(doc: dict) -> int | None:
+    for holder in (doc, doc.get("meta") or {}, doc.get("default_generation_settings") or {}):
+        for name in WINDOW_FIELDS:
+            value = holder.get(name) if isinstance(holder, dict) else None
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
 
 
 LOOKUP_TOOL = {
@@ -196,4 +239,6 @@ def with_probed(settings: ModelSettings, found: Capabilities | None) -> tuple[Mo
     update: dict[str, object] = {}
     if settings.cap_field == "auto" and found.cap_field is not None:
         update["cap_field"] = found.cap_field
+    if settings.context_tokens is None and found.context_tokens is not None:
+        update["context_tokens"] = found.context_tokens
     return settings.model_copy(update=update), found.best_mode

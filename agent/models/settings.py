@@ -43,6 +43,10 @@ class ModelSettings(BaseModel):
     """How to get JSON: "auto" starts at what `disco models probe` found the server honours (cached in the
     data dir), else at JSON-schema mode, and steps down json_schema → json_object → prompt when the server
     rejects a response format, whatever the HTTP status (llama-cpp-python answers 500)."""
+    context_tokens: int | None = Field(None, gt=0)
+    """The server's context window (prompt and reply together), e.g. llama.cpp's --n_ctx. None: what the
+    server says (its /v1/models or /props, read by the probe, or the error of a request that overflows it);
+    a prompt is then cut to fit (the past attempts it shows go first) and the reply cap to what is left."""
     cap_field: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
     """The request field that carries max_tokens: "auto" is max_completion_tokens for OpenAI itself and
     max_tokens for every other server (llama.cpp ignores max_completion_tokens; vLLM, Ollama take both)."""
@@ -139,9 +143,11 @@ MODEL_SETTING_ENV = {
     "DISCO_STRUCTURED": "structured",
     "DISCO_TIMEOUT_S": "timeout_s",
     "DISCO_REPLY_TOKENS": "max_tokens",
+    "DISCO_CONTEXT_TOKENS": "context_tokens",
 }
 """The meta model's call settings a person changes per run, as variables (the flags `--structured`,
-`--timeout`, `--reply-tokens` win over them): validated like the file's, so a bad value is one sentence."""
+`--timeout`, `--reply-tokens`, `--context-tokens` win over them): validated like the file's, so a bad value
+is one sentence."""
 
 
 ROLE_ENV_PREFIX = {"inner": "DISCO_INNER_", "judge": "DISCO_JUDGE_"}
