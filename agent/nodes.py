@@ -190,6 +190,9 @@ class Loop:
         if cid in self.s.control.vetoed:
             return {"passed": False, "status": "rejected", "error": "vetoed by the person"}
         report, _ = self.s.tools.check(draft.code, candidate_id=cid)
+        blocked = [c for c in report.failures() if c.cause == "infrastructure"]
+        if blocked:  # not the candidate's fault: no repair; the runner waits for the endpoint, then re-checks
+            raise ModelError("unreachable", f"The check of {cid} could not run: {blocked[0].message}.")
         label = f"check{state.get('repairs', 0)}"
         self.s.run.write_candidate_file(cid, f"{label}.json", report.model_dump(mode="json"))
         failures = [f"{c.name}: {c.message}" for c in report.failures()]
@@ -251,6 +254,9 @@ class Loop:
             draft = Draft.model_validate(state["draft"])
             with progress_to(self._progress(cid)):
                 evaluation = self.s.tools.evaluate(draft.code, draft.name, candidate_id=cid)
+            if evaluation.blocked:  # not recorded: the runner waits for the endpoint, then evaluates again
+                why = f"The evaluation of {cid} could not run: {evaluation.blocked}."
+                raise ModelError("unreachable", why)
             saved = redact_obj(evaluation.model_dump(mode="json"))  # reasons quote the candidate's errors
             self.s.run.write_candidate_file(cid, "evaluation.json", saved)
         if cid not in self.s.evaluated:

@@ -28,6 +28,9 @@ class Evaluation(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     reason: str = ""
     """Why it failed (diverged at β=…, every run errored, …), in words a model can act on."""
+    blocked: str = ""
+    """Set when what failed the evaluation is the infrastructure, not the candidate (the inner model down):
+    the run does not record it, but waits for the endpoint and evaluates again."""
     seconds: float = 0.0
     """Time spent inside the evaluator (training and scoring), for the agent's overhead accounting."""
     details: dict = Field(default_factory=dict)

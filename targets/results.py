@@ -33,6 +33,9 @@ class CheckResult(BaseModel):
     line: int | None = None
     """1-based line of the candidate's code that the message is about, when known."""
     traceback: str | None = None
+    cause: Literal["candidate", "infrastructure"] = "candidate"
+    """`infrastructure`: what failed is not the candidate's code but what it runs on (the inner model down,
+    every call it made failed): no repair is asked for; the run waits for it and checks again."""
 
     # A message or traceback may quote what the candidate printed or raised: untrusted text, redacted and
     # capped whenever a result is made or loaded (in the sandbox, and again in the parent, which knows the

@@ -111,3 +111,79 @@ requests_per_s = 500.0
     rows = shown["candidates"]
     assert len(rows) == 2 and all(r["status"] == "evaluated" for r in rows), rows
     assert len({r["name"] for r in rows}) == 2
+
+
+def test_an_inner_model_that_is_down_blocks_the_candidate_and_is_never_repaired(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    """Issue 18.8: every call of the agent failing at the inner model is not the candidate's fault. No repair
+    is asked of the meta model and nothing is recorded against the code: the run waits, as for its own
+    model endpoint, and checks the same code again once the inner model answers."""
+    import threading
+    import time
+
+    from fake_openai import Error
+
+    data = write_mgsm(tmp_path / "mgsm", n=3)
+    run = tmp_path / "home" / "runs" / "blocked"
+    with FakeOpenAI(model="meta-model") as meta, FakeOpenAI(model="inner-model") as inner:
+        meta.default = scripted_model(design)
+        healthy, up = inner_responder(), threading.Event()
+        inner.default = lambda body: healthy(body) if up.is_set() else Error(503, "the GPU node is rebooting")
+
+        def recover_after_the_block() -> None:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and not up.is_set():
+                text = (run / "events.jsonl").read_text() if (run / "events.jsonl").exists() else ""
+                if "could not run" in text:
+                    up.set()
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=recover_after_the_block, daemon=True)
+        watcher.start()
+        config = tmp_path / "disco.toml"
+        config.write_text(
+            f"""
+target = "adas"
+[budget]
+max_candidates = 1
+[loop]
+reflections = 2
+seed_archive = "skip"
+[endpoint]
+backoff_s = [0.5, 0.5, 0.5]
+probe_every_s = 0.5
+[models.meta]
+model = "meta-model"
+base_url = "{meta.base_url}"
+api_key = "sk-meta"
+[models.inner]
+model = "inner-model"
+base_url = "{inner.base_url}"
+api_key = "sk-inner"
+max_retries = 0
+[targets.adas]
+data_path = "{data}"
+n_valid = 3
+requests_per_s = 500.0
+concurrency = 2
+""",
+            encoding="utf-8",
+        )
+        env = CLEAN_ENV | {"DISCO_CACHE": str(shared_cache)}
+        proc = cli(tmp_path / "home", "run", "--config", str(config), "--run-id", "blocked", env=env)
+        watcher.join(timeout=1)
+        meta_steps = [kind_of(b) for b in meta.requests]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert up.is_set(), "the run never reported the blocked check"
+    assert meta_steps == ["design", "reflect1", "reflect2"], "the meta model was asked to repair"
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    blocked = [
+        e for e in events if e["kind"] == "error" and "could not run" in e["payload"].get("message", "")
+    ]
+    assert blocked and blocked[0]["payload"]["error_kind"] == "unreachable"
+    assert "inner model answered none" in blocked[0]["payload"]["message"]
+    checks = [e for e in events if e["kind"] == "check"]
+    assert [c["payload"]["passed"] for c in checks] == [True], "a blocked check was recorded as a failure"
+    saved = json.loads((run / "candidates" / "blocked-0001" / "evaluation.json").read_text())
+    assert saved["status"] == "ok" and saved["fitness"] is not None

@@ -65,6 +65,16 @@ def summarise(
         "model_calls_estimated": float(usage["estimated_calls"]),
     }
     details = {"benchmark": bench.name, "seeds": list(outcomes), "runs": runs}
+    blocked = [out.blocked_by() for out in outcomes.values()]
+    if blocked and all(blocked):
+        return Evaluation(
+            status="failed",
+            reason=blocked[0],
+            blocked=blocked[0],
+            metrics=metrics,
+            seconds=seconds,
+            details=details,
+        )
     if answered == 0:
         reason = f"the agent failed on every task: {_first_error(outcomes)}"
         last = next((o.usage.last_error for o in outcomes.values() if o.usage.last_error), "")

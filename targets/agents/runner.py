@@ -40,6 +40,15 @@ class RunOutcome(BaseModel):
     stderr: str = ""
     seconds: float = 0.0
 
+    def blocked_by(self) -> str:
+        """Why the inner model, not the agent's code, failed this run (every call the agent made failed, or
+        the proxy found the endpoint down); "" when it did not."""
+        u = self.usage
+        if u.calls == 0 and (u.errors or u.refusals.get("endpoint_down")):
+            detail = u.last_error or "no detail"
+            return f"the inner model answered none of the agent's calls ({u.errors} failed: {detail})"
+        return ""
+
 
 def offline_sentence(endpoint: ModelEndpoint) -> str | None:
     """Why the inner model cannot be called, in one sentence; None when it can."""

@@ -211,6 +211,9 @@ class AgentSystemTarget:
         bench = self.benchmark()
         items = self.items()[: self.config.probe_items]
         out = self.runner.run(code, items, bench.answer_hint, seed=0, max_calls=self.config.check_max_calls)
+        if blocked := out.blocked_by():
+            failed = CheckResult(name="runs", passed=False, message=blocked, cause="infrastructure")
+            return CheckReport.from_checks([failed])
         if out.failure:
             failed = CheckResult(
                 name="installs", passed=False, message=out.failure, traceback=out.stderr or None
