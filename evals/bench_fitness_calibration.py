@@ -538,6 +538,7 @@ def main() -> None:
         f"shown), {args.runs} runs of {CANDIDATES_PER_RUN} candidates each; checked against the race "
         "replayed on real runs in evals/results/race_replay (bench_race_replay.py)",
         "by_noise": results,
+        **replay_figures(),
         "seconds": time.perf_counter() - start,
     }
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -584,6 +585,44 @@ def levers_text() -> list[str]:
         "on KL: see above (on the zoo's grid).",
     ]
     return out
+
+
+REPLAY = REPO / "evals" / "results" / "race_replay" / "summary.json"
+
+
+def replay_figures() -> dict:
+    """The headline figures of the race on real runs, beside the simulation's (empty before the replay)."""
+    if not REPLAY.exists():
+        return {}
+    r = json.loads(REPLAY.read_text())
+    cover = [row["replay"]["coverage_64"] for row in r["losses"].values()]
+    return {
+        "real_replay_false_best_per_run": r["null_run"]["false_best_per_run"],
+        "real_replay_null_runs": r["null_run"]["runs"],
+        "real_replay_coverage_min": min(cover),
+        "real_replay_coverage_mean": sum(cover) / len(cover),
+    }
+
+
+def replay_text() -> list[str]:
+    """What the race did on real runs (evals/bench_race_replay.py), beside what this simulation says."""
+    if not REPLAY.exists():
+        return ["The race has not been replayed on real runs yet (`python evals/bench_race_replay.py`)."]
+    r = json.loads(REPLAY.read_text())
+    cover = [row["replay"]["coverage_64"] for row in r["losses"].values()]
+    better = {loss: row["replay"]["share"]["better"] for loss, row in r["losses"].items()}
+    best = max(r["losses"], key=lambda loss: r["losses"][loss]["truth"]["diff"])
+    truth = r["losses"][best]["truth"]["diff"]
+    return [
+        "## On real runs (evals/results/race_replay)",
+        "",
+        f"The race replayed on {len(r['losses']) + 1} losses trained on 64 real seeds each (random seed "
+        f"orders): its intervals covered the 64-seed truth {min(cover):.3f}–{max(cover):.3f} of the time; "
+        f"{best} (truly {truth:+.3f} on 64 seeds) was claimed better in {better[best]:.0%} of the races "
+        f"(simulated: {r['losses'][best]['simulated']['share']['better']:.0%}); whole null runs of DPO "
+        f"against DPO on other seeds ({r['null_run']['runs']} runs of {r['null_run']['candidates_per_run']}) "
+        f"declared a false best in {r['null_run']['false_best_per_run']:.3f} of them.",
+    ]
 
 
 def instruments_text(summary: dict) -> list[str]:
@@ -646,6 +685,8 @@ def render(summary: dict, frontier: list[dict], inst: dict) -> str:
         "(Screens compared at 1 sample per prompt, the setting the zoo's full grid was trained at.)",
         "",
         *instruments_text(summary),
+        "",
+        *replay_text(),
         "",
         "## β by score or at matched KL (the same screening runs, so the same cost)",
         "",
