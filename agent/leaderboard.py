@@ -37,6 +37,11 @@ class Row(BaseModel):
     parents: list[str] = []
     verdict: str | None = None
     """The evidence rule's verdict (first | best | promising | not_better; docs/evidence.md)."""
+    inner_calls: int | None = None
+    """What its evaluation cost in a model it runs on (the agent-system target's inner model): calls,
+    tokens and $ where priced; None for a target whose candidates call no model."""
+    inner_tokens: int | None = None
+    inner_usd: float | None = None
 
 
 def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
@@ -50,6 +55,7 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
             continue
         fit = rec.get("fitness") or {}
         vs = read_fresh(run, rec["id"])
+        cost = inner_cost(run, rec["id"])
         rows.append(
             Row(
                 id=rec["id"],
@@ -69,6 +75,7 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
                 error=rec.get("error"),
                 parents=rec.get("parent_ids", []),
                 verdict=rec.get("verdict"),
+                **cost,
             )
         )
     fresh_rows = {r.id: r for r in rows if r.vs_baseline is not None}
@@ -84,6 +91,17 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
     for cid, verdict in verdicts.items():
         fresh_rows[cid].vs_verdict = verdict
     return sorted(rows, key=lambda r: r.index)
+
+
+def inner_cost(run: RunDir, cid: str) -> dict[str, Any]:
+    """A candidate's evaluation cost in its inner model, from the metrics its evaluation kept (empty when
+    it called none): an agent system's accuracy means little without what it spent to get it."""
+    metrics = (run.read_candidate_json(cid, "evaluation.json") or {}).get("metrics") or {}
+    if "model_calls" not in metrics:
+        return {}
+    tokens = int(metrics.get("prompt_tokens", 0) + metrics.get("completion_tokens", 0))
+    usd = metrics.get("usd") or None
+    return {"inner_calls": int(metrics["model_calls"]), "inner_tokens": tokens, "inner_usd": usd}
 
 
 def shrunk_scores(rows: list[Row]) -> dict[str, float]:

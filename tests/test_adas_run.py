@@ -76,6 +76,10 @@ concurrency = 2
     assert saved["status"] == "ok" and len(saved["item_scores"]["0"]) == 3
     # the revision from reflect2 samples 4 times: 3 tasks × 4 calls on the default seed
     assert saved["metrics"]["model_calls"] == 12
+    # every agent with what its accuracy cost in the inner model (issue 18.8)
+    assert rows[7]["inner_calls"] == 12 and rows[7]["inner_tokens"] > 12
+    table = cli(tmp_path / "home", "runs", "show", "adas", env=env).stdout
+    assert table.count("inner") >= 2 and "tokens" in table, table  # the cost columns (headers may wrap)
     assert inner_calls > 2 * 4 + 3 * 4, "the seeds' checks and evaluations called the inner model too"
     assert "sk-inner" not in (run / "run.json").read_text(), "no secret in the run dir"
 

@@ -173,6 +173,9 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
     base = _baseline_name(run)
     columns = ("#", "candidate", "status", f"vs {base}, fresh seeds [95% CI]", "n", f"vs {base}", "verdict",
                "screen fitness", "repairs")  # fmt: skip
+    costed = any(r.inner_calls is not None for r in rows)
+    if costed:  # an agent system: what its accuracy cost in its inner model
+        columns += ("inner calls", "inner tokens", "$")
     for col in columns:
         table.add_column(col)
     for r in rows[:limit]:
@@ -180,9 +183,21 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
         vs = f"{r.vs_baseline:+.3f} [{r.vs_low:+.3f}, {r.vs_high:+.3f}]" if r.vs_baseline is not None else ""
         verdict = ("★ " if r.verdict and r is rows[0] else "") + (r.verdict or "")  # ★ the incumbent
         n = str(r.vs_n) if r.vs_n else ""
-        table.add_row(
-            str(r.index), escape(r.name), r.status, vs, n, r.vs_verdict or "", verdict, fit, str(r.repairs)
-        )
+        cells = [
+            str(r.index),
+            escape(r.name),
+            r.status,
+            vs,
+            n,
+            r.vs_verdict or "",
+            verdict,
+            fit,
+            str(r.repairs),
+        ]
+        if costed:
+            usd = f"{r.inner_usd:.4f}" if r.inner_usd else ""
+            cells += [_count(r.inner_calls), _count(r.inner_tokens), usd]
+        table.add_row(*cells)
     console = Console(width=max(Console().width, 130))
     console.print(table)
     if any(r.vs_baseline is not None for r in rows):
@@ -192,6 +207,10 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
         )
     if len(rows) > limit:
         console.print(f"… and {len(rows) - limit} more (`disco runs show {run.run_id}`)")
+
+
+def _count(n: int | None) -> str:
+    return "" if n is None else f"{n:,}"
 
 
 def _execute(runner: Any, run: RunDir) -> None:
