@@ -1,8 +1,8 @@
 """Sequential racing with a known σ: how many seeds a candidate earns, and which claims it may make.
 
 Training noise is the seed (evals/results/zoo: the per-seed paired difference between two losses has
-sd ≈ 0.066 with β screened), so two seeds cannot tell +0.02 from luck, and a run that asks 50 candidates "are you better?"
-at 5% each finds a false "best" almost surely. The rule here:
+sd ≈ 0.066 with β screened), so two seeds cannot tell +0.02 from luck, and a run that asks 50 candidates
+"are you better?" at 5% each finds a false "best" almost surely. The rule here:
 
 - A candidate is scored as per-seed paired differences d_s against a reference (DPO's seed bank, or the
   incumbent) on seeds both ran; the instrument's σ per seed is measured once per task (a pilot) and known,
