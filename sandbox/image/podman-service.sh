@@ -35,7 +35,9 @@ answering() {  # the socket accepts a connection (no curl needed)
 }
 if ! answering; then
     rm -f "$SOCK"
-    nohup podman system service --time=0 "unix://$SOCK" >"$DIR/service.log" 2>&1 &
+    # From /: the engine's conmon needs its working directory to exist for every container it starts, and
+    # the caller's (a CI clone) may be deleted while the engine lives on.
+    (cd / && exec nohup podman system service --time=0 "unix://$SOCK" >"$DIR/service.log" 2>&1) &
     echo $! >"$DIR/service.pid"
     i=0
     until answering; do
