@@ -41,7 +41,10 @@ def test_disco_run_with_the_config_example_gets_past_preflight(tmp_path: Path) -
         proc = cli(home, *args, env=env)
         paths, requests = list(server.paths), list(server.requests)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert paths == ["GET /v1/models"] and requests == [], "probed once; stopped before the first design"
+    # the preflight's GET /models, then the capability probe's (its requests are the fake's own; it reads
+    # the context window from /v1/models and /props): no design was asked for
+    assert paths[0] == "GET /v1/models" and requests == [], "stopped before the first design"
+    assert set(paths) <= {"GET /v1/models", "GET /props"}, paths
     assert "budgets: 50 candidates, 1e-06 h; no limit on" in proc.stderr
     assert "time budget reached" in proc.stderr and (home / "runs" / "ex" / "run.json").is_file()
 
@@ -71,7 +74,9 @@ def test_disco_run_with_the_adas_example_gets_past_preflight(tmp_path: Path) -> 
     assert missing.returncode == 2, missing.stderr
     assert missing.stderr.strip() == f"the mgsm data path {user_home / 'data' / 'mgsm'} does not exist."
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert probes == (["GET /v1/models"], ["GET /v1/models"], []), "each endpoint probed, no agent ran"
+    meta_paths, inner_paths, asked = probes
+    assert inner_paths == ["GET /v1/models"] and asked == [], "each endpoint probed, no agent ran"
+    assert meta_paths[0] == "GET /v1/models" and set(meta_paths) <= {"GET /v1/models", "GET /props"}
     assert "budgets: 30 candidates, 1e-06 h, $20; no limit on" in proc.stderr
 
 
