@@ -26,11 +26,18 @@ from agent.control import ControlState
 from agent.events import Event, EventLog, read_events
 from agent.models import ExchangeLog, ModelError
 from agent.nodes import Loop, Services
-from agent.runs import RunDir, RunMeta, RunStatus
+from agent.runs import EndpointState, RunDir, RunMeta, RunStatus
 from sandbox.registry import SandboxUnavailable
 from tools.processes import process_start
 
-ENDPOINT_ERRORS = ("unreachable", "timeout", "rate_limited", "server")
+ENDPOINT_STATES: dict[str, EndpointState] = {
+    "timeout": "slow",  # it took the request and then sent no token for timeout_s
+    "unreachable": "down",
+    "server": "down",
+    "rate_limited": "rate-limited",
+}
+"""The model failures that are a run state, not a candidate's: how the endpoint is, for a person."""
+ENDPOINT_ERRORS = tuple(ENDPOINT_STATES)
 Progress = Callable[[Event], None]
 
 
@@ -542,7 +549,16 @@ class Runner:
         if self._down_since is None:
             self._down_since = now
         down_s = now - self._down_since
-        self._event("error", error_kind=exc.kind, message=str(exc), attempt=failures, down_s=round(down_s, 1))
+        state = ENDPOINT_STATES[exc.kind]
+        self._status.endpoint = state
+        self._event(
+            "error",
+            error_kind=exc.kind,
+            endpoint=state,
+            message=str(exc),
+            attempt=failures,
+            down_s=round(down_s, 1),
+        )
         limit_s = None if w.max_wait_hours is None else w.max_wait_hours * 3600
         if limit_s is not None and down_s >= limit_s:
             raise StopRun(
@@ -553,14 +569,14 @@ class Runner:
         left = float("inf") if limit_s is None else limit_s - down_s
         if failures <= len(self.backoff_s):
             wait = self.backoff_s[failures - 1]
-            self._write_status("waiting", f"model endpoint failing, retrying in {wait:g} s: {exc}", values)
+            self._write_status("waiting", f"model endpoint {state}, retrying in {wait:g} s: {exc}", values)
             self._sleep(min(wait, left))
             return
         if not self._outage:
-            self._event("human", message="paused: the model endpoint kept failing; retrying it", auto=True)
+            self._event("human", message=f"paused: the model endpoint is {state}; retrying it", auto=True)
         until = "for ever" if limit_s is None else f"up to {w.max_wait_hours:g} h"
         self._outage = (
-            f"model endpoint failing for {_minutes(down_s)}: {exc}; the step is retried every "
+            f"model endpoint {state} for {_minutes(down_s)}: {exc}; the step is retried every "
             f"{w.probe_every_s:g} s {until}, and the run goes on by itself when it answers"
         )
         self._write_status("paused", self._outage, values)
@@ -569,7 +585,7 @@ class Runner:
     def _endpoint_back(self) -> None:
         down_s = time.monotonic() - (self._down_since or time.monotonic())
         self._event("human", message=f"the model endpoint answers again after {_minutes(down_s)}", auto=True)
-        self._down_since, self._outage = None, ""
+        self._down_since, self._outage, self._status.endpoint = None, "", "ok"
 
     def _sleep(self, seconds: float) -> None:
         """Wait, applying the person's commands; a stop, a signal or a `resume` (probe now) ends it early."""

@@ -46,9 +46,16 @@ class RunMeta(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+EndpointState = Literal["ok", "slow", "down", "rate-limited"]
+"""How the model endpoint answers: "slow" took the request and then sent no token for timeout_s (busy or
+stuck, not re-sent); "down" is unreachable or failing (5xx); "rate-limited" answers 429."""
+
+
 class RunStatus(BaseModel):
     state: RunState = "created"
     reason: str = ""
+    endpoint: EndpointState = "ok"
+    """The model endpoint as the runner last found it (slow is not down: a person's remedy differs)."""
     pid: int | None = None
     pid_start: int | None = None
     """The runner's process start time (tools.processes): with `pid`, it survives pid reuse."""

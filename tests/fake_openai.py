@@ -10,7 +10,7 @@ It answers `POST /v1/chat/completions` (plain and SSE streaming), `POST /v1/embe
 
 Script items: a `str` (text content), a `dict` (a JSON object sent as content text), `Text`, `Empty`,
 `Refusal`, `ToolCalls`, `Error` (an HTTP status with an OpenAI-style body), `Delay` (sleep, then
-answer), or a callable `(request_json) -> item` for dynamic answers.
+answer), `Trickle` (stream slowly, or stall), or a callable `(request_json) -> item` for dynamic answers.
 """
 
 from __future__ import annotations
@@ -85,8 +85,23 @@ class Delay:
     then: Item = "ok"
 
 
+@dataclass(frozen=True)
+class Trickle:
+    """A reply streamed slowly, 8 characters a delta every `gap_s` (a slow but working server), that stops
+    for `stall_s` after `stall_after` deltas (a stuck one). Unstreamed, it is sent whole when done."""
+
+    content: str | dict[str, Any]
+    gap_s: float = 0.1
+    stall_after: int | None = None
+    stall_s: float = 0.0
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else json.dumps(self.content)
+
+
 Item: TypeAlias = (
-    "str | dict[str, Any] | Text | Refusal | ToolCalls | Error | Delay | Callable[[dict[str, Any]], Item]"
+    "str | dict[str, Any] | Text | Refusal | ToolCalls | Error | Delay | Trickle "
+    "| Callable[[dict[str, Any]], Item]"
 )
 Responder: TypeAlias = Callable[[dict[str, Any]], Any]
 
@@ -125,6 +140,8 @@ class FakeOpenAI:
         self.ignore_tool_choice_auto = False
         """True: offered tools without a named `tool_choice`, answer in text (as llama-cpp-python's
         chatml format does), even to the probe."""
+        self.streamed = 0
+        """Streamed events written so far, all replies together (a client that hangs up stops the count)."""
         self.caps: tuple[str, ...] = ()
         """The cap fields this server honours ("max_tokens", "max_completion_tokens"): a longer reply is
         cut there with finish_reason "length". Empty: caps are ignored (scripted replies stay whole)."""
@@ -303,6 +320,11 @@ class _Handler(BaseHTTPRequestHandler):
             err_type = item.type or _ERROR_TYPES.get(item.status, "invalid_request_error")
             self._json(item.status, _error_body(item.message, err_type, item.code, item.param), headers)
             return
+        trickle = item if isinstance(item, Trickle) else None
+        if trickle is not None:
+            item = Text(trickle.text())
+            if not body.get("stream"):
+                time.sleep(trickle.gap_s * len(trickle.text()) / 8 + trickle.stall_s)
         message, finish = _assistant_message(item)
         cap = min((int(body[f]) for f in self.fake.caps if body.get(f) is not None), default=None)
         if (
@@ -323,7 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
         model = body.get("model") or self.fake.model
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(completion_id, model, message, finish, usage if include_usage else None)
+            include_usage = include_usage and self.fake.report_usage
+            self._stream(completion_id, model, message, finish, usage if include_usage else None, trickle)
             return
         self._json(
             200,
@@ -338,7 +361,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _stream(
-        self, cid: str, model: str, message: dict[str, Any], finish: str, usage: dict[str, int] | None
+        self,
+        cid: str,
+        model: str,
+        message: dict[str, Any],
+        finish: str,
+        usage: dict[str, int] | None,
+        trickle: Trickle | None = None,
     ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -359,6 +388,8 @@ class _Handler(BaseHTTPRequestHandler):
         content = message.get("content") or ""
         for start in range(0, len(content), 8):  # several deltas, as a real server streams
             events.append(chunk({"content": content[start : start + 8]}))
+        if message.get("refusal"):
+            events.append(chunk({"refusal": message["refusal"]}))
         for i, call in enumerate(message.get("tool_calls") or []):
             head = {
                 "index": i,
@@ -384,9 +415,14 @@ class _Handler(BaseHTTPRequestHandler):
                     "usage": usage,
                 }
             )
-        for event in events:
+        for i, event in enumerate(events):
+            if trickle is not None and i:
+                time.sleep(trickle.gap_s)
+                if i == trickle.stall_after:
+                    time.sleep(trickle.stall_s)
             self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
             self.wfile.flush()
+            self.fake.streamed += 1
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 

@@ -140,7 +140,7 @@ def test_an_unreachable_endpoint_pauses_the_run_and_a_stop_ends_it(home: Path) -
     runner, run = start(home / "runs", tiny_config(models=models), "down", backoff_s=(0.01, 0.01))
     with running(runner, run) as thread:
         assert wait_for(lambda: run.status().state == "paused", 60), run.status()
-        assert "model endpoint failing" in run.status().reason
+        assert "model endpoint down" in run.status().reason and run.status().endpoint == "down"
         send(run.control_path, parse_command("stop"))
         thread.join(60)
     assert run.status().state == "stopped" and run.status().reason == "stopped by the person"

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from agent_helpers import REPO, cli, distinct, events, recorded, running, scripted_model, start, tiny_config
 from agent_helpers import wait_for as wait_until
-from fake_openai import Error, FakeOpenAI, free_port
+from fake_openai import Error, FakeOpenAI, Trickle, free_port
 from test_jobs_helpers import make_model_and_data, train_config
 
 from agent.control import parse_command, send
-from agent.events import EventLog
+from agent.events import EventLog, read_events
+from agent.report.taxonomy import failures
 from agent.runner import Runner, create_run
+from tui.view import Tracker
 
 
 def model_config(base_url: str, **endpoint: object) -> dict:
@@ -41,7 +43,7 @@ def test_an_endpoint_down_for_a_while_pauses_the_run_which_goes_on_by_itself(hom
         with running(runner, run) as thread:
             assert wait_until(lambda: run.status().state == "paused", 60), run.status()
             reason = run.status().reason
-            assert "model endpoint failing" in reason and "retried every 0.3 s" in reason, reason
+            assert "model endpoint down" in reason and "retried every 0.3 s" in reason, reason
             send(run.control_path, parse_command("hint", "keep the margin small"))  # control works meanwhile
             assert wait_until(lambda: any("command" in e.payload for e in events(run, "human")), 30)
             probes_before = len(events(run, "error"))
@@ -52,12 +54,48 @@ def test_an_endpoint_down_for_a_while_pauses_the_run_which_goes_on_by_itself(hom
     assert status.state == "finished", status
     assert recorded(run) == ["outage-0001"]
     messages = [e.payload.get("message", "") for e in events(run, "human") if e.payload.get("auto")]
-    assert messages[0].startswith("paused: the model endpoint kept failing")
+    assert messages[0].startswith("paused: the model endpoint is down")
     assert messages[-1].startswith("the model endpoint answers again after")
     design = next(
         e for e in events(run, "node") if e.payload.get("node") == "design" and "hints_used" in e.payload
     )
     assert design.payload["hints_used"] == ["keep the margin small"]
+
+
+def test_a_stalled_endpoint_is_slow_not_down_and_the_run_goes_on_when_it_answers(home: Path) -> None:
+    """A server that takes the request and then sends no token for timeout_s is "slow": said so in the
+    status, the events, the progress view and the report's failures, apart from "down"; the call is not
+    re-sent at once (the server may still be busy with it), and the run goes on when tokens flow again."""
+    answer = scripted_model(distinct)
+    stalling = [True]
+
+    def stall(body: dict) -> object:
+        reply = answer(body)
+        return Trickle(reply, gap_s=0.01, stall_after=3, stall_s=1.5) if stalling[0] else reply
+
+    with FakeOpenAI() as server:
+        server.default = stall
+        config = tiny_config(budget={"max_candidates": 1}, **model_config(server.base_url, timeout_s=0.4))
+        config.models.meta.timeout_s = 0.4
+        runner, run = start(home / "runs", config, "slow")
+        with running(runner, run) as thread:
+            assert wait_until(lambda: run.status().endpoint == "slow", 60), run.status()
+            assert "model endpoint slow" in run.status().reason
+            assert wait_until(lambda: len(events(run, "error")) >= 2, 30)
+            stalling[0] = False
+            thread.join(240)
+    status = run.status()
+    assert status.state == "finished" and status.endpoint == "ok", status
+    assert recorded(run) == ["slow-0001"]
+    errors = events(run, "error")
+    assert {(e.payload["error_kind"], e.payload["endpoint"]) for e in errors} == {("timeout", "slow")}
+    assert "none for 0.4 s after 2" in errors[0].payload["message"]
+    assert len(server.requests) <= len(errors) + 8  # one request per try: a stall is never re-sent at once
+    tracker = Tracker("slow")
+    lines = [line.text for e in read_events(run.events_path) for line in tracker.feed(e)]
+    assert any(t.startswith("model endpoint slow: ") for t in lines), lines
+    kinds = {f.kind for f in failures(run, [], read_events(run.events_path))}
+    assert "model endpoint slow" in kinds and "model endpoint down" not in kinds
 
 
 def test_an_endpoint_that_never_comes_back_stops_the_run_in_bounded_time(home: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from fake_openai import (
     Refusal,
     ToolCall,
     ToolCalls,
+    Trickle,
     count_tokens,
     free_port,
 )
@@ -322,18 +324,20 @@ def test_a_fix_round_quotes_an_excerpt_of_a_long_bad_reply(server: FakeOpenAI) -
 
 
 def test_tokens_of_failed_calls_are_counted(server: FakeOpenAI) -> None:
-    """A timed-out call was read and possibly answered up to the cap by the server: budgets must see it,
-    though no usage came back. A server that reports no usage at all gets its tokens counted here."""
+    """A call that sent nothing in timeout_s was read and possibly answered up to the cap by the server:
+    budgets must see it, though no usage came back; it is not re-sent (retries are for connection errors
+    and 429/5xx). A server that reports no usage at all gets its tokens counted here."""
     settings = settings_for(server).model_copy(update={"timeout_s": 0.3, "max_retries": 1, "max_tokens": 50})
     server.script([Delay(2, DRAFT), Delay(2, DRAFT)])
     model = StructuredModel(settings)
     with pytest.raises(ModelError) as err:
         model.ask("c1/design", MESSAGES, Draft)
-    assert err.value.kind == "timeout"
+    assert err.value.kind == "timeout" and "sent nothing in 0.3 s" in err.value.message
     spent = err.value.usage
-    assert spent is not None and spent.completion_tokens == 2 * 50 and spent.prompt_tokens > 0
+    assert spent is not None and spent.completion_tokens == 50 and spent.prompt_tokens > 0
     assert spent.estimated_tokens == spent.prompt_tokens + spent.completion_tokens
-    assert model.totals.failed_calls == 1 and model.totals.completion_tokens == 100
+    assert model.totals.failed_calls == 1 and model.totals.completion_tokens == 50
+    assert len(server.requests) == 1
 
     server.report_usage = False
     server.script([DRAFT])
@@ -613,3 +617,47 @@ def test_replay_model_answers_by_key(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as failed:  # a recorded failure replays as that failure
         replay.ask("c2/design", [], Draft)
     assert failed.value.kind == "malformed"
+
+
+# --- streaming: slow is not down, and the cap holds ----------------------------------------------------
+
+
+def test_a_slow_but_working_server_is_waited_for(server: FakeOpenAI) -> None:
+    """Tokens arriving are the server's sign of life: a reply that takes far longer than timeout_s in all,
+    with no gap that long, is received whole, in one request."""
+    server.script([Trickle(DRAFT, gap_s=0.15)])
+    started = time.monotonic()
+    draft, usage = StructuredModel(settings_for(server, timeout_s=0.6)).ask("k", MESSAGES, Draft)
+    assert draft.name == DRAFT["name"]
+    assert time.monotonic() - started > 3 * 0.6 and usage.latency_s > 3 * 0.6
+    assert len(server.requests) == 1 and server.requests[0]["stream"] is True
+
+
+def test_a_stalled_server_is_given_up_and_not_re_sent(server: FakeOpenAI) -> None:
+    """No token for timeout_s mid-reply: a timeout naming the stall, the tokens that came counted, and no
+    second request however many retries are allowed (a one-at-a-time server would queue it)."""
+    server.script([Trickle(DRAFT, gap_s=0.01, stall_after=5, stall_s=3), DRAFT])
+    model = StructuredModel(settings_for(server, timeout_s=0.5, max_retries=3))
+    with pytest.raises(ModelError) as info:
+        model.ask("k", MESSAGES, Draft)
+    err = info.value
+    assert err.kind == "timeout" and "none for 0.5 s after 4" in err.message
+    assert_one_sentence(err, server.base_url)
+    assert err.usage is not None and err.usage.completion_tokens == 4 and err.usage.prompt_tokens > 0
+    assert len(server.requests) == 1 and server.pending == 1
+
+
+def test_the_cap_holds_on_a_server_that_ignores_it(server: FakeOpenAI) -> None:
+    """The cap is sent, and where the server goes past it the reply is cut here and the connection closed:
+    no reply over the cap, counted as cut, and the server stops streaming."""
+    long_reply = "x" * 4000  # 500 deltas of 8 characters, a second apart in all
+    server.script([Trickle(long_reply, gap_s=0.002)])
+    model = StructuredModel(settings_for(server, max_tokens=40, fix_attempts=0, structured="prompt"))
+    with pytest.raises(ModelError) as info:
+        model.ask("k", MESSAGES, Draft)
+    err = info.value
+    assert err.kind == "malformed" and "cut off at max_tokens=40" in err.message
+    assert server.requests[0]["max_tokens"] == 40
+    assert err.usage is not None and err.usage.completion_tokens <= 40
+    time.sleep(0.5)
+    assert server.streamed < 500

@@ -349,6 +349,9 @@ class Tracker:
         return [Line(f"budget: {p.get('reason')}", "bold yellow", "system")]
 
     def _on_error(self, e: Event, p: dict[str, Any]) -> list[Line]:
+        if endpoint := p.get("endpoint"):  # slow is not down: yellow, and says which
+            style = "bold yellow" if endpoint == "slow" else "bold red"
+            return [Line(f"model endpoint {endpoint}: {p.get('message')}", style, "system")]
         return [Line(f"error: {p.get('message')}", "bold red", "system")]
 
     def _loop(self, key: str, default: int) -> int:

@@ -128,6 +128,8 @@ class ConsoleProgress:
                 else ""
             )
             self._print(f"  #{cid} recorded: {p['status']}{escape(score)}")
+        elif event.kind == "error" and p.get("endpoint"):
+            self._print(f"[yellow]model endpoint {p['endpoint']}[/]: {escape(str(p.get('message')))}")
         elif event.kind in ("budget", "error") or (event.kind == "human" and "message" in p):
             self._print(f"[yellow]{event.kind}[/]: {escape(str(p.get('reason') or p.get('message')))}")
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 ErrorKind = Literal[
     "unreachable",  # nothing answers at the endpoint (connection refused, DNS): a run state, back off
-    "timeout",  # no answer within timeout_s, after the SDK's retries
+    "timeout",  # no token for timeout_s (a stall): the endpoint is slow or stuck, not down; never re-sent
     "rate_limited",  # 429 after the SDK's retries
     "server",  # 5xx after the SDK's retries
     "empty",  # the model answered nothing, fix rounds included

@@ -5,18 +5,22 @@ The server's JSON-schema mode is used where it works; otherwise (a 400 about `re
 text that is not JSON) the instance falls back for good to asking for JSON in the prompt. Either way a
 reply that does not validate goes back to the model with the exact error, at most `fix_attempts`
 times: bad output is the model's to fix, a dead endpoint is the run's to handle (`ModelError.kind`).
+Replies are streamed: tokens arriving are the server's sign of life (a call times out on a stall, not
+on its length), and the reply cap is enforced here as well as sent, for servers that ignore it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import threading
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -66,6 +70,8 @@ class _Reply:
     args: dict[str, Any] | None = None  # the tool call's arguments (function-calling mode)
     refusal: str | None = None
     truncated: bool = False
+    streamed_tokens: int = 0
+    """Content pieces that arrived (a token each on llama.cpp and OpenAI): the count when usage is absent."""
 
 
 class _ContextOverflow(Exception):
@@ -76,6 +82,14 @@ class _ContextOverflow(Exception):
         self.window = window
         self.prompt_tokens = prompt_tokens
         """The prompt's tokens as the server counted them, where its message says."""
+
+
+class _Stalled(Exception):
+    """No token arrived for timeout_s: before the first (`tokens` 0) or after `tokens` of them."""
+
+    def __init__(self, tokens: int) -> None:
+        super().__init__(f"stalled after {tokens} tokens")
+        self.tokens = tokens
 
 
 class _SchemaRejected(Exception):
@@ -136,6 +150,7 @@ class StructuredModel:
         self._totals = UsageTotals()
         self._mode: Mode = settings.structured if settings.structured != "auto" else start_mode
         self._llm: ChatOpenAI | None = None
+        self._ask_llm: ChatOpenAI | None = None
         self.window: int | None = settings.context_tokens
         """The server's context window in tokens when known (set, probed, or learned from an overflow)."""
         self.chars_per_token = 3.0
@@ -234,8 +249,11 @@ class StructuredModel:
         while attempt <= self.settings.fix_attempts:
             try:
                 reply = self._call(mode, conversation, schema, self._reply_cap(conversation))
+            except _Stalled as stall:
+                spent.add_stalled(conversation, stall.tokens, self.settings)
+                raise self._stall_error(stall.tokens) from None
             except ModelError as err:
-                spent.add_unreported(conversation, err.kind, self.settings)
+                spent.add_unreported(conversation, err.kind)
                 raise
             except _ContextOverflow as over:  # refused before any generation: nothing spent
                 overflows += 1
@@ -326,53 +344,94 @@ class StructuredModel:
     def _call(
         self, mode: Mode, conversation: list[dict[str, str]], schema: type[BaseModel], cap: int | None
     ) -> _Reply:
-        """One HTTP call (plus the SDK's own retries) with reply cap `cap`; transport failures become
-        ModelError."""
+        """One call, streamed, with reply cap `cap`; connection failures, 429 and 5xx are re-sent up to
+        max_retries times, a stall never (a server that handles one request at a time would still be
+        working on it). Transport failures become ModelError."""
         import openai
 
-        if cap == self.settings.max_tokens:
-            llm = self.chat_model()
-        else:  # a prompt near the context window: this call's reply gets what is left
-            llm = _build_chat_openai(self.settings.model_copy(update={"max_tokens": cap}))
+        retries = 0
+        while True:
+            try:
+                return self._stream(mode, conversation, schema, cap)
+            except openai.APITimeoutError:  # no first token (the SDK's timeout covers the headers)
+                raise _Stalled(0) from None
+            except openai.APIStatusError as exc:
+                # A server that cannot do this response format says so with 400, 422 or (llama-cpp-python's
+                # request validation) 500: the body decides, not the status.
+                if (overflow := _CONTEXT_OVERFLOW.search(exc.message)) is not None:
+                    said = _PROMPT_TOKENS_SAID.search(exc.message)
+                    counted = int(said.group(1) or said.group(2)) if said else None
+                    raise _ContextOverflow(int(overflow.group(1)), counted) from exc
+                if mode in ("json_schema", "json_object") and _SCHEMA_REJECTION.search(exc.message):
+                    raise _SchemaRejected(_one_sentence(exc.message)) from exc
+                if not _resendable(exc) or retries >= self.settings.max_retries:
+                    raise self._from_sdk(exc, retries) from None
+            except openai.APIConnectionError as exc:  # the request never reached a server: safe to re-send
+                if retries >= self.settings.max_retries:
+                    raise self._from_sdk(exc, retries) from None
+            except openai.OpenAIError as exc:
+                raise self._from_sdk(exc, retries) from None
+            retries += 1
+            time.sleep(_retry_wait(retries))
+
+    def _stream(
+        self, mode: Mode, conversation: list[dict[str, str]], schema: type[BaseModel], cap: int | None
+    ) -> _Reply:
+        """One streamed HTTP call. Arriving tokens are the server's sign of life: the timeout is a stall (no
+        token for timeout_s), not a total; the cap is enforced here too, for servers that ignore it."""
+        import httpx
+        import openai
+
+        llm = self._structured_llm(cap)
+        runnable: Any = llm
+        extra = dict(llm.extra_body or {})
+        if mode == "json_schema":
+            _quiet_schema_warnings()
+            doc, strict = strict_json_schema(schema)
+            spec = {"name": schema.__name__, "schema": doc, "strict": strict}
+            extra["response_format"] = {"type": "json_schema", "json_schema": spec}
+        elif mode == "json_object":
+            extra["response_format"] = {"type": "json_object"}
+        elif mode == "function_calling":
+            runnable = llm.bind_tools([schema], tool_choice=schema.__name__, parallel_tool_calls=False)
+        # Through extra_body, not response_format: langchain would take the SDK's parse-and-stream path.
+        kwargs: dict[str, Any] = {"extra_body": extra} if extra else {}
+        whole: Any = None
+        tokens = chars = 0
+        cut = False
+        chunks = runnable.stream(conversation, **kwargs)
         try:
-            if mode == "json_schema":
-                _quiet_schema_warnings()
-                doc, strict = strict_json_schema(schema)
-                spec = {"name": schema.__name__, "schema": doc, "strict": strict}
-                out = llm.with_structured_output(spec, method="json_schema", include_raw=True).invoke(
-                    conversation
-                )
-                return _from_ai_message(out["raw"], mode)
-            if mode == "function_calling":
-                out = llm.with_structured_output(schema, method="function_calling", include_raw=True).invoke(
-                    conversation
-                )
-                return _from_ai_message(out["raw"], mode)
-            if mode == "json_object":
-                return _from_ai_message(llm.invoke(conversation, response_format={"type": mode}), mode)
-            return _from_ai_message(llm.invoke(conversation), mode)
-        except openai.LengthFinishReasonError as exc:
-            # The SDK's parse() raises where a plain call returns a cut reply: it is the model's to fix.
-            choice = exc.completion.choices[0]
-            usage = exc.completion.usage
-            return _Reply(
-                text=choice.message.content or "",
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                truncated=True,
-            )
-        except openai.APIStatusError as exc:
-            # A server that cannot do this response format says so with 400, 422 or (llama-cpp-python's
-            # request validation) 500: the body decides, not the status.
-            if (overflow := _CONTEXT_OVERFLOW.search(exc.message)) is not None:
-                said = _PROMPT_TOKENS_SAID.search(exc.message)
-                counted = int(said.group(1) or said.group(2)) if said else None
-                raise _ContextOverflow(int(overflow.group(1)), counted) from exc
-            if mode in ("json_schema", "json_object") and _SCHEMA_REJECTION.search(exc.message):
-                raise _SchemaRejected(_one_sentence(exc.message)) from exc
-            raise self._from_sdk(exc) from None
-        except openai.OpenAIError as exc:
-            raise self._from_sdk(exc) from None
+            for chunk in chunks:
+                pieces = len(chunk.text) + sum(len(c.get("args") or "") for c in chunk.tool_call_chunks)
+                if pieces:
+                    if cap is not None and max(tokens + 1, _approx_tokens_of(chars + pieces)) > cap:
+                        cut = True  # a server that ignores the cap: this call ends here
+                        break
+                    tokens, chars = tokens + 1, chars + pieces
+                whole = chunk if whole is None else whole + chunk
+        except (httpx.TimeoutException, openai.APITimeoutError):  # the SDK wraps a read timeout mid-stream
+            raise _Stalled(tokens) from None
+        except httpx.TransportError as exc:  # the server went away mid-reply
+            raise openai.APIConnectionError(request=httpx.Request("POST", self.settings.endpoint)) from exc
+        finally:
+            chunks.close()  # closes the connection: the server stops generating
+        if whole is None:
+            return _Reply(text="", prompt_tokens=0, completion_tokens=0)
+        reply = _from_ai_message(whole, mode)
+        reply.streamed_tokens = tokens
+        reply.truncated = reply.truncated or cut
+        if cut:  # the server's own count, if any, never came
+            reply.prompt_tokens = reply.completion_tokens = 0
+        return reply
+
+    def _structured_llm(self, cap: int | None) -> ChatOpenAI:
+        """The client for `ask`: retries are ours (never after a stall), so the SDK makes none."""
+        if cap == self.settings.max_tokens:
+            if self._ask_llm is None:
+                self._ask_llm = _build_chat_openai(self.settings, sdk_retries=False)
+            return self._ask_llm
+        # a prompt near the context window: this call's reply gets what is left
+        return _build_chat_openai(self.settings.model_copy(update={"max_tokens": cap}), sdk_retries=False)
 
     # --- errors ------------------------------------------------------------------------------------------
 
@@ -380,16 +439,22 @@ class StructuredModel:
         where = f"{self.settings.endpoint} (model {self.settings.model})"
         return ModelError(kind, f"The model endpoint {where} {what}.")
 
-    def _from_sdk(self, exc: Exception) -> ModelError:
+    def _stall_error(self, tokens: int) -> ModelError:
+        wait = f"{self.settings.timeout_s:g} s"
+        said = f"sent nothing in {wait}"
+        if tokens:
+            said = f"stopped sending tokens: none for {wait} after {tokens}"
+        return self._error(
+            "timeout", f"{said} (slow or stuck; not re-sent: raise timeout_s if the server is just slow)"
+        )
+
+    def _from_sdk(self, exc: Exception, retries: int = 0) -> ModelError:
         """One sentence per SDK failure; checked most specific first (a timeout is a connection error)."""
         import openai
 
-        s = self.settings
         detail = _one_sentence(re.sub(r"^Error code: \d+ - ", "", getattr(exc, "message", "") or str(exc)))
-        retried = f" after {s.max_retries} retries" if s.max_retries else ""
+        retried = f" after {retries} retries" if retries else ""
         status = getattr(exc, "status_code", None)
-        if isinstance(exc, openai.APITimeoutError):
-            return self._error("timeout", f"did not answer within {s.timeout_s:g} s{retried}")
         if isinstance(exc, openai.APIConnectionError):
             root: BaseException = exc
             while root.__cause__ is not None:  # langchain -> openai -> httpx: the socket error says most
@@ -423,30 +488,31 @@ class _Spent:
 
     def add(self, reply: _Reply, conversation: list[dict[str, str]]) -> None:
         self.attempts += 1
-        if not reply.prompt_tokens and not reply.completion_tokens:  # a server that reports no usage
+        if not reply.prompt_tokens and not reply.completion_tokens:  # no usage: reported none, or cut here
             reply.prompt_tokens = sum(_approx_tokens(m.get("content") or "") for m in conversation)
-            reply.completion_tokens = _approx_tokens(reply.text)
+            reply.completion_tokens = max(reply.streamed_tokens, _approx_tokens(reply.text))
             self.estimated += reply.prompt_tokens + reply.completion_tokens
         self.prompt_tokens += reply.prompt_tokens
         self.completion_tokens += reply.completion_tokens
         self.last_text = reply.text
 
-    def add_unreported(self, conversation: list[dict[str, str]], kind: str, settings: ModelSettings) -> None:
-        """A call that failed after the server took it: its tokens, counted here since no usage came back.
-        A timeout (each of the SDK's tries) may have generated up to the cap; a server error read the
-        prompt once; a request never delivered (unreachable) or refused up front costs nothing."""
+    def add_unreported(self, conversation: list[dict[str, str]], kind: str) -> None:
+        """A call that failed after the server read it (a server error): its prompt, counted here since no
+        usage came back. A request never delivered (unreachable) or refused up front costs nothing."""
+        if kind == "server":
+            self._add_counted(sum(_approx_tokens(m.get("content") or "") for m in conversation), 0)
+
+    def add_stalled(self, conversation: list[dict[str, str]], tokens: int, settings: ModelSettings) -> None:
+        """A call abandoned on a stall: its prompt, and the tokens that arrived, or, when none did, the cap
+        (the server may have generated up to it before noticing the client had gone)."""
         prompt = sum(_approx_tokens(m.get("content") or "") for m in conversation)
-        if kind == "timeout":
-            tries = 1 + settings.max_retries
-            counted = (prompt * tries, (settings.max_tokens or 0) * tries)
-        elif kind == "server":
-            counted = (prompt, 0)
-        else:
-            return
+        self._add_counted(prompt, tokens or settings.max_tokens or 0)
+
+    def _add_counted(self, prompt: int, completion: int) -> None:
         self.attempts += 1
-        self.prompt_tokens += counted[0]
-        self.completion_tokens += counted[1]
-        self.estimated += sum(counted)
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.estimated += prompt + completion
 
     def usage(self, settings: ModelSettings, started: float) -> CallUsage:
         return CallUsage(
@@ -462,7 +528,21 @@ class _Spent:
 
 def _approx_tokens(text: str) -> int:
     """About four characters a token (English and code, BPE tokenizers): for calls with no usage."""
-    return (len(text) + 3) // 4
+    return _approx_tokens_of(len(text))
+
+
+def _approx_tokens_of(chars: int) -> int:
+    return (chars + 3) // 4
+
+
+def _resendable(exc: Exception) -> bool:
+    """A status that says "try again" (the SDK's list): the server answered, so it is not still working."""
+    return getattr(exc, "status_code", 0) in (408, 409, 429) or getattr(exc, "status_code", 0) >= 500
+
+
+def _retry_wait(retry: int) -> float:
+    """Seconds before re-sending: 0.5, 1, 2 … up to 8, jittered (the SDK's schedule)."""
+    return min(0.5 * 2 ** (retry - 1), 8.0) * (0.75 + 0.25 * random.random())
 
 
 def _chars(conversation: list[dict[str, str]]) -> int:
@@ -479,10 +559,10 @@ def _quiet_schema_warnings() -> None:
     warnings.filterwarnings("ignore", message="Invalid schema for OpenAI's structured output")
 
 
-def _build_chat_openai(settings: ModelSettings) -> ChatOpenAI:
-    """ChatOpenAI with explicit timeout and retries, on Chat Completions (local servers lack Responses)."""
-    from langchain_openai import ChatOpenAI
+def _build_chat_openai(settings: ModelSettings, *, sdk_retries: bool = True) -> ChatOpenAI:
+    """ChatOpenAI with explicit timeout and retries, on Chat Completions (local servers lack Responses).
 
+    `sdk_retries` False: the caller re-sends itself (the SDK would re-send a timed-out request too)."""
     if settings.api_key is not None:
         api_key: str | None = settings.api_key.get_secret_value()
     else:
@@ -491,7 +571,7 @@ def _build_chat_openai(settings: ModelSettings) -> ChatOpenAI:
         "model": settings.model,
         "base_url": settings.base_url,
         "timeout": settings.timeout_s,
-        "max_retries": settings.max_retries,
+        "max_retries": settings.max_retries if sdk_retries else 0,
         "temperature": settings.temperature,
         "max_tokens": settings.max_tokens,
         "use_responses_api": False,
@@ -503,4 +583,22 @@ def _build_chat_openai(settings: ModelSettings) -> ChatOpenAI:
         kwargs |= {"max_tokens": None, "extra_body": {"max_tokens": settings.max_tokens}}
     if api_key is not None:
         kwargs["api_key"] = api_key
-    return ChatOpenAI(**kwargs)
+    return _chat_openai_class()(**kwargs)
+
+
+@cache
+def _chat_openai_class() -> type[ChatOpenAI]:
+    """ChatOpenAI that keeps a streamed `refusal` (langchain-openai 1.7 drops it from the deltas, so a
+    refused structured answer would read as an empty one)."""
+    from langchain_openai import ChatOpenAI
+
+    class _ChatOpenAI(ChatOpenAI):
+        def _convert_chunk_to_generation_chunk(self, chunk: dict, *args: Any, **kwargs: Any) -> Any:
+            out = super()._convert_chunk_to_generation_chunk(chunk, *args, **kwargs)
+            choices = chunk.get("choices") or []
+            refusal = (choices[0].get("delta") or {}).get("refusal") if choices else None
+            if out is not None and refusal:
+                out.message.additional_kwargs["refusal"] = refusal  # chunks add: the pieces join
+            return out
+
+    return _ChatOpenAI

@@ -32,9 +32,11 @@ class ModelSettings(BaseModel):
     api_key: SecretStr | None = None
     """The key; falls back to OPENAI_API_KEY. A local server without one gets the placeholder "not-needed"."""
     timeout_s: float = Field(120.0, gt=0)
-    """Seconds to wait for one HTTP answer; without it the SDK would wait forever on a hung server."""
+    """Seconds to wait for the next token (the first included): replies are streamed, so a slow but working
+    server is never cut off, and a stalled one is given up after this long and not re-sent."""
     max_retries: int = Field(3, ge=0)
-    """The SDK's own retries with backoff, for 408/409/429/5xx and connection errors."""
+    """Re-sends with backoff after 408/409/429/5xx and connection errors; never after a stall (a server that
+    handles one request at a time would still be working on the first)."""
     temperature: float | None = 0.8
     """Sampling temperature; None leaves it to the server (some reasoning models take only their default)."""
     max_tokens: int | None = Field(4096, gt=0)

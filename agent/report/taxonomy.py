@@ -104,7 +104,10 @@ def failures(run: RunDir, candidates: list[Candidate], events: list[Event]) -> l
             add(kind, event.candidate, str(p.get("message") or state), "job")
         elif event.kind == "error":
             kind = str(p.get("error_kind") or "internal error")
-            kind = f"model {kind}" if p.get("step") else kind
+            if p.get("endpoint"):  # the runner's: the endpoint slow, down or rate-limited
+                kind = f"model endpoint {p['endpoint']}"
+            elif p.get("step"):
+                kind = f"model {kind}"
             add(kind, event.candidate, str(p.get("message") or ""), "event")
     order = {"candidate": 0, "person": 1, "setup": 2}
     return sorted(seen.values(), key=lambda f: (order[f.origin], -f.count, f.kind))
