@@ -42,6 +42,18 @@ class Row(BaseModel):
     tokens and $ where priced; None for a target whose candidates call no model."""
     inner_tokens: int | None = None
     inner_usd: float | None = None
+    cot_sc_chains: int | None = None
+    """The standing baseline of an agent system: CoT-SC with the chains its tokens per item pay for."""
+    cot_sc_diff: float | None = None
+    """Candidate − that CoT-SC, percentage points, paired by item, with its 95% bootstrap interval."""
+    cot_sc_low: float | None = None
+    cot_sc_high: float | None = None
+    cot_sc_p: float | None = None
+    cot_sc_within_cost: bool | None = None
+    """It spent no more tokens than that CoT-SC: "better" needs it."""
+    cot_sc_verdict: str | None = None
+    """better | worse (separated by Benjamini–Hochberg at FDR q over the run's compared candidates; better
+    only at no more cost) | better_but_costlier | not_separated."""
 
 
 def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
@@ -55,7 +67,7 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
             continue
         fit = rec.get("fitness") or {}
         vs = read_fresh(run, rec["id"])
-        cost = inner_cost(run, rec["id"])
+        cost = inner_cost(run, rec["id"]) | cot_sc_comparison(run, rec["id"])
         rows.append(
             Row(
                 id=rec["id"],
@@ -90,7 +102,40 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
     )  # fmt: skip
     for cid, verdict in verdicts.items():
         fresh_rows[cid].vs_verdict = verdict
+    _cot_sc_verdicts(rows, q)
     return sorted(rows, key=lambda r: r.index)
+
+
+def cot_sc_comparison(run: RunDir, cid: str) -> dict[str, Any]:
+    """An agent system against CoT-SC at matched token cost, as its evaluation kept it (targets.agents.cotsc);
+    empty for a candidate without one."""
+    cmp = ((run.read_candidate_json(cid, "evaluation.json") or {}).get("details") or {}).get("cot_sc") or {}
+    if "diff" not in cmp:
+        return {}
+    return {
+        "cot_sc_chains": cmp["chains"],
+        "cot_sc_diff": cmp["diff"],
+        "cot_sc_low": cmp["ci_low"],
+        "cot_sc_high": cmp["ci_high"],
+        "cot_sc_p": cmp["p_value"],
+        "cot_sc_within_cost": cmp["within_cost"],
+    }
+
+
+def _cot_sc_verdicts(rows: list[Row], q: float) -> None:
+    """Every compared candidate is tested (none selected first), so Benjamini–Hochberg over them holds the
+    run's FDR at q; "better" also needs no more tokens than the CoT-SC it beat."""
+    from targets.racing import benjamini_hochberg
+
+    compared = {r.id: r for r in rows if r.cot_sc_p is not None}
+    separated = benjamini_hochberg({cid: r.cot_sc_p or 1.0 for cid, r in compared.items()}, q)
+    for cid, r in compared.items():
+        if cid not in separated:
+            r.cot_sc_verdict = "not_separated"
+        elif (r.cot_sc_diff or 0.0) < 0:
+            r.cot_sc_verdict = "worse"
+        else:
+            r.cot_sc_verdict = "better" if r.cot_sc_within_cost else "better_but_costlier"
 
 
 def inner_cost(run: RunDir, cid: str) -> dict[str, Any]:

@@ -78,8 +78,15 @@ concurrency = 2
     assert saved["metrics"]["model_calls"] == 12
     # every agent with what its accuracy cost in the inner model (issue 18.8)
     assert rows[7]["inner_calls"] == 12 and rows[7]["inner_tokens"] > 12
+    # and against the standing baseline, CoT-SC with the chains its tokens pay for (issue 18.8): the fake
+    # inner model always answers right, so no agent separates from it
+    curve = saved["details"]["cot_sc"]
+    assert curve["samples"] == 5 and curve["measured_tokens"] > 0, curve
+    assert 1 <= rows[7]["cot_sc_chains"] <= 5 and rows[7]["cot_sc_diff"] == 0.0
+    assert {r["cot_sc_verdict"] for r in rows} == {"not_separated"}, rows
     table = cli(tmp_path / "home", "runs", "show", "adas", env=env).stdout
     assert table.count("inner") >= 2 and "tokens" in table, table  # the cost columns (headers may wrap)
+    assert "vs CoT-SC:" in table and f"×{rows[7]['cot_sc_chains']}" in table, table  # verdicts may wrap
     assert inner_calls > 2 * 4 + 3 * 4, "the seeds' checks and evaluations called the inner model too"
     assert "sk-inner" not in (run / "run.json").read_text(), "no secret in the run dir"
 

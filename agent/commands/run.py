@@ -15,6 +15,7 @@ from agent.commands.errors import fail as _fail
 
 if TYPE_CHECKING:
     from agent.events import Event
+    from agent.leaderboard import Row
     from agent.runs import RunDir
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
@@ -178,6 +179,9 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
     costed = any(r.inner_calls is not None for r in rows)
     if costed:  # an agent system: what its accuracy cost in its inner model
         columns += ("inner calls", "inner tokens", "$")
+    versus = any(r.cot_sc_diff is not None for r in rows)
+    if versus:  # and CoT-SC with the chains those tokens pay for
+        columns += ("vs CoT-SC at its cost [95% CI]", "vs CoT-SC")
     for col in columns:
         table.add_column(col)
     for r in rows[:limit]:
@@ -199,6 +203,8 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
         if costed:
             usd = f"{r.inner_usd:.4f}" if r.inner_usd else ""
             cells += [_count(r.inner_calls), _count(r.inner_tokens), usd]
+        if versus:
+            cells += [_cot_sc_cell(r), r.cot_sc_verdict or ""]
         table.add_row(*cells)
     console = Console(width=max(Console().width, 130))
     console.print(table)
@@ -207,8 +213,20 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
             f"vs {base}: the difference on seeds that chose nothing, with n; 'better' by Benjamini–Hochberg "
             "at FDR 0.1 over the run. Screen fitness: on the seeds that chose β (in-sample, not a score)."
         )
+    if versus:
+        console.print(
+            "vs CoT-SC: the agent's score (points) less CoT-SC's with the chains (×n) its tokens per item "
+            "pay for, paired by item; 'better' by Benjamini–Hochberg at FDR 0.1 over the run, at no more "
+            "tokens."
+        )
     if len(rows) > limit:
         console.print(f"… and {len(rows) - limit} more (`disco runs show {run.run_id}`)")
+
+
+def _cot_sc_cell(r: Row) -> str:
+    if r.cot_sc_diff is None:
+        return ""
+    return f"{r.cot_sc_diff:+.1f} [{r.cot_sc_low:+.1f}, {r.cot_sc_high:+.1f}] ×{r.cot_sc_chains}"
 
 
 def _count(n: int | None) -> str:

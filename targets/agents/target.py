@@ -6,12 +6,16 @@ through the proxy in this process."""
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from targets.agents.benchmarks import Benchmark, BenchmarkError, Item, load_benchmark
+from targets.agents.cotsc import VoteCurve
 from targets.agents.proxy import ProxySettings
 from targets.agents.runner import AgentRunner, RunOutcome, offline_sentence
 from targets.base import Evaluation, ModelEndpoint, OfflineProposer, SeedCandidate, TargetEnv
@@ -100,6 +104,9 @@ class AgentTargetConfig(BaseModel):
     """Longest prompt of one call in estimated tokens (about three bytes each); a longer call is refused."""
     max_temperature: float = 1.2
     json_mode: bool = True
+    baseline_chains: int = Field(5, ge=0, le=12)
+    """Chains of thought per validation item measured once for the standing baseline, CoT-SC at matched
+    token cost (targets.agents.cotsc); 0: no baseline."""
     bootstrap_samples: int = Field(2000, ge=100)
     sandbox: str = "local"
 
@@ -131,7 +138,13 @@ class AgentSystemTarget:
             }
         ]
 
-    def __init__(self, config: AgentTargetConfig | None = None, inner: ModelEndpoint | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentTargetConfig | None = None,
+        inner: ModelEndpoint | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        """`cache_dir`: where the CoT-SC baseline is kept once measured (a resumed run does not pay again)."""
         self.config = c = config or AgentTargetConfig()
         self.name = f"adas-{c.benchmark}"
         self.inner = inner or ModelEndpoint()
@@ -151,6 +164,8 @@ class AgentSystemTarget:
         self._bench: Benchmark | None = None
         self._fingerprints: dict[str, list[float]] = {}
         self._splits: Any = None
+        self._cache_dir = cache_dir
+        self._curve: VoteCurve | str | None = None
         self.description = DESCRIPTION.format(benchmark=c.benchmark.upper())
         self.interface = INTERFACE.format(hint=f"The answer must be {ANSWER_FORMS[c.benchmark]}.")
 
@@ -269,7 +284,48 @@ class AgentSystemTarget:
         outcomes: dict[int, RunOutcome] = {}
         for seed in seeds or self.config.eval_seeds:
             outcomes[seed] = self.runner.run(code, items, bench.answer_hint, seed=seed)
-        return summarise(bench, items, outcomes, self.config.bootstrap_samples, time.perf_counter() - start)
+        result = summarise(bench, items, outcomes, self.config.bootstrap_samples, time.perf_counter() - start)
+        if result.status == "ok" and split == "valid" and self.config.baseline_chains:
+            result.details["cot_sc"] = self._versus_cot_sc(items, result)
+            result.seconds = time.perf_counter() - start
+        return result
+
+    def _versus_cot_sc(self, items: list[Item], result: Evaluation) -> dict[str, Any]:
+        """The candidate against CoT-SC at matched token cost (measured on first use, then kept)."""
+        from targets.agents.cotsc import compare
+
+        curve = self.cot_sc_curve(items)
+        if isinstance(curve, str):
+            return {"unavailable": curve}
+        m = result.metrics
+        runs = max(1, len(result.item_scores))
+        tokens = (m.get("prompt_tokens", 0.0) + m.get("completion_tokens", 0.0)) / (runs * len(items))
+        matched = compare(curve, [it.id for it in items], result.item_scores, tokens)
+        return matched.model_dump() | {"within_cost": matched.within_cost, "samples": curve.samples,
+                                       "measured_tokens": curve.tokens}  # fmt: skip
+
+    def cot_sc_curve(self, items: list[Item]) -> VoteCurve | str:
+        """CoT-SC's score for 1 … baseline_chains chains on `items` (or why it could not be measured): kept
+        in memory and, keyed by what it depends on, in the cache folder."""
+        from targets.agents.cotsc import measure
+
+        if isinstance(self._curve, VoteCurve):
+            return self._curve
+        c, inner = self.config, self.inner
+        depends = [c.benchmark, [it.id for it in items], c.baseline_chains, inner.model, inner.base_url]
+        key = json.dumps([*depends, inner.max_tokens, c.json_mode])
+        path = None
+        if self._cache_dir is not None:
+            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+            path = self._cache_dir / "adas" / f"cot_sc-{digest}.json"
+            if path.is_file():
+                self._curve = VoteCurve.model_validate_json(path.read_text(encoding="utf-8"))
+                return self._curve
+        self._curve = measure(self.runner, self.benchmark(), items, c.baseline_chains)
+        if path is not None and isinstance(self._curve, VoteCurve):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self._curve.model_dump_json(), encoding="utf-8")
+        return self._curve
 
     # ------------------------------------------------------------------ archive and proposer
     def seeds(self) -> list[SeedCandidate]:
@@ -289,4 +345,5 @@ class AgentSystemTarget:
 def make_target(options: dict[str, Any], env: TargetEnv) -> AgentSystemTarget:
     """The registry's factory: options are the config's `[targets.adas]` table; the inner model is
     `[models.inner]`. Nothing is loaded or started here (a bad data path is reported by check/evaluate)."""
-    return AgentSystemTarget(AgentTargetConfig.model_validate(options), inner=env.inner)
+    config = AgentTargetConfig.model_validate(options)
+    return AgentSystemTarget(config, inner=env.inner, cache_dir=env.cache_dir)

@@ -1,0 +1,51 @@
+"""CoT-SC at matched token cost, the standing baseline of an agent system (issue 18.8): the vote curve from
+one measurement, the chains a candidate's tokens pay for, and a paired test whose null rate is exact."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from adas_helpers import write_mgsm
+
+from targets.agents.benchmarks import load_benchmark
+from targets.agents.cotsc import VoteCurve, compare, sign_flip_p, vote_scores
+
+
+def test_the_vote_curve_scores_the_majority_of_every_subset(tmp_path: Path) -> None:
+    bench = load_benchmark("mgsm", str(write_mgsm(tmp_path / "mgsm", n=1)))
+    item = bench.items[0]  # "What is 1 plus 1?" → 2
+    # chains: right, wrong, right, failed (no vote)
+    curve = vote_scores(bench, item, ["2", "3", "2", None])
+    assert curve[0] == pytest.approx(100 * 2 / 4)  # one chain: right in 2 of 4, the failed one scores 0
+    # two chains: {2,3}→2 (tie to the first), {2,2}→2, {2,-}→2, {3,2}→3, {3,-}→3, {2,-}→2: 4 of 6
+    assert curve[1] == pytest.approx(100 * 4 / 6)
+    assert curve[3] == 100.0  # all four: 2 votes to 1
+
+
+def test_a_candidate_meets_the_chains_its_tokens_pay_for() -> None:
+    curve = VoteCurve(
+        samples=5, tokens_per_chain=100.0, item_scores={"a": [50, 60, 70, 80, 90], "b": [0, 10, 20, 30, 40]}
+    )
+    scores = {"0": [100.0, 0.0]}
+    assert compare(curve, ["a", "b"], scores, tokens=250).chains == 2
+    cheap = compare(curve, ["a", "b"], scores, tokens=40)
+    assert cheap.chains == 1 and cheap.within_cost and cheap.baseline_score == 25.0
+    dear = compare(curve, ["a", "b"], scores, tokens=900)
+    assert dear.chains == 5 and not dear.within_cost  # more than every CoT-SC measured: never "better"
+    assert dear.diff == pytest.approx(((100 - 90) + (0 - 40)) / 2)
+
+
+def test_the_sign_flip_p_value_is_exact_and_holds_its_rate_under_the_null() -> None:
+    assert sign_flip_p([1.0, 1.0, 1.0]) == pytest.approx(2 / 8)  # all plus or all minus of 8 flips
+    assert sign_flip_p([0.0, 0.0]) == 1.0
+    rng = random.Random(7)
+    # symmetric item differences (the null): p ≤ 0.05 about 5% of the time, never much more
+    ps = [sign_flip_p([rng.gauss(0, 10) for _ in range(10)]) for _ in range(600)]
+    rate = sum(p <= 0.05 for p in ps) / len(ps)
+    assert 0.02 <= rate <= 0.08, rate
+    # and with more items than it enumerates, by random flips
+    big = [sign_flip_p([rng.gauss(0, 10) for _ in range(20)], seed=i) for i in range(200)]
+    assert 0.0 <= sum(p <= 0.05 for p in big) / len(big) <= 0.1
+    assert sign_flip_p([5.0] * 20) < 0.001
