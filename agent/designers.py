@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from agent.context import DesignContext, shrunk
-from agent.models import CallUsage, Exchange, ExchangeLog, ModelError
+from agent.models import CallUsage, Exchange, ExchangeLog, Model, ModelError
 from agent.prompting import design_messages, reflect_messages, repair_messages
 from agent.schemas import Draft, Reflection
 from targets.base import OfflineProposer, ParentInfo, Proposal, SeedCandidate
@@ -32,10 +32,6 @@ class StepResult(Generic[T]):
     parent_ids: list[str] = field(default_factory=list)
     hints_ignored: list[str] = field(default_factory=list)
     """The person's hints that this design could not act on (a model reads them all in its prompt)."""
-
-
-class AskingModel(Protocol):
-    def ask(self, key: str, messages: list[dict[str, str]], schema: type) -> tuple: ...
 
 
 class Designer(Protocol):
@@ -74,7 +70,7 @@ class ModelDesigner:
 
     reflects = True
 
-    def __init__(self, model: AskingModel, model_name: str, own_log: ExchangeLog | None = None) -> None:
+    def __init__(self, model: Model, model_name: str, own_log: ExchangeLog | None = None) -> None:
         self.model = model
         self.model_name = model_name
         self.own_log = own_log
@@ -103,11 +99,15 @@ class ModelDesigner:
         schema: type[T],
     ) -> tuple[T, CallUsage]:
         """Ask with the prompt `messages(ctx)` builds; when it is too long for the model's context window,
-        with one past attempt fewer at a time until it fits (the model raises `too_long` before sending
-        once it knows the window, so the shortening costs no calls)."""
+        with one past attempt fewer at a time until it fits: checked before asking where the window is
+        known (no call, nothing logged), and after a refusal that taught it (`too_long`)."""
         while True:
+            prompt = messages(ctx)
+            if not self.model.fits(prompt) and (shorter := shrunk(ctx)) is not None:
+                ctx = shorter
+                continue
             try:
-                return self._ask(key, messages(ctx), schema)
+                return self._ask(key, prompt, schema)
             except ModelError as err:
                 shorter = shrunk(ctx) if err.kind == "too_long" else None
                 if shorter is None:

@@ -67,7 +67,8 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
             continue
         fit = rec.get("fitness") or {}
         vs = read_fresh(run, rec["id"])
-        cost = inner_cost(run, rec["id"]) | cot_sc_comparison(run, rec["id"])
+        evaluation = run.read_candidate_json(rec["id"], "evaluation.json") or {}
+        cost = inner_cost(evaluation) | cot_sc_comparison(evaluation)
         rows.append(
             Row(
                 id=rec["id"],
@@ -106,10 +107,10 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
     return sorted(rows, key=lambda r: r.index)
 
 
-def cot_sc_comparison(run: RunDir, cid: str) -> dict[str, Any]:
-    """An agent system against CoT-SC at matched token cost, as its evaluation kept it (targets.agents.cotsc);
-    empty for a candidate without one."""
-    cmp = ((run.read_candidate_json(cid, "evaluation.json") or {}).get("details") or {}).get("cot_sc") or {}
+def cot_sc_comparison(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """An agent system against CoT-SC at matched token cost, as its evaluation (evaluation.json) kept it
+    (targets.agents.cotsc); empty for a candidate without one."""
+    cmp = (evaluation.get("details") or {}).get("cot_sc") or {}
     if "diff" not in cmp:
         return {}
     return {
@@ -138,10 +139,10 @@ def _cot_sc_verdicts(rows: list[Row], q: float) -> None:
             r.cot_sc_verdict = "better" if r.cot_sc_within_cost else "better_but_costlier"
 
 
-def inner_cost(run: RunDir, cid: str) -> dict[str, Any]:
-    """A candidate's evaluation cost in its inner model, from the metrics its evaluation kept (empty when
-    it called none): an agent system's accuracy means little without what it spent to get it."""
-    metrics = (run.read_candidate_json(cid, "evaluation.json") or {}).get("metrics") or {}
+def inner_cost(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's evaluation cost in its inner model, from the metrics its evaluation (evaluation.json)
+    kept (empty when it called none): an agent system's accuracy means little without what it spent."""
+    metrics = evaluation.get("metrics") or {}
     if "model_calls" not in metrics:
         return {}
     tokens = int(metrics.get("prompt_tokens", 0) + metrics.get("completion_tokens", 0))

@@ -58,6 +58,20 @@ def test_a_design_too_long_for_the_window_shows_fewer_attempts_and_keeps_the_pin
     assert "best_0" in text and "similar_3" not in text  # the best go last, the fuller sections first
 
 
+def test_a_known_window_cuts_the_prompt_before_any_call_and_logs_no_failure() -> None:
+    """With the window known (set, or probed) the prompt is fitted before asking: one request, and no
+    failed exchange or failed call in the books for the attempts that were dropped."""
+    seen: list[object] = []
+    with FakeOpenAI() as server:
+        server.context_window = 3000
+        server.default = lambda body: DRAFT
+        model = StructuredModel(settings(server, context_tokens=3000), on_call=seen.append)
+        step = ModelDesigner(model, "fake-model").design("c1/design", crowded())
+    assert step.value.name == "scaled" and len(server.requests) == 1
+    assert model.totals.failed_calls == 0 and model.totals.calls == 1
+    assert [getattr(ex, "error", None) for ex in seen] == [None]
+
+
 def test_a_window_no_prompt_fits_is_one_sentence() -> None:
     with FakeOpenAI() as server:
         designer = ModelDesigner(StructuredModel(settings(server, context_tokens=300)), "fake-model")

@@ -37,6 +37,11 @@ class Model(Protocol):
         """A validated `schema` object for step `key`, and what it cost; raises ModelError on failure."""
         ...
 
+    def fits(self, messages: list[dict[str, str]]) -> bool:
+        """Whether the prompt leaves room for a reply in the model's context window, as far as known: a
+        caller shortens it before asking rather than spend a failed call."""
+        ...
+
 
 __all__ = [
     "OFFLINE",

@@ -298,6 +298,11 @@ class StructuredModel:
         tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
         raise self._error(kind, f"gave {what} in {tries}; last problem: {_one_sentence(problem, 300)}")
 
+    def fits(self, messages: list[dict[str, str]]) -> bool:
+        """Whether `messages` leave MIN_REPLY_TOKENS for the reply in the context window (True while the
+        window is unknown: the server's refusal then teaches it)."""
+        return self.window is None or self.window - self._prompt_tokens(messages) >= MIN_REPLY_TOKENS
+
     def _reply_cap(self, conversation: list[dict[str, str]]) -> int | None:
         """The cap for the next call: the configured one, lowered to what the context window leaves after
         the prompt; a prompt that leaves less than MIN_REPLY_TOKENS is too long (its caller may cut it)."""

@@ -122,6 +122,10 @@ class ReplayModel:
     def __init__(self, log: ExchangeLog | Path) -> None:
         self.log = log if isinstance(log, ExchangeLog) else ExchangeLog(log)
 
+    def fits(self, messages: list[dict[str, str]]) -> bool:
+        """A replay answers whatever was asked: a prompt never needs cutting to be replayed."""
+        return True
+
     def ask(self, key: str, messages: list[dict[str, str]], schema: type[T]) -> tuple[T, CallUsage]:
         started = time.perf_counter()
         ex = self.log.get(key) or self.log.latest(key)
