@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
-import json
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench_zoo import save_runs  # noqa: E402  (evals/, the script's own folder, is on the path)
 
 from agent.home import cache_dir  # noqa: E402
 from targets.dpo.fitness import SCREEN_BETAS, RunResult  # noqa: E402
@@ -30,15 +30,6 @@ from targets.dpo.zoo import get_zoo_loss, list_zoo  # noqa: E402
 
 CLASSIC = ["dpo", "cdpo", "ipo", "slic", "robust_dpo", "kto_pair"]
 ZOO = REPO / "evals" / "results" / "zoo"
-
-
-def save(runs: list[RunResult], path: Path) -> None:
-    with gzip.open(path, "wt") as fh:
-        for r in runs:
-            doc = r.model_dump()
-            doc["rewards"] = [round(x, 4) for x in r.rewards]
-            doc["kls"] = [round(x, 4) for x in r.kls]
-            fh.write(json.dumps(doc) + "\n")
 
 
 def train(spec: SweepSpec, jobs: list[SweepJob], label: str) -> list[RunResult]:
@@ -72,7 +63,7 @@ def main() -> None:
             SweepJob(loss=n, code=get_zoo_loss(n).code, beta=b, seed=s) for n, s in plan for b in SCREEN_BETAS
         ]
         runs = train(spec, jobs, file.split(".")[0])
-        save(runs, out / file)
+        save_runs(runs, out / file)
         rows += [
             r.model_dump(exclude={"rewards", "kls"}) | {"mean_reward": r.mean_reward, "mean_kl": r.mean_kl}
             for r in runs

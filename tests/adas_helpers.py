@@ -132,3 +132,30 @@ def endpoint(server: Any, model: str = "inner-model", **kw: Any) -> ModelEndpoin
 def target_on(server: Any, data: Path, benchmark: str = "mgsm", **options: Any) -> AgentSystemTarget:
     config = AgentTargetConfig(benchmark=benchmark, data_path=str(data), **(FAST | options))
     return AgentSystemTarget(config, inner=endpoint(server))
+
+
+def write_adas_config(
+    path: Path,
+    data: Path,
+    inner_url: str,
+    meta_url: str | None = None,
+    tables: dict[str, dict[str, Any]] | None = None,
+) -> Path:
+    """A `disco run --config` file for the ADAS target: the inner model at `inner_url` (model
+    "inner-model"), the meta model at `meta_url` (none: offline), `data` with 3 validation items, one
+    candidate; `tables` adds to or overrides its tables (`{"loop": {"seed_archive": "skip"}}`)."""
+    toml: dict[str, dict[str, Any]] = {
+        "budget": {"max_candidates": 1},
+        "models.inner": {"model": "inner-model", "base_url": inner_url, "api_key": "sk-inner"},
+        "targets.adas": {"data_path": str(data), "n_valid": 3, "requests_per_s": 500.0},
+    }
+    if meta_url is not None:
+        toml["models.meta"] = {"model": "meta-model", "base_url": meta_url, "api_key": "sk-meta"}
+    for name, values in (tables or {}).items():
+        toml[name] = toml.get(name, {}) | values
+    lines = ['target = "adas"']
+    for name, values in toml.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

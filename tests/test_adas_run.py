@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from adas_helpers import inner_responder, write_mgsm
+from adas_helpers import inner_responder, write_adas_config, write_mgsm
 from agent_helpers import cli, kind_of, scripted_model
 from fake_openai import FakeOpenAI
 
@@ -30,31 +30,9 @@ def test_disco_run_designs_and_evaluates_an_agent_system(tmp_path: Path, shared_
     with FakeOpenAI(model="meta-model") as meta, FakeOpenAI(model="inner-model") as inner:
         meta.default = scripted_model(design)
         inner.default = inner_responder()
-        config = tmp_path / "disco.toml"
-        config.write_text(
-            f"""
-target = "adas"
-[budget]
-max_candidates = 1
-[loop]
-reflections = 2
-[models.meta]
-model = "meta-model"
-base_url = "{meta.base_url}"
-api_key = "sk-meta"
-[models.inner]
-model = "inner-model"
-base_url = "{inner.base_url}"
-api_key = "sk-inner"
-temperature = 0.6
-[targets.adas]
-data_path = "{data}"
-n_valid = 3
-requests_per_s = 500.0
-concurrency = 2
-""",
-            encoding="utf-8",
-        )
+        tables = {"loop": {"reflections": 2}, "models.inner": {"temperature": 0.6},
+                  "targets.adas": {"concurrency": 2}}  # fmt: skip
+        config = write_adas_config(tmp_path / "disco.toml", data, inner.base_url, meta.base_url, tables)
         env = CLEAN_ENV | {"DISCO_CACHE": str(shared_cache)}
         proc = cli(tmp_path / "home", "run", "--config", str(config), "--run-id", "adas", env=env)
         meta_steps = [kind_of(b) for b in meta.requests]
@@ -96,24 +74,8 @@ def test_an_offline_run_varies_the_seed_designs(tmp_path: Path, shared_cache: Pa
     data = write_mgsm(tmp_path / "mgsm", n=3)
     with FakeOpenAI(model="inner-model") as inner:
         inner.default = inner_responder()
-        config = tmp_path / "disco.toml"
-        config.write_text(
-            f"""
-target = "adas"
-[budget]
-max_candidates = 2
-[loop]
-seed_archive = "skip"
-[models.inner]
-model = "inner-model"
-base_url = "{inner.base_url}"
-[targets.adas]
-data_path = "{data}"
-n_valid = 3
-requests_per_s = 500.0
-""",
-            encoding="utf-8",
-        )
+        tables = {"budget": {"max_candidates": 2}, "loop": {"seed_archive": "skip"}}
+        config = write_adas_config(tmp_path / "disco.toml", data, inner.base_url, tables=tables)
         env = CLEAN_ENV | {"DISCO_CACHE": str(shared_cache)}
         proc = cli(tmp_path / "home", "run", "--config", str(config), "--run-id", "off", env=env)
         assert inner.requests, "the agents called the inner model"
@@ -152,35 +114,13 @@ def test_an_inner_model_that_is_down_blocks_the_candidate_and_is_never_repaired(
 
         watcher = threading.Thread(target=recover_after_the_block, daemon=True)
         watcher.start()
-        config = tmp_path / "disco.toml"
-        config.write_text(
-            f"""
-target = "adas"
-[budget]
-max_candidates = 1
-[loop]
-reflections = 2
-seed_archive = "skip"
-[endpoint]
-backoff_s = [0.5, 0.5, 0.5]
-probe_every_s = 0.5
-[models.meta]
-model = "meta-model"
-base_url = "{meta.base_url}"
-api_key = "sk-meta"
-[models.inner]
-model = "inner-model"
-base_url = "{inner.base_url}"
-api_key = "sk-inner"
-max_retries = 0
-[targets.adas]
-data_path = "{data}"
-n_valid = 3
-requests_per_s = 500.0
-concurrency = 2
-""",
-            encoding="utf-8",
-        )
+        tables = {
+            "loop": {"reflections": 2, "seed_archive": "skip"},
+            "endpoint": {"backoff_s": [0.5, 0.5, 0.5], "probe_every_s": 0.5},
+            "models.inner": {"max_retries": 0},
+            "targets.adas": {"concurrency": 2},
+        }
+        config = write_adas_config(tmp_path / "disco.toml", data, inner.base_url, meta.base_url, tables)
         env = CLEAN_ENV | {"DISCO_CACHE": str(shared_cache)}
         proc = cli(tmp_path / "home", "run", "--config", str(config), "--run-id", "blocked", env=env)
         watcher.join(timeout=1)
