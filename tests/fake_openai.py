@@ -140,6 +140,9 @@ class FakeOpenAI:
         self.ignore_tool_choice_auto = False
         """True: offered tools without a named `tool_choice`, answer in text (as llama-cpp-python's
         chatml format does), even to the probe."""
+        self.empty_stream_errors = False
+        """True: a streamed request that fails answers 200 with an empty event stream, as llama-cpp-python
+        does for a prompt over its context (the unstreamed request gets the error)."""
         self.streamed = 0
         """Streamed events written so far, all replies together (a client that hangs up stops the count)."""
         self.caps: tuple[str, ...] = ()
@@ -312,6 +315,11 @@ class _Handler(BaseHTTPRequestHandler):
                 item = item(body)
             else:
                 break
+        if isinstance(item, Error) and body.get("stream") and self.fake.empty_stream_errors:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            return
         if isinstance(item, Error):
             headers = {}
             if item.status == 429 or item.status >= 500:

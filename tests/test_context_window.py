@@ -4,6 +4,7 @@ reads the window where the server states it. The real client against the fake se
 
 from __future__ import annotations
 
+import pytest
 from fake_openai import FakeOpenAI, count_tokens
 
 from agent.context import DesignContext, PastAttempt, shrunk
@@ -42,15 +43,19 @@ def settings(server: FakeOpenAI, **more: object) -> ModelSettings:
     )
 
 
-def test_a_design_too_long_for_the_window_shows_fewer_attempts_and_keeps_the_pins() -> None:
+@pytest.mark.parametrize("empty_stream", [False, True])
+def test_a_design_too_long_for_the_window_shows_fewer_attempts_and_keeps_the_pins(empty_stream: bool) -> None:
+    """`empty_stream`: the server streams the refusal as nothing at all (llama-cpp-python); the request is
+    then sent unstreamed, which names the window."""
     with FakeOpenAI() as server:
         server.context_window = 3000
+        server.empty_stream_errors = empty_stream
         server.default = lambda body: DRAFT
         designer = ModelDesigner(StructuredModel(settings(server)), "fake-model")
         step = designer.design("c1/design", crowded())
     assert step.value.name == "scaled"
     refused, sent = server.requests[0], server.requests[-1]
-    assert len(server.requests) == 2, "after the one refusal that names the window, the prompt is cut locally"
+    assert len(server.requests) == 2 + empty_stream, "after the refusal naming the window, it is cut here"
     tokens = sum(count_tokens(m["content"]) for m in sent["messages"])
     assert tokens + sent["max_tokens"] <= 3000 < sum(count_tokens(m["content"]) for m in refused["messages"])
     text = sent["messages"][-1]["content"]

@@ -1,9 +1,10 @@
 """disco against a real llama-cpp-python server (issue 18.9), run by `make test-llm`: the capability probe,
 the README's run command with no config file in default auto mode, the token cap, every token counted,
-and the server killed mid-call and restarted."""
+the server killed mid-call and restarted, and an agent system whose inner model is the same server."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -146,3 +147,41 @@ def test_a_design_longer_than_the_servers_context_is_cut_to_fit(llama: LlamaServ
     size = [sum(len(m["content"]) for m in call.messages) for call in calls]
     assert calls[0].error_kind == "too_long" and calls[-1].error_kind in (None, "malformed", "empty")
     assert size[-1] < size[0] and all(c.error_kind == "too_long" for c in calls[:-1]), size
+
+
+def test_an_agent_system_runs_its_inner_model_on_the_real_server(
+    llama: LlamaServer, tmp_path: Path, shared_cache: Path
+) -> None:
+    """ADAS with its inner agents on the same server (the offline proposer designs, so that a valid agent
+    reaches evaluation whatever a 135M model would write): the agent is checked and evaluated through the
+    sandbox and the proxy, its inner-model cost and CoT-SC at matched cost are on the leaderboard, and
+    no inner reply runs past the cap."""
+    data = tmp_path / "drop.jsonl.gz"  # DROP: any short text is an answer of the right form
+    with gzip.open(data, "wt", encoding="utf-8") as fh:
+        for passage, question, gold in (("Ann has 3 cats.", "How many cats?", "3"),
+                                        ("The Danes won the game.", "Who won?", "Danes")):  # fmt: skip
+            row = {"context": f"Passage: {passage}\nQuestion: {question}\nAnswer:", "ref_text": gold}
+            fh.write(json.dumps(row) + "\n")
+    config = tmp_path / "adas.toml"
+    config.write_text(
+        f'target = "adas"\n[budget]\nmax_candidates = 1\n[loop]\nseed_archive = "skip"\n'
+        f'[models.inner]\nmodel = "{MODEL}"\nbase_url = "{llama.base_url}"\nmax_tokens = {CAP}\n'
+        f'timeout_s = 300\n[targets.adas]\nbenchmark = "drop"\ndata_path = "{data}"\nn_valid = 2\n'
+        "probe_items = 1\nbaseline_chains = 2\nconcurrency = 1\ntask_timeout_s = 600\n",
+        encoding="utf-8",
+    )
+    env = CLEAN_ENV | {"DISCO_CACHE": str(shared_cache)}
+    proc = disco(tmp_path, "run", "--config", str(config), "--run-id", "agents", env=env, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = json.loads(disco(tmp_path, "runs", "show", "agents", "--json", env=env).stdout)
+    [row] = shown["candidates"]
+    assert row["status"] == "evaluated", row
+    assert row["inner_calls"] >= 2 and row["inner_tokens"] > 0, row
+    assert 1 <= row["cot_sc_chains"] <= 2 and row["cot_sc_verdict"], row
+    folder = tmp_path / "runs" / "agents" / "candidates" / row["id"]
+    saved = json.loads((folder / "evaluation.json").read_text())
+    calls, tokens = saved["metrics"]["model_calls"], saved["metrics"]["completion_tokens"]
+    assert tokens <= CAP * calls, saved["metrics"]
+    assert saved["details"]["cot_sc"]["measured_tokens"] > 0
+    table = disco(tmp_path, "runs", "show", "agents", env=env).stdout
+    assert "vs CoT-SC:" in table and "inner" in table, table

@@ -174,9 +174,10 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
         title=f"run {run.run_id}: {status.state}" + (f" ({status.reason})" if status.reason else "")
     )
     base = _baseline_name(run)
-    columns = ("#", "candidate", "status", f"vs {base}, fresh seeds [95% CI]", "n", f"vs {base}", "verdict",
-               "screen fitness", "repairs")  # fmt: skip
     costed = any(r.inner_calls is not None for r in rows)
+    fresh = not costed or any(r.vs_baseline is not None for r in rows)  # an agent system has no such seeds
+    columns = ("#", "candidate", "status") + ((f"vs {base}, fresh seeds [95% CI]", "n", f"vs {base}") if fresh
+               else ()) + ("verdict", "screen fitness" if fresh else "fitness", "repairs")  # fmt: skip
     if costed:  # an agent system: what its accuracy cost in its inner model
         columns += ("inner calls", "inner tokens", "$")
     versus = any(r.cot_sc_diff is not None for r in rows)
@@ -189,17 +190,9 @@ def print_leaderboard(run: RunDir, limit: int = 15) -> None:
         vs = f"{r.vs_baseline:+.3f} [{r.vs_low:+.3f}, {r.vs_high:+.3f}]" if r.vs_baseline is not None else ""
         verdict = ("★ " if r.verdict and r is rows[0] else "") + (r.verdict or "")  # ★ the incumbent
         n = str(r.vs_n) if r.vs_n else ""
-        cells = [
-            str(r.index),
-            escape(r.name),
-            r.status,
-            vs,
-            n,
-            r.vs_verdict or "",
-            verdict,
-            fit,
-            str(r.repairs),
-        ]
+        cells = [str(r.index), escape(r.name), r.status]
+        cells += [vs, n, r.vs_verdict or ""] if fresh else []
+        cells += [verdict, fit, str(r.repairs)]
         if costed:
             usd = f"{r.inner_usd:.4f}" if r.inner_usd else ""
             cells += [_count(r.inner_calls), _count(r.inner_tokens), usd]

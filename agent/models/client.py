@@ -387,20 +387,7 @@ class StructuredModel:
         import httpx
         import openai
 
-        llm = self._structured_llm(cap)
-        runnable: Any = llm
-        extra = dict(llm.extra_body or {})
-        if mode == "json_schema":
-            _quiet_schema_warnings()
-            doc, strict = strict_json_schema(schema)
-            spec = {"name": schema.__name__, "schema": doc, "strict": strict}
-            extra["response_format"] = {"type": "json_schema", "json_schema": spec}
-        elif mode == "json_object":
-            extra["response_format"] = {"type": "json_object"}
-        elif mode == "function_calling":
-            runnable = llm.bind_tools([schema], tool_choice=schema.__name__, parallel_tool_calls=False)
-        # Through extra_body, not response_format: langchain would take the SDK's parse-and-stream path.
-        kwargs: dict[str, Any] = {"extra_body": extra} if extra else {}
+        runnable, kwargs = _request(self._structured_llm(cap), mode, schema)
         whole: Any = None
         tokens = chars = 0
         cut = False
@@ -418,10 +405,19 @@ class StructuredModel:
             raise _Stalled(tokens) from None
         except httpx.TransportError as exc:  # the server went away mid-reply
             raise openai.APIConnectionError(request=httpx.Request("POST", self.settings.endpoint)) from exc
+        except ValueError as exc:  # langchain: "No generation chunks were returned"
+            if "no generation chunks" not in str(exc).lower():
+                raise
         finally:
             chunks.close()  # closes the connection: the server stops generating
         if whole is None:
-            return _Reply(text="", prompt_tokens=0, completion_tokens=0)
+            # An empty stream: llama-cpp-python streams a failure (a prompt over its context) as nothing at
+            # all, and drops the kept-alive connection. The same request unstreamed says what it was; sent
+            # again once if it met that dead connection (the server never read it there).
+            try:
+                return _from_ai_message(runnable.invoke(conversation, **kwargs), mode)
+            except openai.APIConnectionError:
+                return _from_ai_message(runnable.invoke(conversation, **kwargs), mode)
         reply = _from_ai_message(whole, mode)
         reply.streamed_tokens = tokens
         reply.truncated = reply.truncated or cut
@@ -552,6 +548,23 @@ def _retry_wait(retry: int) -> float:
 
 def _chars(conversation: list[dict[str, str]]) -> int:
     return sum(len(m.get("content") or "") for m in conversation)
+
+
+def _request(llm: ChatOpenAI, mode: Mode, schema: type[BaseModel]) -> tuple[Any, dict[str, Any]]:
+    """The runnable and call arguments that ask `llm` for `schema` in `mode`. The response format goes in
+    extra_body, not response_format: langchain would take the SDK's parse-and-stream path."""
+    runnable: Any = llm
+    extra = dict(llm.extra_body or {})
+    if mode == "json_schema":
+        _quiet_schema_warnings()
+        doc, strict = strict_json_schema(schema)
+        spec = {"name": schema.__name__, "schema": doc, "strict": strict}
+        extra["response_format"] = {"type": "json_schema", "json_schema": spec}
+    elif mode == "json_object":
+        extra["response_format"] = {"type": "json_object"}
+    elif mode == "function_calling":
+        runnable = llm.bind_tools([schema], tool_choice=schema.__name__, parallel_tool_calls=False)
+    return runnable, ({"extra_body": extra} if extra else {})
 
 
 def _quiet_schema_warnings() -> None:
