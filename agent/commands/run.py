@@ -254,7 +254,11 @@ def run(
         ),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="Seconds to wait for one model answer (else $DISCO_TIMEOUT_S; 120).")
+        float | None,
+        typer.Option(
+            help="Seconds with no token from the model before a call counts as stalled, not its length "
+            "(else $DISCO_TIMEOUT_S; 120)."
+        ),
     ] = None,
     reply_tokens: Annotated[
         int | None,
