@@ -387,9 +387,9 @@ class Runner:
     def _execute(self) -> RunStatus:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
-        from agent.commands.memory import open_store
         from agent.graph import build_graph
         from agent.home import cache_dir
+        from agent.session import jobs_dir, open_store
         from targets.registry import get_target
         from tools.toolbox import Toolbox
 
@@ -411,7 +411,9 @@ class Runner:
             if config.loop.baselines_in_memory:
                 self._baselines_into(memory, target)
             designer = self._with_seed_archive(designer, target, memory)
-            tools = Toolbox(target, memory, job_defaults=config.gpu.spec, event=self.events.append)
+            tools = Toolbox(
+                target, memory, job_defaults=config.gpu.spec, event=self.events.append, jobs_dir=jobs_dir()
+            )
             if self.replay_of is not None:
                 tools.ignore_runs = (self.replay_of.run_id,)
             self.tools = tools

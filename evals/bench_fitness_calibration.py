@@ -377,7 +377,7 @@ def costs(screen_runs: int, run_s: float) -> dict:
 
 def default_screen() -> str:
     """The SCREENS entry the DPO target's default preset screens β with."""
-    from targets.dpo.target import sweep_spec
+    from targets.dpo.sweep import sweep_spec
 
     spec = sweep_spec("default")
     for label, (k, betas) in SCREENS.items():

@@ -54,8 +54,14 @@ def paired_runs(n_runs: int, cache: Path) -> dict:
     from sandbox.jail import JailSpec
     from targets.dpo.candidate import load_candidate
     from targets.dpo.fitness import RunResult
-    from targets.dpo.sweep import SweepJob, _score, _train_in_child, _worker_state, load_trained_policy
-    from targets.dpo.target import sweep_spec
+    from targets.dpo.sweep import (
+        SweepJob,
+        _score,
+        _train_in_child,
+        _worker_state,
+        load_trained_policy,
+        sweep_spec,
+    )
     from targets.dpo.toy.evaluate import evaluate_policy
     from targets.dpo.trainer import DPOTrainConfig, train_candidate
     from targets.dpo.zoo import get_zoo_loss

@@ -39,8 +39,12 @@ sys.path.insert(0, str(REPO))
 
 from agent.home import cache_dir  # noqa: E402
 from targets.dpo.fitness import SCREEN_BETAS, FitnessConfig, RunResult  # noqa: E402
-from targets.dpo.sweep import SweepJob, SweepPool  # noqa: E402
-from targets.dpo.target import DPOTargetConfig, sweep_spec  # noqa: E402
+from targets.dpo.sweep import (  # noqa: E402
+    SweepJob,
+    SweepPool,
+    sweep_spec,
+)
+from targets.dpo.target import DPOTargetConfig  # noqa: E402
 from targets.dpo.zoo import get_zoo_loss  # noqa: E402
 from targets.racing import RaceConfig, benjamini_hochberg, race  # noqa: E402
 

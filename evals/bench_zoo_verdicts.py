@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from agent.home import cache_dir  # noqa: E402
 from targets.dpo.bench import run_bench  # noqa: E402
 from targets.dpo.fitness import RunResult  # noqa: E402
-from targets.dpo.target import sweep_spec  # noqa: E402
+from targets.dpo.sweep import sweep_spec  # noqa: E402
 from targets.dpo.zoo import list_zoo  # noqa: E402
 
 OUT = REPO / "evals" / "results" / "zoo" / "verdicts"

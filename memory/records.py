@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from targets.base import Interval
 from targets.results import CheckResult
 
 Status = Literal["proposed", "rejected", "check_failed", "failed", "evaluated", "baseline"]
@@ -74,12 +75,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Fitness(BaseModel):
-    """A fitness with its confidence interval; field-compatible with targets.dpo.fitness.Interval."""
-
-    value: float
-    ci_low: float
-    ci_high: float
+Fitness = Interval
+"""A candidate's fitness with its confidence interval: the one Interval (targets.base), by its role."""
 
 
 class VsBaseline(BaseModel):

@@ -12,9 +12,19 @@ from targets.results import CheckReport, CheckResult
 
 
 class Interval(BaseModel):
+    """An estimate with its confidence interval: a fitness, a difference to a baseline. The one such type:
+    evaluations, memory records and the report all carry it."""
+
     value: float
     ci_low: float
     ci_high: float
+
+    def excludes_zero(self) -> bool:
+        return self.ci_low > 0 or self.ci_high < 0
+
+    def text(self, digits: int = 3) -> str:
+        """`+0.123 [+0.050, +0.200]`: how every table and prompt writes it."""
+        return f"{self.value:+.{digits}f} [{self.ci_low:+.{digits}f}, {self.ci_high:+.{digits}f}]"
 
 
 class Evaluation(BaseModel):

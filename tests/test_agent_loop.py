@@ -42,7 +42,7 @@ def llm_config(server: FakeOpenAI, **kw) -> object:
 
 
 def memory_record(home: Path, cid: str) -> CandidateRecord | None:
-    from agent.commands.memory import open_store
+    from agent.session import open_store
 
     return open_store().get(cid)
 

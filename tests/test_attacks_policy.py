@@ -29,7 +29,8 @@ from sandbox.policy import FORBIDDEN_ATTRIBUTES, check_policy
 from targets.dpo import policy as lists
 from targets.dpo.candidate import LossContext, load_candidate
 from targets.dpo.genome import SEEDS, render
-from targets.dpo.policy import LOSS_ALLOWED_IMPORTS, check_loss_policy
+from targets.dpo.loss_policy import check_loss_policy
+from targets.dpo.policy import LOSS_ALLOWED_IMPORTS
 from targets.dpo.target import INTERFACE
 from targets.dpo.zoo import list_zoo
 

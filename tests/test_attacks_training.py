@@ -23,8 +23,14 @@ from sandbox.forked import run_forked
 from sandbox.jail import JailSpec
 from targets.cache_dirs import digest_mismatch, read_sealed, write_sealed
 from targets.dpo.fitness import RunResult
-from targets.dpo.sweep import SweepJob, _score, _train_in_child, _worker_state, load_trained_policy
-from targets.dpo.target import sweep_spec
+from targets.dpo.sweep import (
+    SweepJob,
+    _score,
+    _train_in_child,
+    _worker_state,
+    load_trained_policy,
+    sweep_spec,
+)
 from targets.dpo.zoo import get_zoo_loss
 
 BAIT = "sk-bait-" + secrets.token_hex(12)

@@ -24,7 +24,7 @@ from targets.dpo.genome import (
     parse_genome,
     render,
 )
-from targets.dpo.policy import check_loss_policy
+from targets.dpo.loss_policy import check_loss_policy
 from targets.dpo.proposer import DPOBlockProposer, recombine
 from targets.dpo.zoo import list_zoo
 from targets.results import CheckResult

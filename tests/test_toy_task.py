@@ -222,10 +222,10 @@ def test_concurrent_builds_leave_one_valid_cache(tmp_path: Path) -> None:
 
 
 def test_the_samples_setting_keys_run_caches_only_when_set() -> None:
-    from targets.dpo.target import _spec_key, sweep_spec
+    from targets.dpo.sweep import spec_key, sweep_spec
 
     spec = sweep_spec("default")
-    assert _spec_key(spec) == "3d671e8b6975"  # the key before the setting existed: built caches stay valid
+    assert spec_key(spec) == "3d671e8b6975"  # the key before the setting existed: built caches stay valid
     tasks = [spec.task.model_copy(update={"eval_samples_per_prompt": k}) for k in (1, 2, 4)]
-    keys = {_spec_key(spec.model_copy(update={"task": task})) for task in tasks}
+    keys = {spec_key(spec.model_copy(update={"task": task})) for task in tasks}
     assert len(keys) == 3  # runs scored with other sample counts never share a cache entry

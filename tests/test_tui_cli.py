@@ -1,4 +1,4 @@
-"""`disco tui` and `disco chat` as commands (through `python -m tui`, which registers the same functions):
+"""`disco tui` and `disco chat` as commands:
 what a person can get wrong gets one sentence and exit code 2, before any screen opens."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ CLEAN_ENV = {
 
 
 def tui_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "tui", "--home", str(home), *args]
+    cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO, env=CLEAN_ENV)
 
 

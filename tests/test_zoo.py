@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from targets.dpo.candidate import LossContext, load_candidate
-from targets.dpo.policy import check_loss_policy
+from targets.dpo.loss_policy import check_loss_policy
 from targets.dpo.zoo import UnknownZooLoss, get_zoo_loss, list_zoo, zoo_names
 
 torch.set_num_threads(1)

@@ -7,7 +7,7 @@ reading the screen with `tmux capture-pane`: the leaderboard fills; `/hint` is a
 and reaches the next design; `/pause` pauses the run; Ctrl+Q asks, Enter leaves, and the terminal says
 the run goes on headless. Then, with the TUI gone: the runner is still alive, and after `disco control
 RUN resume` it records more candidates. It stops the run at the end. Exit code 0 when every step held;
-the screens it saw are written to --out. `disco tui` is used when the CLI has it, else `python -m tui`.
+the screens it saw are written to --out. The command is `disco tui`.
 """
 
 from __future__ import annotations
@@ -70,13 +70,8 @@ class Driver:
 
 
 def disco_cmd(home: Path) -> list[str]:
-    """`disco --home H tui` when the CLI registers it, else the same command through `python -m tui`."""
-    disco = [sys.executable, "-m", "agent.cli", "--home", str(home)]
-    probe = subprocess.run([*disco, "tui", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120)
-    if probe.returncode == 0:
-        return [*disco, "tui"]
-    print("note: `disco tui` is not registered in agent/cli.py yet; using `python -m tui`", flush=True)
-    return [sys.executable, "-m", "tui", "--home", str(home), "tui"]
+    """`disco --home H tui`."""
+    return [sys.executable, "-m", "agent.cli", "--home", str(home), "tui"]
 
 
 def status(home: Path) -> dict:

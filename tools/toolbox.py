@@ -8,6 +8,7 @@ Every call is an event (`tool`, with its arguments and a short result) when the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -62,11 +63,15 @@ class Toolbox:
         jobs: Any | None = None,
         job_defaults: dict[str, Any] | None = None,
         event: EventSink | None = None,
+        jobs_dir: Path | None = None,
     ) -> None:
+        """`jobs_dir`: where a JobQueue is opened on first use when `jobs` is None (the data dir's jobs/,
+        handed in by whoever composes the services: the toolbox does not look for the data dir)."""
         self.target = target
         self.memory = memory
         self.jobs = jobs
         """A tools.jobs.JobQueue, created on first use when None."""
+        self.jobs_dir = jobs_dir
         self.job_defaults = job_defaults or {}
         self.event = event
         self.ignore_runs: tuple[str, ...] = ()
@@ -154,10 +159,11 @@ class Toolbox:
     # ------------------------------------------------------------------ DPO jobs
     def _queue(self) -> Any:
         if self.jobs is None:
-            from agent.home import disco_home
             from tools.jobs import JobQueue
 
-            self.jobs = JobQueue(disco_home() / "jobs")
+            if self.jobs_dir is None:
+                raise ToolError("this session has no job queue (no jobs directory was given)")
+            self.jobs = JobQueue(self.jobs_dir)
         return self.jobs
 
     def launch_job(

@@ -77,14 +77,14 @@ class ChatService:
 
     def toolbox(self) -> Any:
         if self._toolbox is None:
-            from agent.commands.memory import open_store
             from agent.home import cache_dir
+            from agent.session import jobs_dir, open_store
             from targets.registry import get_target
             from tools.toolbox import Toolbox
 
             self.settings()
             target = get_target(self.target_name or "dpo", self.target_options, cache_dir())
-            self._toolbox = Toolbox(target, open_store())
+            self._toolbox = Toolbox(target, open_store(), jobs_dir=jobs_dir())
         return self._toolbox
 
     def _build_agent(self) -> Any:

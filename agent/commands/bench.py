@@ -195,7 +195,7 @@ def bench_sigma(
     the agent's race uses it for every later run of that preset and setting."""
     from agent.home import cache_dir
     from targets.dpo.pilot import PILOT_LOSSES, pilot_path, run_pilot
-    from targets.dpo.target import sweep_spec
+    from targets.dpo.sweep import sweep_spec
 
     if preset not in ("default", "quick", "tiny"):
         raise typer.BadParameter(f"--preset is default, quick or tiny, not {preset!r}")

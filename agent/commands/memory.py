@@ -24,6 +24,7 @@ import typer
 from pydantic import BaseModel
 
 from agent.commands.errors import fail as _fail
+from agent.session import open_store
 
 if TYPE_CHECKING:
     from memory.records import CandidateRecord
@@ -56,15 +57,6 @@ def _user_errors() -> Iterator[None]:
         raise _fail(
             f"cannot write to the memory at {exc.filename or 'the data dir'}: permission denied"
         ) from None
-
-
-def open_store() -> MemoryStore:
-    """The store of the data dir in force, with the embedder the environment selects."""
-    from agent.home import disco_home
-    from memory.embeddings import EmbeddingConfig, make_embedder
-    from memory.store import MemoryStore
-
-    return MemoryStore(disco_home() / "memory", embedder=make_embedder(EmbeddingConfig.from_env()))
 
 
 class FingerprintCall(BaseModel):

@@ -7,7 +7,6 @@ piece (a frontier, a baseline frontier, evidence verdicts, CPU and GPU seconds) 
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -17,14 +16,11 @@ from pydantic import BaseModel, Field
 from agent.config import EvidenceConfig
 from agent.events import Event, read_events
 from agent.fresh import FRESH, Fresh, baseline_verdicts
+from agent.report.files import Check, Failure, check_rounds, read_json, valid
+from agent.report.taxonomy import failures
 from agent.runs import RunDir
+from targets.base import Interval
 from targets.racing import shrunk_differences
-
-
-class Interval(BaseModel):
-    value: float
-    ci_low: float
-    ci_high: float
 
 
 class Point(BaseModel):
@@ -34,13 +30,6 @@ class Point(BaseModel):
     reward: float | None = None
     kl: float | None = None
     objective: float | None = None
-
-
-class Check(BaseModel):
-    name: str
-    passed: bool
-    level: str = "error"
-    message: str = ""
 
 
 class EvidenceItem(BaseModel):
@@ -97,18 +86,6 @@ class Candidate(BaseModel):
     frontier: list[Point] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     """The checks of its last check round."""
-
-
-class Failure(BaseModel):
-    """One kind of failure and how often it happened (a check round, an evaluation or a job counts once)."""
-
-    kind: str
-    count: int
-    candidates: list[str]
-    example: str
-    origin: Literal["candidate", "setup", "person"] = "candidate"
-    """candidate: the code fell short; setup: the configuration or the machine (a model endpoint, a missing
-    inner model, a sandbox the host refused), nothing the candidate did; person: a veto."""
 
 
 class Job(BaseModel):
@@ -187,13 +164,6 @@ class ReportData(BaseModel):
         return out
 
 
-def _read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _interval(raw: Any) -> Interval | None:
     try:
         return Interval.model_validate(raw) if raw else None
@@ -201,41 +171,19 @@ def _interval(raw: Any) -> Interval | None:
         return None
 
 
-def _valid(model: type[Any], items: Any) -> list[Any]:
-    """The items that validate as `model`: one odd entry written by a target must not sink the report."""
-    out = []
-    for item in items if isinstance(items, list) else []:
-        try:
-            out.append(model.model_validate(item))
-        except ValueError:
-            continue
-    return out
-
-
 def _points(raw: Any) -> list[Point]:
-    return _valid(Point, raw)
-
-
-def _check_rounds(folder: Path) -> list[tuple[int, list[Check]]]:
-    """The candidate's check reports (check0.json, check1.json, …) in round order."""
-    rounds = []
-    for path in folder.glob("check*.json"):
-        match = re.fullmatch(r"check(\d+)\.json", path.name)
-        doc = _read_json(path)
-        if match and isinstance(doc, dict):
-            rounds.append((int(match.group(1)), _valid(Check, doc.get("checks"))))
-    return sorted(rounds, key=lambda r: r[0])
+    return valid(Point, raw)
 
 
 def _candidate(folder: Path, rec: dict[str, Any]) -> Candidate:
-    evaluation = _read_json(folder / "evaluation.json") or {}
+    evaluation = read_json(folder / "evaluation.json") or {}
     try:
-        fresh = Fresh.model_validate(_read_json(folder / FRESH))
+        fresh = Fresh.model_validate(read_json(folder / FRESH))
     except ValueError:
         fresh = None
     details = evaluation.get("details") or {}
     cost = rec.get("cost") or {}
-    rounds = _check_rounds(folder)
+    rounds = check_rounds(folder)
     return Candidate(
         id=rec["id"],
         index=rec.get("generation") or 0,
@@ -262,8 +210,6 @@ def _candidate(folder: Path, rec: dict[str, Any]) -> Candidate:
 
 def collect(run: RunDir) -> ReportData:
     """Read the run's metadata, status, events and candidate folders into one ReportData."""
-    from agent.report.taxonomy import failures
-
     meta, status = run.meta(), run.status()
     events = list(read_events(run.events_path))
     evidence = [_evidence(e) for e in events if e.kind == "evidence" and e.candidate]
@@ -276,13 +222,13 @@ def collect(run: RunDir) -> ReportData:
     }
     candidates, baseline = [], []
     for path in sorted((run.root / "candidates").glob("*/record.json")):
-        rec = _read_json(path)
+        rec = read_json(path)
         if not isinstance(rec, dict) or "id" not in rec:
             continue
         cand = _candidate(path.parent, rec)
         cand.verdict = cand.verdict or verdicts.get(cand.id)
         candidates.append(cand)
-        evaluation = _read_json(path.parent / "evaluation.json") or {}
+        evaluation = read_json(path.parent / "evaluation.json") or {}
         baseline = baseline or _points((evaluation.get("details") or {}).get("baseline_frontier"))
     candidates.sort(key=lambda c: (c.index, c.id))
     setup_s = sum(float(e.payload.get("setup_s") or 0.0) for e in events if e.kind == "progress")

@@ -37,7 +37,7 @@ def _load(name: str) -> tuple[str, str, Any] | None:
 
 
 def _ci(x: Any) -> str:
-    return "" if x is None else f"{x.value:+.3f} [{x.ci_low:+.3f}, {x.ci_high:+.3f}]"
+    return "" if x is None else x.text()
 
 
 def _duration(seconds: float) -> str:

@@ -12,10 +12,11 @@ import re
 from typing import TYPE_CHECKING
 
 from agent.events import Event
+from agent.report.files import Failure, check_rounds, read_json
 from agent.runs import RunDir
 
 if TYPE_CHECKING:
-    from agent.report.collect import Candidate, Failure
+    from agent.report.collect import Candidate
 
 _TEXT_KINDS = (
     ("nan", re.compile(r"\bnan\b|\binf\b|diverg|non-?finite|not finite", re.I)),
@@ -67,8 +68,6 @@ def check_kind(name: str, message: str) -> str:
 
 
 def failures(run: RunDir, candidates: list[Candidate], events: list[Event]) -> list[Failure]:
-    from agent.report.collect import Failure, _check_rounds, _read_json
-
     seen: dict[tuple[str, str], Failure] = {}
 
     def add(kind: str, cid: str | None, message: str, source: str) -> None:
@@ -83,14 +82,14 @@ def failures(run: RunDir, candidates: list[Candidate], events: list[Event]) -> l
 
     for cand in candidates:
         folder = run.root / "candidates" / cand.id
-        for _, checks in _check_rounds(folder):
+        for _, checks in check_rounds(folder):
             kinds: dict[str, str] = {}
             for check in checks:
                 if not check.passed and check.level == "error":
                     kinds.setdefault(check_kind(check.name, check.message), f"{check.name}: {check.message}")
             for kind, message in kinds.items():
                 add(kind, cand.id, message, "check")
-        evaluation = _read_json(folder / "evaluation.json") or {}
+        evaluation = read_json(folder / "evaluation.json") or {}
         if evaluation.get("status") == "failed":
             reason = str(evaluation.get("reason") or "evaluation failed")
             add(text_kind(reason, "evaluation"), cand.id, reason, "evaluation")

@@ -155,7 +155,7 @@ def score_fresh(
 ) -> BenchReport:
     """Fitness from the scoring runs at each loss's chosen β, and each loss against DPO seed by seed; σ is
     the pilot's measured for this instrument in `cache_dir` (`disco bench sigma`), else the default's."""
-    from targets.dpo.pilot import race_sigma
+    from targets.dpo.sigma import race_sigma
 
     cfg = spec.fitness
     # No pilot for this instrument (another β grid, a pilot's own comparisons): the default task's σ, an

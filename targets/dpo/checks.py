@@ -28,7 +28,7 @@ from targets.dpo.candidate import (
     format_candidate_traceback,
     load_candidate,
 )
-from targets.dpo.policy import check_loss_policy
+from targets.dpo.loss_policy import check_loss_policy
 from targets.results import CheckReport, CheckResult
 
 BETAS: tuple[float, ...] = (0.01, 0.1, 0.5, 1.0, 5.0)

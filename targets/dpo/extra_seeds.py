@@ -98,13 +98,12 @@ def evaluate_on_seeds(target: DPOTarget, code: str, name: str, seeds: list[int])
     """`code` at its chosen β on `seeds`, scored and paired with DPO on the same seeds and prompts; the
     code is evaluated on the default seeds first when no β is known for it."""
     from targets.dpo.fitness import chosen_beta, fixed_beta_fitness, frontier, seed_item_scores
-    from targets.dpo.sweep import SweepJob
-    from targets.dpo.target import _spec_key
+    from targets.dpo.sweep import SweepJob, spec_key
     from targets.dpo.zoo import get_zoo_loss
 
     start = time.perf_counter()
-    pool = target._sweep()
-    key = _spec_key(target._spec)
+    pool = target.sweep_pool()
+    key = spec_key(target.spec)
     memory = BetaMemory(target.cache_dir, key)
     if not memory.known(code):
         target.evaluate(code, name)  # chooses and remembers its β
@@ -113,7 +112,7 @@ def evaluate_on_seeds(target: DPOTarget, code: str, name: str, seeds: list[int])
     if beta is None:
         reason = "no β to confirm: every training run on the default seeds failed"
         return Evaluation(status="failed", reason=reason, details=details)
-    cfg = target._spec.fitness
+    cfg = target.spec.fitness
     base_beta = chosen_beta(frontier(target._baseline_runs(), cfg))
     label = "candidate" if name == "dpo" else name
     jobs = [SweepJob(loss=label, code=code, beta=beta, seed=s) for s in seeds]
@@ -122,7 +121,7 @@ def evaluate_on_seeds(target: DPOTarget, code: str, name: str, seeds: list[int])
     runs, base = results[: len(seeds)], results[len(seeds) :]
     # Every item of a failed run scores the floor: as many items as any run of these seeds produced.
     n_items = max((len(r.rewards) for r in results if r.status == "ok"), default=0)
-    item_scores = seed_item_scores(runs, beta, cfg, n_items=n_items or target._spec.task.n_eval_prompts)
+    item_scores = seed_item_scores(runs, beta, cfg, n_items=n_items or target.spec.task.n_eval_prompts)
     ok = [r for r in runs if r.status == "ok"]
     details |= {
         "baseline_beta": base_beta,

@@ -29,7 +29,7 @@ import torch
 
 from targets.dpo.candidate import CandidateError, LossContext, load_candidate
 from targets.dpo.checks import CallTimeout, _time_limit
-from targets.dpo.policy import check_loss_policy
+from targets.dpo.loss_policy import check_loss_policy
 
 BETAS: tuple[float, ...] = (0.1, 0.5, 2.0)
 MARGINS: tuple[float, ...] = tuple(float(x) for x in torch.linspace(-20.0, 20.0, 15).tolist())

@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from targets.base import Interval
+
 RunStatus = Literal["ok", "diverged", "error", "degenerate"]
 
 SCREEN_BETAS: tuple[float, ...] = (0.5, 1.0)
@@ -84,15 +86,6 @@ class RunResult(BaseModel):
     @property
     def mean_kl(self) -> float | None:
         return float(np.mean(self.kls)) if self.status == "ok" and self.kls else None
-
-
-class Interval(BaseModel):
-    value: float
-    ci_low: float
-    ci_high: float
-
-    def excludes_zero(self) -> bool:
-        return self.ci_low > 0 or self.ci_high < 0
 
 
 class BetaPoint(BaseModel):

@@ -1,6 +1,6 @@
-"""What a DPO-loss candidate may use: the allow-lists of the loss policy, and the one function to call.
+"""What a DPO-loss candidate may use: the allow-lists of the loss policy.
 
-`check_loss_policy(code)` is the static policy for losses (the walker is in `targets.dpo.loss_policy`).
+`targets.dpo.loss_policy.check_loss_policy(code)` is the static policy for losses, which walks with them.
 Every list is explicit and was written from torch's documentation of pure operations: each entry takes
 tensors or numbers and returns tensors, numbers, dtypes or tuples of tensors, never a module, a function,
 a storage or a file, and none touches the autograd graph, hooks, the RNG or a process-wide switch.
@@ -12,11 +12,6 @@ DiscoPOP paper's appendix code annotates with `torch.FloatTensor` and imports fr
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from sandbox.policy import PolicyViolation
 
 LOSS_ALLOWED_IMPORTS: frozenset[str] = frozenset({"torch", "math", "typing"})
 
@@ -122,13 +117,3 @@ ANNOTATION_TENSOR_TYPES: frozenset[str] = _words(
 """`torch.<name>` in annotations only (the paper's code annotates with `torch.FloatTensor`)."""
 
 ANNOTATION_BUILTINS: frozenset[str] = _words("float int bool str list tuple dict None")
-
-
-def check_loss_policy(code: str) -> list[PolicyViolation]:
-    """The static policy for a DPO-loss candidate: every violation (with its line), empty when clean.
-
-    The one function every place that vets a loss calls (checks, training, jobs, fingerprints).
-    """
-    from targets.dpo.loss_policy import check_loss_policy as check
-
-    return check(code)

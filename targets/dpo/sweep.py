@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from targets.dpo.fitness import FULL_BETA_GRID, FitnessConfig, RunResult
+from targets.dpo.fitness import FULL_BETA_GRID, SCREEN_BETAS, SCREEN_SEEDS, FitnessConfig, RunResult
 from targets.dpo.toy.config import ToyTaskConfig
 
 log = logging.getLogger("disco.sweep")
@@ -194,7 +194,7 @@ def run_shard(jobs: list[SweepJob], spec: SweepSpec, cache_dir: Path) -> list[Ru
 
     from sandbox.forked import run_forked
     from sandbox.jail import JailSpec
-    from targets.dpo.policy import check_loss_policy
+    from targets.dpo.loss_policy import check_loss_policy
 
     if len({job.code for job in jobs}) != 1:
         raise ValueError("a shard holds the runs of one candidate: a child is never shared by two")
@@ -476,3 +476,36 @@ def run_sweep(
     """Run every loss at every (β, seed) in a pool of its own; see SweepPool."""
     with SweepPool(spec, cache_dir) as pool:
         return pool.run(losses, progress)
+
+
+def sweep_spec(preset: str, workers: int | None = None, samples_per_prompt: int = 1) -> SweepSpec:
+    """The sweep of a preset: the β screen, seeds, task and training the DPO target scores with."""
+    extra: dict[str, Any] = {"workers": workers} if workers else {}
+    if preset == "default":
+        task = ToyTaskConfig(eval_samples_per_prompt=samples_per_prompt)
+        return SweepSpec(betas=list(SCREEN_BETAS), seeds=list(range(SCREEN_SEEDS)), task=task, **extra)
+    if preset == "quick":
+        task = ToyTaskConfig(eval_samples_per_prompt=samples_per_prompt)
+        return SweepSpec(betas=[0.1, 0.5], seeds=[0], task=task, **extra)
+    task = ToyTaskConfig(
+        sft_corpus_size=1500,
+        sft_steps=120,
+        sft_batch_size=32,
+        n_train_pairs=96,
+        n_eval_prompts=48,
+        eval_samples_per_prompt=samples_per_prompt,
+    )
+    return SweepSpec(
+        betas=[0.5], seeds=[0], task=task, train=ToyTrainSettings(max_steps=8, batch_size=16), **extra
+    )
+
+
+def spec_key(spec: SweepSpec) -> str:
+    """What a sweep's cached results depend on (not the machine: workers, timeouts, memory)."""
+    import hashlib
+
+    exclude: dict[str, Any] = {"workers": True, "run_timeout_s": True, "child_memory_mb": True}
+    if spec.task.eval_samples_per_prompt == 1:  # the setting's default keeps the caches built before it
+        exclude["task"] = {"eval_samples_per_prompt": True}
+    blob = spec.model_dump_json(exclude=exclude)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -83,31 +83,6 @@ class DPOTargetConfig(BaseModel):
     only: measure it for another with `disco bench sigma --samples-per-prompt N`."""
 
 
-def sweep_spec(preset: Preset, workers: int | None = None, samples_per_prompt: int = 1) -> Any:
-    from targets.dpo.fitness import SCREEN_BETAS, SCREEN_SEEDS
-    from targets.dpo.sweep import SweepSpec, ToyTrainSettings
-    from targets.dpo.toy.config import ToyTaskConfig
-
-    extra: dict[str, Any] = {"workers": workers} if workers else {}
-    if preset == "default":
-        task = ToyTaskConfig(eval_samples_per_prompt=samples_per_prompt)
-        return SweepSpec(betas=list(SCREEN_BETAS), seeds=list(range(SCREEN_SEEDS)), task=task, **extra)
-    if preset == "quick":
-        task = ToyTaskConfig(eval_samples_per_prompt=samples_per_prompt)
-        return SweepSpec(betas=[0.1, 0.5], seeds=[0], task=task, **extra)
-    task = ToyTaskConfig(
-        sft_corpus_size=1500,
-        sft_steps=120,
-        sft_batch_size=32,
-        n_train_pairs=96,
-        n_eval_prompts=48,
-        eval_samples_per_prompt=samples_per_prompt,
-    )
-    return SweepSpec(
-        betas=[0.5], seeds=[0], task=task, train=ToyTrainSettings(max_steps=8, batch_size=16), **extra
-    )
-
-
 def check_and_fingerprint(code: str, time_budget_s: float = 10.0) -> dict[str, Any]:
     """Run inside the sandbox: the validity checks, then (for a passing loss) its behavioural fingerprint,
     so that the candidate's code runs in one isolated process and never in the agent's."""
@@ -164,15 +139,13 @@ class DPOTarget:
         """σ per seed of a paired difference (the evidence rule's race): a pilot's for this instrument when
         one was measured in this data dir (`disco bench sigma`), else the one shipped for the default
         preset; None otherwise, and each comparison's own spread counts."""
-        from targets.dpo.pilot import race_sigma
+        from targets.dpo.sigma import race_sigma
 
-        cfg = self.config
-        spec = self._spec or sweep_spec(cfg.preset, cfg.workers, cfg.samples_per_prompt)
-        return race_sigma(self.cache_dir, spec)
+        return race_sigma(self.cache_dir, self.spec)
 
     # ------------------------------------------------------------------ checks
     def policy(self, code: str) -> CheckResult:
-        from targets.dpo.policy import check_loss_policy
+        from targets.dpo.loss_policy import check_loss_policy
 
         violations = check_loss_policy(code)
         if not violations:
@@ -213,12 +186,22 @@ class DPOTarget:
         return self._fingerprints.get(code)
 
     # ------------------------------------------------------------------ evaluation
-    def _sweep(self) -> Any:
+    @property
+    def spec(self) -> Any:
+        """The sweep this target scores with (targets.dpo.sweep.SweepSpec): its preset's β screen, seeds,
+        task and training."""
+        if self._spec is None:
+            from targets.dpo.sweep import sweep_spec
+
+            self._spec = sweep_spec(self.config.preset, self.config.workers, self.config.samples_per_prompt)
+        return self._spec
+
+    def sweep_pool(self) -> Any:
+        """The pool that trains candidates on `spec` (started on first use, kept until `close`)."""
         if self._pool is None:
             from targets.dpo.sweep import SweepPool
 
-            self._spec = sweep_spec(self.config.preset, self.config.workers, self.config.samples_per_prompt)
-            self._pool = SweepPool(self._spec, self.cache_dir)
+            self._pool = SweepPool(self.spec, self.cache_dir)
         return self._pool
 
     def _baseline_runs(self) -> list[Any]:
@@ -228,8 +211,10 @@ class DPOTarget:
 
         if self._baseline is not None:
             return self._baseline
-        pool = self._sweep()
-        key = _spec_key(self._spec)
+        from targets.dpo.sweep import spec_key
+
+        pool = self.sweep_pool()
+        key = spec_key(self.spec)
         path = self.cache_dir / "baselines" / f"dpo-{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(path.with_suffix(".lock")):
@@ -256,14 +241,14 @@ class DPOTarget:
         start = time.perf_counter()
         baseline = self._baseline_runs()
         label = "candidate" if name == "dpo" else name
-        runs = self._sweep().run({label: code}, _counted(f"training {name}"))
+        runs = self.sweep_pool().run({label: code}, _counted(f"training {name}"))
         seconds = time.perf_counter() - start
         ok = [r for r in runs if r.status == "ok"]
         details: dict[str, Any] = {
             "runs": [r.model_dump(mode="json", exclude={"rewards", "kls"}) for r in runs],
-            "betas": list(self._spec.betas),
-            "seeds": list(self._spec.seeds),
-            "selection_seeds": list(self._spec.seeds),  # β is chosen on them: the evidence never scores them
+            "betas": list(self.spec.betas),
+            "seeds": list(self.spec.seeds),
+            "selection_seeds": list(self.spec.seeds),  # β is chosen on them: the evidence never scores them
             "preset": self.config.preset,
         }
         if not ok:
@@ -275,7 +260,7 @@ class DPOTarget:
                 seconds=seconds,
                 details=details,
             )
-        fits = compute_fitness({label: runs, "dpo": baseline}, self._spec.fitness, baseline="dpo")
+        fits = compute_fitness({label: runs, "dpo": baseline}, self.spec.fitness, baseline="dpo")
         fitness = fits[label]
         beta = chosen_beta(fitness.frontier)
         self._remember_beta(code, beta)
@@ -298,13 +283,14 @@ class DPOTarget:
             metrics=metrics,
             seconds=seconds,
             details=details,
-            item_scores=seed_item_scores(runs, beta, self._spec.fitness),
+            item_scores=seed_item_scores(runs, beta, self.spec.fitness),
         )
 
     def _remember_beta(self, code: str, beta: float | None) -> None:
         from targets.dpo.extra_seeds import BetaMemory
+        from targets.dpo.sweep import spec_key
 
-        BetaMemory(self.cache_dir, _spec_key(self._spec)).remember(code, beta)
+        BetaMemory(self.cache_dir, spec_key(self.spec)).remember(code, beta)
 
     # ------------------------------------------------------------------ archive and proposer
     def seeds(self) -> list[SeedCandidate]:
@@ -333,16 +319,6 @@ class DPOTarget:
         if self._sandbox is not None:
             self._sandbox.close()
             self._sandbox = None
-
-
-def _spec_key(spec: Any) -> str:
-    import hashlib
-
-    exclude: dict[str, Any] = {"workers": True, "run_timeout_s": True, "child_memory_mb": True}
-    if spec.task.eval_samples_per_prompt == 1:  # the setting's default keeps the caches built before it
-        exclude["task"] = {"eval_samples_per_prompt": True}
-    blob = spec.model_dump_json(exclude=exclude)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def make_target(options: dict[str, Any], env: TargetEnv) -> DPOTarget:

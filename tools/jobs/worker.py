@@ -73,7 +73,7 @@ def summary(result: Any) -> dict[str, Any]:
 
 def policy_violations(code: str) -> list[str]:
     """What the static loss policy refuses in `code` (defence in depth: the jail is the boundary)."""
-    from targets.dpo.policy import check_loss_policy
+    from targets.dpo.loss_policy import check_loss_policy
 
     return [v.message for v in check_loss_policy(code)]
 
