@@ -17,9 +17,8 @@ from typing import Generic, Protocol, TypeVar
 from agent.context import DesignContext, shrunk
 from agent.models import CallUsage, Exchange, ExchangeLog, Model, ModelError
 from agent.prompting import design_messages, reflect_messages, repair_messages
-from agent.schemas import Draft, Reflection
+from agent.schemas import Draft, Reflection, RepairRequest
 from targets.base import OfflineProposer, ParentInfo, Proposal, SeedCandidate
-from targets.results import CheckResult
 
 T = TypeVar("T")
 OFFLINE = "offline"
@@ -45,16 +44,7 @@ class Designer(Protocol):
         self, key: str, ctx: DesignContext, draft: Draft, round_: int
     ) -> StepResult[Reflection | None]: ...
 
-    def repair(
-        self,
-        key: str,
-        ctx: DesignContext,
-        draft: Draft,
-        failures: list[CheckResult],
-        traceback: str | None,
-        attempt: int,
-        max_attempts: int,
-    ) -> StepResult[Draft]: ...
+    def repair(self, key: str, ctx: DesignContext, request: RepairRequest) -> StepResult[Draft]: ...
 
 
 def _inspiration(ctx: DesignContext) -> list[str]:
@@ -124,19 +114,8 @@ class ModelDesigner:
         reflection, usage = self._fitted(key, ctx, lambda c: reflect_messages(c, draft, round_), Reflection)
         return StepResult(reflection, usage)
 
-    def repair(
-        self,
-        key: str,
-        ctx: DesignContext,
-        draft: Draft,
-        failures: list[CheckResult],
-        traceback: str | None,
-        attempt: int,
-        max_attempts: int,
-    ) -> StepResult[Draft]:
-        fixed, usage = self._fitted(
-            key, ctx, lambda c: repair_messages(c, draft, failures, traceback, attempt, max_attempts), Draft
-        )
+    def repair(self, key: str, ctx: DesignContext, request: RepairRequest) -> StepResult[Draft]:
+        fixed, usage = self._fitted(key, ctx, lambda c: repair_messages(c, request), Draft)
         return StepResult(fixed, usage)
 
 
@@ -209,18 +188,10 @@ class OfflineDesigner:
     ) -> StepResult[Reflection | None]:
         return StepResult(None)
 
-    def repair(
-        self,
-        key: str,
-        ctx: DesignContext,
-        draft: Draft,
-        failures: list[CheckResult],
-        traceback: str | None,
-        attempt: int,
-        max_attempts: int,
-    ) -> StepResult[Draft]:
+    def repair(self, key: str, ctx: DesignContext, request: RepairRequest) -> StepResult[Draft]:
+        r = request
         return self._answer(
-            key, lambda: self.proposer.repair(ctx.candidate_index, draft.code, failures, attempt)
+            key, lambda: self.proposer.repair(ctx.candidate_index, r.draft.code, r.failures, r.attempt)
         )
 
 
@@ -260,14 +231,5 @@ class SeedArchiveDesigner:
             return StepResult(None)
         return self.inner.reflect(key, ctx, draft, round_)
 
-    def repair(
-        self,
-        key: str,
-        ctx: DesignContext,
-        draft: Draft,
-        failures: list[CheckResult],
-        traceback: str | None,
-        attempt: int,
-        max_attempts: int,
-    ) -> StepResult[Draft]:
-        return self.inner.repair(key, ctx, draft, failures, traceback, attempt, max_attempts)
+    def repair(self, key: str, ctx: DesignContext, request: RepairRequest) -> StepResult[Draft]:
+        return self.inner.repair(key, ctx, request)

@@ -19,7 +19,7 @@ from agent.events import EventLog
 from agent.fresh import read_fresh
 from agent.models import ModelError
 from agent.runs import RunDir
-from agent.schemas import Draft
+from agent.schemas import Draft, RepairRequest
 from agent.state import LoopState
 from memory.records import CandidateRecord, Cost, Fitness, VsBaseline
 from memory.store import MemoryStore
@@ -189,17 +189,18 @@ class Loop:
         draft = Draft.model_validate(state["draft"])
         if cid in self.s.control.vetoed:
             return {"passed": False, "status": "rejected", "error": "vetoed by the person"}
-        report, _ = self.s.tools.check(draft.code, candidate_id=cid)
+        report = self.s.tools.check(draft.code, candidate_id=cid)
         blocked = [c for c in report.failures() if c.cause == "infrastructure"]
         if blocked:  # not the candidate's fault: no repair; the runner waits for the endpoint, then re-checks
             raise ModelError("unreachable", f"The check of {cid} could not run: {blocked[0].message}.")
         label = f"check{state.get('repairs', 0)}"
-        self.s.run.write_candidate_file(cid, f"{label}.json", report.model_dump(mode="json"))
+        checks = report.model_dump(mode="json", exclude={"fingerprint"})
+        self.s.run.write_candidate_file(cid, f"{label}.json", checks)
         failures = [f"{c.name}: {c.message}" for c in report.failures()]
         self.s.events.append(
             "check", cid, passed=report.passed, repairs=state.get("repairs", 0), failures=failures[:5]
         )
-        return {"checks": report.model_dump(mode="json"), "passed": report.passed}
+        return {"checks": checks, "passed": report.passed, "fingerprint": report.fingerprint}
 
     def repair(self, state: LoopState) -> dict[str, Any]:
         cid = state["candidate_id"]
@@ -224,15 +225,14 @@ class Loop:
         self.s.memory.record(lesson)
         ctx = self._context(state, query=f"{draft.name}\n{draft.code}")
         try:
-            step = self.s.designer.repair(
-                _key(state, f"repair{attempt}"),
-                ctx,
-                draft,
-                failures,
-                tb,
-                attempt,
-                self.s.config.loop.max_repairs,
+            request = RepairRequest(
+                draft=draft,
+                failures=failures,
+                traceback=tb,
+                attempt=attempt,
+                max_attempts=self.s.config.loop.max_repairs,
             )
+            step = self.s.designer.repair(_key(state, f"repair{attempt}"), ctx, request)
         except ModelError as exc:
             return {"repairs": attempt} | self._model_failed(state, exc, "repair")
         fixed = step.value
@@ -330,7 +330,7 @@ class Loop:
                 usd=state.get("cand_usd") or None,
             ),
         )
-        fingerprint = self.s.target.fingerprint(record.code) if status == "evaluated" else None
+        fingerprint = state.get("fingerprint") if status == "evaluated" else None
         if not state.get("replay_broken"):  # a replay's missing step is no lesson about the candidate
             self.s.memory.record(record, fingerprint)
         self.s.run.write_candidate_file(cid, "record.json", record.model_dump(mode="json"))

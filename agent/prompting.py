@@ -17,7 +17,7 @@ import jinja2
 from pydantic import BaseModel
 
 from agent.context import DesignContext, clip
-from agent.schemas import Draft, Reflection
+from agent.schemas import Draft, Reflection, RepairRequest
 from sandbox.redact import redact
 from targets.results import CheckResult
 
@@ -143,17 +143,12 @@ def numbered(code: str) -> str:
     return "\n".join(f"{i:>{width}} | {line}".rstrip() for i, line in enumerate(lines, 1))
 
 
-def repair_messages(
-    ctx: DesignContext,
-    draft: Draft,
-    failures: list[CheckResult],
-    traceback: str | None,
-    attempt: int,
-    max_attempts: int,
-) -> list[Message]:
-    """System and user messages asking to repair `draft` (a Draft), fed its failing checks and/or the
+def repair_messages(ctx: DesignContext, request: RepairRequest) -> list[Message]:
+    """System and user messages asking to repair `request.draft`, fed its failing checks and/or the
     traceback of the run that broke. Raises ValueError when there is nothing to report: a repair prompt
     without a reason is exactly the `None`-as-error bug this module exists to prevent."""
+    draft, failures, traceback = request.draft, request.failures, request.traceback
+    attempt, max_attempts = request.attempt, request.max_attempts
     if not 1 <= attempt <= max_attempts:
         raise ValueError(f"repair attempt {attempt} is outside 1..{max_attempts}")
     tb = (traceback or "").strip()

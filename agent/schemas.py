@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from targets.results import CheckResult
+
 
 class Draft(BaseModel):
     """A candidate as designed or revised: the reasoning, a short name and the code (ADAS's fields)."""
@@ -27,3 +29,14 @@ class Reflection(BaseModel):
 
     def draft(self) -> Draft:
         return Draft(thought=self.thought, name=self.name, code=self.code)
+
+
+class RepairRequest(BaseModel):
+    """What a repair is asked with: the version that failed, why (its failing checks and/or the traceback
+    of the run that broke), and which attempt of how many this is."""
+
+    draft: Draft
+    failures: list[CheckResult]
+    traceback: str | None = None
+    attempt: int = Field(ge=1)
+    max_attempts: int = Field(ge=1)

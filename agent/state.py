@@ -32,6 +32,9 @@ class LoopState(TypedDict, total=False):
     checks: dict[str, Any] | None
     """The latest CheckReport (JSON)."""
     passed: bool
+    fingerprint: list[float] | None
+    """The passing check's behavioural fingerprint (CheckReport.fingerprint), for the record: kept in the
+    checkpoint, so a resumed run records it though the target that computed it is gone."""
     attempts: list[dict[str, Any]]
     """Versions that failed their checks, each with its failing checks (what the repairs were fed)."""
     evaluation: dict[str, Any] | None

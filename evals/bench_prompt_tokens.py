@@ -45,7 +45,7 @@ from memory_variants import changed_constant, comments_changed, renamed  # noqa:
 
 from agent.context import ContextLimits, DesignContext, build_context  # noqa: E402
 from agent.prompting import design_messages, reflect_messages, repair_messages  # noqa: E402
-from agent.schemas import Draft  # noqa: E402
+from agent.schemas import Draft, RepairRequest  # noqa: E402
 from memory.embeddings import MiniLMEmbedder, minilm_path  # noqa: E402
 from memory.records import CandidateRecord, Fitness  # noqa: E402
 from memory.store import MemoryStore  # noqa: E402
@@ -342,7 +342,9 @@ def size_row(
         "design": measure(design, counter),
         "reflect_1": measure(reflect_messages(rctx, draft, 1), counter),
         "reflect_2": measure(reflect_messages(rctx, draft, 2), counter),
-        "repair": measure(repair_messages(repair_ctx, draft, failures, None, 1, 3), counter),
+        "repair": measure(repair_messages(
+            repair_ctx, RepairRequest(draft=draft, failures=failures, attempt=1, max_attempts=3)
+        ), counter),
         "_design_prompt": design[1]["content"],
     }
 

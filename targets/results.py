@@ -56,6 +56,9 @@ class CheckReport(BaseModel):
 
     passed: bool
     checks: list[CheckResult]
+    fingerprint: list[float] | None = None
+    """The candidate's behavioural fingerprint, where its target computes one, from the check that passed:
+    the graph carries it to the record, so a run resumed after a kill still has it."""
 
     @classmethod
     def from_checks(cls, checks: list[CheckResult]) -> CheckReport:

@@ -45,6 +45,21 @@ def test_kill_9_at_any_step_then_resume_records_every_candidate_once(
         kills.append((last["kind"], last["payload"].get("node"), last["payload"].get("phase")))
         _kill_group(proc)
         proc = start_cli(home, ["resume", "k9"], env)
+    # Then a kill just after each later candidate's passing check: the record is written by another process.
+    def passed_checks() -> list[str]:
+        return [e["candidate"] for e in logged_events(run) if e["kind"] == "check" and e["payload"]["passed"]]
+
+    killed_after_check = set(passed_checks())
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        fresh = [c for c in passed_checks() if c not in killed_after_check]
+        if not fresh:
+            time.sleep(0.02)
+            continue
+        killed_after_check.add(fresh[-1])
+        kills.append(("check", fresh[-1], "passed"))
+        _kill_group(proc)
+        proc = start_cli(home, ["resume", "k9"], env)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     assert len(kills) >= 6, f"the run ended before enough kills: {kills}"
@@ -71,3 +86,24 @@ def test_kill_9_at_any_step_then_resume_records_every_candidate_once(
         check=True,
     )
     assert [c["id"] for c in json.loads(shown.stdout)["candidates"]] == recorded
+    # The fingerprint a passing check computed reaches the record, also across a kill between the two
+    # (it travels in the checkpointed state; the target that computed it died with the runner).
+    from agent.home import set_home
+    from agent.session import open_store
+
+    session_seqs = [e["seq"] for e in sessions]
+    records = [e for e in events if e["kind"] == "candidate"]
+    record_seq = {e["candidate"]: e["seq"] for e in records}
+    evaluated = {e["candidate"] for e in records if e["payload"]["status"] == "evaluated"}
+    checks = [e for e in events if e["kind"] == "check" and e["candidate"] in evaluated]
+    checked = {e["candidate"]: e["seq"] for e in checks}
+    across = [c for c, seq in checked.items() if any(seq < s < record_seq[c] for s in session_seqs)]
+    assert across, f"no kill fell between a check and its record: {kills}"
+    set_home(home)
+    try:
+        store = open_store()
+        prints = {c: store.fingerprint_of(c, "dpo") for c in checked}
+    finally:
+        set_home(None)
+    missing = [c for c, p in prints.items() if p is None or len(p) != 351]
+    assert prints and not missing, f"recorded without their fingerprint: {missing}"

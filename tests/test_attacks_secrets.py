@@ -39,7 +39,7 @@ from agent.models import Exchange, ExchangeLog
 from agent.models.base import CallUsage
 from agent.prompting import design_messages, repair_messages
 from agent.runs import RunDir, RunMeta, RunStatus
-from agent.schemas import Draft
+from agent.schemas import Draft, RepairRequest
 from memory.records import CandidateRecord
 from memory.store import MemoryStore
 from sandbox.base import OutputCapture, RawOutcome, finish
@@ -488,7 +488,9 @@ def _prompts(tmp: Path, text: str) -> dict[str, bytes]:
         name="leak", passed=False, message=text * 3, level="error", numbers={}, line=None, traceback=text
     )
     draft = Draft(thought="t", name="n", code="def f(x):\n    return x\n")
-    messages = design_messages(ctx) + repair_messages(ctx, draft, [check], text, 1, 3)
+    messages = design_messages(ctx) + repair_messages(
+        ctx, RepairRequest(draft=draft, failures=[check], traceback=text, attempt=1, max_attempts=3)
+    )
     return {"prompt": json.dumps(messages).encode()}
 
 

@@ -19,7 +19,7 @@ from test_memory_helpers import rec, shared_minilm
 
 from agent.context import ContextLimits, DesignContext, build_context, clip
 from agent.prompting import PromptError, design_messages, reflect_messages, render, repair_messages
-from agent.schemas import Draft
+from agent.schemas import Draft, RepairRequest
 from memory.embeddings import MiniLMEmbedder
 from memory.records import CandidateRecord, Fitness, VsBaseline, normalise_code
 from memory.store import MemoryStore
@@ -46,6 +46,21 @@ class StubTarget(BaseModel):
 
 
 TARGET = StubTarget()
+
+
+def repairing(
+    ctx: DesignContext,
+    draft: Draft,
+    failures: list[CheckResult],
+    traceback: str | None,
+    attempt: int,
+    max_attempts: int,
+) -> list[dict[str, str]]:
+    """The repair prompt, its request spelled out positionally as the tests read best."""
+    request = RepairRequest(
+        draft=draft, failures=failures, traceback=traceback, attempt=attempt, max_attempts=max_attempts
+    )
+    return repair_messages(ctx, request)
 
 
 class RefusingEmbedder:
@@ -125,7 +140,7 @@ def test_every_message_ends_by_asking_for_the_schema_fields(store: MemoryStore) 
     draft_shape = 'Shape: {"thought": "…", "name": "…", "code": "…"}'
     reflection_shape = 'Shape: {"reflection": "…", "thought": "…", "name": "…", "code": "…"}'
     assert user(design_messages(ctx)).rstrip().endswith(draft_shape)
-    assert user(repair_messages(ctx, draft, [check], None, 1, 3)).rstrip().endswith(draft_shape)
+    assert user(repairing(ctx, draft, [check], None, 1, 3)).rstrip().endswith(draft_shape)
     for round in (1, 2):
         assert user(reflect_messages(ctx, draft, round)).rstrip().endswith(reflection_shape)
     with pytest.raises(ValueError, match="round"):
@@ -327,7 +342,7 @@ def test_repair_prompt_carries_checks_and_traceback_and_never_none(store: Memory
     bare = CheckResult(name="finite_extreme", passed=False, message="", numbers={"rho": -1000.0, "beta": 5.0})
     run_tb = 'Traceback (most recent call last):\n  File "train.py", line 9\nRuntimeError: CUDA said no'
     draft = Draft(thought="temperature-scaled DPO", name="broken_temp", code=BROKEN)
-    text = user(repair_messages(ctx, draft, [*real, bare], run_tb, attempt=2, max_attempts=3))
+    text = user(repairing(ctx, draft, [*real, bare], run_tb, attempt=2, max_attempts=3))
     assert "Repair 2 of 3" in text and "last repair" not in text
     assert real[0].message in text and "AttributeError" in text
     assert "At line 3: `scale = self.temperature * rho`" in text
@@ -336,7 +351,7 @@ def test_repair_prompt_carries_checks_and_traceback_and_never_none(store: Memory
     assert "the check `finite_extreme` failed without a message" in text
     assert "RuntimeError: CUDA said no" in text
     assert "None" not in text and "{e}" not in text and "{" + "traceback" not in text
-    last = user(repair_messages(ctx, draft, [], "Traceback: boom", attempt=3, max_attempts=3))
+    last = user(repairing(ctx, draft, [], "Traceback: boom", attempt=3, max_attempts=3))
     assert "last repair" in last and "boom" in last and "None" not in last
 
 
@@ -349,13 +364,13 @@ def test_repair_prompt_refuses_to_render_without_a_reason(
 ) -> None:
     ctx = DesignContext(target="dpo", description="d", interface="i", rules=[], fitness_meaning="f")
     with pytest.raises(ValueError):
-        repair_messages(ctx, Draft(thought="t", name="n", code="c"), failures, traceback, attempt, 3)
+        repairing(ctx, Draft(thought="t", name="n", code="c"), failures, traceback, attempt, 3)
 
 
 def test_a_long_traceback_keeps_its_tail() -> None:
     ctx = DesignContext(target="dpo", description="d", interface="i", rules=[], fitness_meaning="f")
     tb = "Traceback (most recent call last):\n" + "  frame line\n" * 2000 + "ZeroDivisionError: TB-TAIL"
-    text = user(repair_messages(ctx, Draft(thought="t", name="n", code="c"), [], tb, 1, 3))
+    text = user(repairing(ctx, Draft(thought="t", name="n", code="c"), [], tb, 1, 3))
     assert "TB-TAIL" in text and "truncated:" in text and len(text) < 6000
 
 

@@ -70,7 +70,7 @@ def _safe(fn: Any) -> Any:
 
 def as_langchain_tools(box: Toolbox) -> list[BaseTool]:
     def run_unit_tests(code: str) -> Any:
-        report, _ = box.check(code)
+        report = box.check(code)
         return {"passed": report.passed, "checks": [c.model_dump(exclude_none=True) for c in report.checks]}
 
     def evaluate_candidate(code: str, name: str) -> Any:

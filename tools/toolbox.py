@@ -83,8 +83,9 @@ class Toolbox:
             self.event("tool", candidate, tool=tool, args=args, result=result[:500])
 
     # ------------------------------------------------------------------ checks and evaluation
-    def check(self, code: str, candidate_id: str | None = None) -> tuple[CheckReport, list[float] | None]:
-        """The static policy, the target's validity checks in the sandbox, then the novelty gate."""
+    def check(self, code: str, candidate_id: str | None = None) -> CheckReport:
+        """The static policy, the target's validity checks in the sandbox, then the novelty gate; a passing
+        report carries the candidate's fingerprint where the target computes one."""
         policy = self.target.policy(code)
         report = CheckReport.from_checks([policy]) if not policy.passed else self.target.check(code)
         fingerprint = None
@@ -103,6 +104,7 @@ class Toolbox:
                 numbers={"similarity": verdict.similarity},
             )
             report = CheckReport.from_checks([*report.checks, novelty])
+            report.fingerprint = None if fingerprint is None else [float(x) for x in fingerprint]
         failed = [c.name for c in report.failures()]
         self._log(
             "run_checks",
@@ -110,7 +112,7 @@ class Toolbox:
             "passed" if report.passed else f"failed: {failed}",
             candidate_id,
         )
-        return report, fingerprint
+        return report
 
     def evaluate(self, code: str, name: str, candidate_id: str | None = None) -> Evaluation:
         evaluation = self.target.evaluate(code, name)
