@@ -177,3 +177,29 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
 def test_every_package_is_read(package: str) -> None:
     """The checks see the whole tree (a package the walk missed would pass every rule)."""
     assert len([m for m in modules(REPO) if m.split(".")[0] == package]) >= 5
+
+
+def test_every_name_imported_from_the_project_exists() -> None:
+    """`from pkg.mod import name` everywhere (tests, evals and examples too, lazy imports included) names
+    something `pkg.mod` has: a rename that missed a caller fails here, not in the one run that reaches it."""
+    import importlib
+    import importlib.util
+    import sys
+
+    sys.path[:0] = [str(REPO / "tests"), str(REPO / "evals")]
+    wanted: dict[str, set[tuple[str, str]]] = {}
+    for folder in (*PACKAGES, "tests", "evals", "examples", "tests_llm"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                ours = isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                if ours and node.module.split(".")[0] in PACKAGES:
+                    where = f"{path.relative_to(REPO)}:{node.lineno}"
+                    wanted.setdefault(node.module, set()).update((a.name, where) for a in node.names)
+    missing = []
+    for module, names in sorted(wanted.items()):
+        loaded = importlib.import_module(module)
+        for name, where in sorted(names):
+            package = hasattr(loaded, "__path__")
+            if not hasattr(loaded, name) and not (package and importlib.util.find_spec(f"{module}.{name}")):
+                missing.append(f"{where}: {module} has no {name}")
+    assert len(wanted) > 100 and missing == []

@@ -84,7 +84,7 @@ class JobQueue:
         Raises JobError for a spec that is bad or could never run on the backend; a candidate that
         fails while training is a failed job, not an error.
         """
-        from targets.dpo.policy import check_loss_policy
+        from targets.dpo.loss_policy import check_loss_policy
 
         existing = self.store.get(spec.job_id())
         if existing is None:
