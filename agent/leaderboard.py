@@ -128,10 +128,10 @@ def _cot_sc_verdicts(rows: list[Row], q: float) -> None:
     run's FDR at q; "better" also needs no more tokens than the CoT-SC it beat."""
     from targets.racing import benjamini_hochberg
 
-    compared = {r.id: r for r in rows if r.cot_sc_p is not None}
-    separated = benjamini_hochberg({cid: r.cot_sc_p or 1.0 for cid, r in compared.items()}, q)
-    for cid, r in compared.items():
-        if cid not in separated:
+    p_values = {r.id: r.cot_sc_p for r in rows if r.cot_sc_p is not None}
+    separated = benjamini_hochberg(p_values, q)
+    for r in (r for r in rows if r.id in p_values):
+        if r.id not in separated:
             r.cot_sc_verdict = "not_separated"
         elif (r.cot_sc_diff or 0.0) < 0:
             r.cot_sc_verdict = "worse"

@@ -7,10 +7,12 @@ import random
 from pathlib import Path
 
 import pytest
-from adas_helpers import write_mgsm
+from adas_helpers import FAST, endpoint, inner_responder, write_mgsm
+from fake_openai import FakeOpenAI
 
 from targets.agents.benchmarks import load_benchmark
 from targets.agents.cotsc import VoteCurve, compare, sign_flip_p, vote_scores
+from targets.agents.target import AgentSystemTarget, AgentTargetConfig
 
 
 def test_the_vote_curve_scores_the_majority_of_every_subset(tmp_path: Path) -> None:
@@ -49,3 +51,31 @@ def test_the_sign_flip_p_value_is_exact_and_holds_its_rate_under_the_null() -> N
     big = [sign_flip_p([rng.gauss(0, 10) for _ in range(20)], seed=i) for i in range(200)]
     assert 0.0 <= sum(p <= 0.05 for p in big) / len(big) <= 0.1
     assert sign_flip_p([5.0] * 20) < 0.001
+
+
+def test_the_curve_is_measured_once_and_a_forged_cache_is_not_believed(tmp_path: Path) -> None:
+    """The baseline is a score reference: measured once per target and items, kept sealed in the cache, so a
+    second run reads it without an inner call, and a file written by anything else is measured again."""
+    data, cache = write_mgsm(tmp_path / "mgsm", n=2), tmp_path / "cache"
+    with FakeOpenAI(model="inner-model") as inner:
+        inner.default = inner_responder()
+
+        def curve_of_a_new_target() -> VoteCurve | str:
+            options = FAST | {"n_valid": 2, "baseline_chains": 2}
+            config = AgentTargetConfig(benchmark="mgsm", data_path=str(data), **options)
+            target = AgentSystemTarget(config, inner=endpoint(inner), cache_dir=cache)
+            try:
+                return target.cot_sc_curve(target.items())
+            finally:
+                target.close()
+
+        first = curve_of_a_new_target()
+        assert isinstance(first, VoteCurve) and first.samples == 2 and first.calls >= 4
+        measured = len(inner.requests)
+        assert curve_of_a_new_target() == first and len(inner.requests) == measured, "read from the cache"
+        [path] = (cache / "adas").glob("cot_sc-*.json")
+        forged = first.model_copy(update={"item_scores": {k: [100.0, 100.0] for k in first.item_scores}})
+        path.write_text(forged.model_dump_json(), encoding="utf-8")
+        again = curve_of_a_new_target()
+        assert isinstance(again, VoteCurve) and again.item_scores == first.item_scores != forged.item_scores
+        assert len(inner.requests) == 2 * measured, "the forged file was measured again, not believed"

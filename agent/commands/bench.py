@@ -194,7 +194,8 @@ def bench_sigma(
     """Measure σ per seed for a preset (DPO, cDPO, SLiC, IPO on fresh seeds) and keep it in the data dir:
     the agent's race uses it for every later run of that preset and setting."""
     from agent.home import cache_dir
-    from targets.dpo.pilot import PILOT_LOSSES, pilot_path, run_pilot
+    from targets.dpo.pilot import PILOT_LOSSES, run_pilot
+    from targets.dpo.sigma import pilot_path
     from targets.dpo.sweep import sweep_spec
 
     if preset not in ("default", "quick", "tiny"):

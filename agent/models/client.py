@@ -490,7 +490,7 @@ class _Spent:
     def add(self, reply: _Reply, conversation: list[dict[str, str]]) -> None:
         self.attempts += 1
         if not reply.prompt_tokens and not reply.completion_tokens:  # no usage: reported none, or cut here
-            reply.prompt_tokens = sum(_approx_tokens(m.get("content") or "") for m in conversation)
+            reply.prompt_tokens = _approx_prompt(conversation)
             reply.completion_tokens = max(reply.streamed_tokens, _approx_tokens(reply.text))
             self.estimated += reply.prompt_tokens + reply.completion_tokens
         self.prompt_tokens += reply.prompt_tokens
@@ -501,12 +501,12 @@ class _Spent:
         """A call that failed after the server read it (a server error): its prompt, counted here since no
         usage came back. A request never delivered (unreachable) or refused up front costs nothing."""
         if kind == "server":
-            self._add_counted(sum(_approx_tokens(m.get("content") or "") for m in conversation), 0)
+            self._add_counted(_approx_prompt(conversation), 0)
 
     def add_stalled(self, conversation: list[dict[str, str]], tokens: int, settings: ModelSettings) -> None:
         """A call abandoned on a stall: its prompt, and the tokens that arrived, or, when none did, the cap
         (the server may have generated up to it before noticing the client had gone)."""
-        prompt = sum(_approx_tokens(m.get("content") or "") for m in conversation)
+        prompt = _approx_prompt(conversation)
         self._add_counted(prompt, tokens or settings.max_tokens or 0)
 
     def _add_counted(self, prompt: int, completion: int) -> None:
@@ -534,6 +534,10 @@ def _approx_tokens(text: str) -> int:
 
 def _approx_tokens_of(chars: int) -> int:
     return (chars + 3) // 4
+
+
+def _approx_prompt(conversation: list[dict[str, str]]) -> int:
+    return sum(_approx_tokens(m.get("content") or "") for m in conversation)
 
 
 def _resendable(exc: Exception) -> bool:

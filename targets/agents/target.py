@@ -306,8 +306,10 @@ class AgentSystemTarget:
 
     def cot_sc_curve(self, items: list[Item]) -> VoteCurve | str:
         """CoT-SC's score for 1 … baseline_chains chains on `items` (or why it could not be measured): kept
-        in memory and, keyed by what it depends on, in the cache folder."""
+        in memory and, keyed by what it depends on, sealed in the cache folder (every score reference is:
+        a file anything else wrote is measured again, never believed)."""
         from targets.agents.cotsc import measure
+        from targets.cache_dirs import read_sealed, write_sealed
 
         if isinstance(self._curve, VoteCurve):
             return self._curve
@@ -318,13 +320,12 @@ class AgentSystemTarget:
         if self._cache_dir is not None:
             digest = hashlib.sha256(key.encode()).hexdigest()[:16]
             path = self._cache_dir / "adas" / f"cot_sc-{digest}.json"
-            if path.is_file():
-                self._curve = VoteCurve.model_validate_json(path.read_text(encoding="utf-8"))
+            if (text := read_sealed(path, self._cache_dir)) is not None:
+                self._curve = VoteCurve.model_validate_json(text)
                 return self._curve
         self._curve = measure(self.runner, self.benchmark(), items, c.baseline_chains)
-        if path is not None and isinstance(self._curve, VoteCurve):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(self._curve.model_dump_json(), encoding="utf-8")
+        if path is not None and self._cache_dir is not None and isinstance(self._curve, VoteCurve):
+            write_sealed(path, self._cache_dir, self._curve.model_dump_json())
         return self._curve
 
     # ------------------------------------------------------------------ archive and proposer

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from targets.cache_dirs import write_sealed
-from targets.dpo.sigma import SigmaPilot, instrument_key, measured_sigma, pilot_path, race_sigma
-
-__all__ = ["SigmaPilot", "instrument_key", "measured_sigma", "pilot_path", "race_sigma", "run_pilot"]
+from targets.dpo.sigma import SigmaPilot, instrument_key, pilot_path
 
 PILOT_LOSSES = ("dpo", "cdpo", "slic", "ipo")
 PILOT_SEED_BASE = 2000
