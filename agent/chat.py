@@ -7,13 +7,15 @@ times), so that every tool call and result is an event and nothing happens that 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from agent.prompting import render
 from sandbox.redact import redact
+
+if TYPE_CHECKING:
+    from tools.toolbox import OnCall
 
 
 class ToolCallRecord(BaseModel):
@@ -38,7 +40,7 @@ class ChatAgent:
         target: str,
         description: str,
         max_rounds: int = 6,
-        event: Callable[..., Any] | None = None,
+        on_call: OnCall | None = None,
         text_tools: bool = False,
     ) -> None:
         """`text_tools`: for servers that ignore `tool_choice: auto` (they answer in text when offered
@@ -49,7 +51,7 @@ class ChatAgent:
         self.model = chat_model if text_tools else chat_model.bind_tools(tools)
         self.tools = {t.name: t for t in tools}
         self.max_rounds = max_rounds
-        self.event = event
+        self.on_call = on_call
         system = render("chat", target=target, description=description)
         if text_tools:
             system += "\n\n" + text_tool_protocol(tools)
@@ -96,8 +98,10 @@ class ChatAgent:
         result = tool.invoke(args) if tool else f"error: there is no tool {name!r}"
         result = redact(str(result))  # it may quote a candidate, and goes to the model and the TUI
         reply.tool_calls.append(ToolCallRecord(name=name, args=args, result=result))
-        if self.event is not None:
-            self.event("tool", None, tool=name, args=args, result=result[:500], chat=True)
+        if self.on_call is not None:
+            from tools.toolbox import ToolCall
+
+            self.on_call(ToolCall(tool=name, args=args, result=result[:500], chat=True))
         return result
 
 

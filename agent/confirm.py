@@ -10,10 +10,10 @@ them and trains nothing twice; an evidence event is logged once per (candidate, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from agent.config import EvidenceConfig
+from agent.events import EventLog, EvidencePayload, ToolPayload
 from agent.evidence import Evidence, compare, next_seeds
 from agent.fresh import CONFIRM, FRESH, Fresh, confirmation_claims, fresh_vs_baseline, read_fresh
 from agent.runs import RunDir
@@ -21,7 +21,6 @@ from targets.base import Interval, Target
 from targets.racing import Look, RaceConfig, look, seed_differences
 
 PLAN = "seeds/plan.json"
-EventFn = Callable[..., Any]
 
 
 def evidence_key(candidate: str | None, round_: Any) -> str:
@@ -31,12 +30,12 @@ def evidence_key(candidate: str | None, round_: Any) -> str:
 
 class Confirmer:
     def __init__(
-        self, run: RunDir, target: Target, config: EvidenceConfig, event: EventFn, logged: set[str]
+        self, run: RunDir, target: Target, config: EvidenceConfig, events: EventLog, logged: set[str]
     ) -> None:
         self.run = run
         self.target = target
         self.config = config
-        self.event = event
+        self.events = events
         self.logged = logged
         """Keys of evidence events already in the log."""
 
@@ -97,13 +96,8 @@ class Confirmer:
             self.run.write_candidate_file(cid, f"seeds/{seed}.json", saved)
         fit = evaluation.fitness
         summary = f"fitness {fit.value:+.4f}" if fit else f"failed: {evaluation.reason[:200]}"
-        self.event(
-            "tool",
-            cid,
-            tool="evaluate_seeds",
-            args={"name": name, "seeds": missing, "for": why},
-            result=summary,
-        )
+        args = {"name": name, "seeds": missing, "for": why}
+        self.events.append(ToolPayload(tool="evaluate_seeds", args=args, result=summary), cid)
 
     # ------------------------------------------------------------------ the decision
     def _log(self, cid: str, incumbent: str | None, ev: Evidence | None, round_: int, final: bool) -> None:
@@ -111,12 +105,10 @@ class Confirmer:
         if key in self.logged:
             return
         self.logged.add(key)
-        self.event(
-            "evidence",
-            cid,
+        evidence = EvidencePayload(
             verdict=ev.verdict if ev else "first",
             incumbent=incumbent,
-            diff=ev.diff.model_dump() if ev and ev.diff else None,
+            diff=ev.diff if ev else None,
             p_better=ev.p_better if ev else None,
             p_value=ev.p_value if ev else None,
             rule=self.config.rule,
@@ -125,6 +117,7 @@ class Confirmer:
             round=round_,
             final=final,
         )
+        self.events.append(evidence, cid)
 
     def decide(
         self, cid: str, code: str, name: str, evaluation: dict[str, Any], incumbent: str | None

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from agent.events import Event
+if TYPE_CHECKING:
+    from agent.run_state import RunState
 
 Action = Literal["pause", "resume", "stop", "hint", "pin", "veto", "approve", "deny", "budget"]
 ACTIONS: tuple[str, ...] = ("pause", "resume", "stop", "hint", "pin", "veto", "approve", "deny", "budget")
@@ -146,15 +146,15 @@ class ControlState:
         """approve / deny answers not yet consumed by a GPU-job approval."""
         self.budget: dict[str, float | None] = {}
 
-    def restore(self, events: Iterable[Event]) -> None:
-        """Re-apply the commands that earlier sessions applied (their `human` events)."""
-        for event in events:
-            if event.kind == "human" and "command" in event.payload:
-                command = Command.model_validate(event.payload["command"])
-                self._apply(command)
-                self.applied.add(command.id)
-            elif event.kind == "human" and event.payload.get("consumed") in self.decisions:
-                self.decisions.remove(event.payload["consumed"])
+    def restore(self, state: RunState) -> None:
+        """Re-apply the commands that earlier sessions applied, in order, and drop the decisions they used
+        (both read from the event log by agent.run_state)."""
+        for command in state.commands:
+            self._apply(command)
+            self.applied.add(command.id)
+        for decision in state.consumed:
+            if decision in self.decisions:
+                self.decisions.remove(decision)
         self.paused = False if self.stop_requested else self.paused
 
     def pending(self) -> list[Command]:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from agent.control import Command
+from memory.records import VsBaseline
 from sandbox.redact import redact_obj
+from targets.base import Interval
 
 MAX_PAYLOAD_CHARS = 20_000
 """Cap on each string of an event's payload (a candidate's output can be megabytes)."""
@@ -38,6 +42,186 @@ EventKind = Literal[
 ]
 
 
+class Payload(BaseModel):
+    """What an event says, one model per kind. Every field has a default and unknown fields are kept: a log
+    written by an older or newer disco still loads. Producers set only what they know (`exclude_unset`
+    on writing), so a line holds what was said, not a page of defaults."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: ClassVar[EventKind]
+
+
+class RunPayload(Payload):
+    kind: ClassVar[EventKind] = "run"
+    phase: Literal["session", "end", ""] = ""
+    resumed: bool = False
+    model: str = ""
+    pid: int | None = None
+    unsafe_sandbox: bool = False
+    state: str = ""
+    """phase end: the run's final state (stopped | finished | failed) and why."""
+    reason: str = ""
+    candidates: int = 0
+
+
+class NodePayload(Payload):
+    """A node entered or left (`phase`), or what a design / reflection / repair produced (no phase)."""
+
+    kind: ClassVar[EventKind] = "node"
+    node: str = ""
+    phase: Literal["enter", "leave", ""] = ""
+    seconds: float | None = None
+    # design
+    name: str = ""
+    thought: str = ""
+    model: str = ""
+    hints_used: list[str] = Field(default_factory=list)
+    hints_ignored: list[str] = Field(default_factory=list)
+    parents: list[str] = Field(default_factory=list)
+    # reflect
+    round: int = 0
+    skipped: bool = False
+    why: str = ""
+    reflection: str = ""
+    # repair
+    attempt: int = 0
+    fed: list[str] = Field(default_factory=list)
+
+
+class LlmPayload(Payload):
+    kind: ClassVar[EventKind] = "llm"
+    key: str = ""
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float | None = None
+    """None when the settings carry no prices."""
+    latency_s: float = 0.0
+    attempts: int = 1
+    cached: bool = False
+    error: str | None = None
+    estimated_tokens: int = 0
+
+
+class ToolPayload(Payload):
+    kind: ClassVar[EventKind] = "tool"
+    tool: str = ""
+    args: dict[str, Any] = Field(default_factory=dict)
+    result: str = ""
+    chat: bool = False
+
+
+class CheckPayload(Payload):
+    kind: ClassVar[EventKind] = "check"
+    passed: bool = False
+    repairs: int = 0
+    failures: list[str] = Field(default_factory=list)
+
+
+class EvaluationPayload(Payload):
+    kind: ClassVar[EventKind] = "evaluation"
+    status: str = ""
+    fitness: Interval | None = None
+    vs_baseline: Interval | None = None
+    baseline: str | None = None
+    reason: str = ""
+    seconds: float = 0.0
+
+
+class EvidencePayload(Payload):
+    kind: ClassVar[EventKind] = "evidence"
+    verdict: str = ""
+    incumbent: str | None = None
+    diff: Interval | None = None
+    p_better: float | None = None
+    p_value: float | None = None
+    rule: str = "bootstrap"
+    confidence: float | None = None
+    seeds: list[int] = Field(default_factory=list)
+    round: int = 0
+    final: bool = False
+    reason: str = ""
+
+
+class CandidatePayload(Payload):
+    kind: ClassVar[EventKind] = "candidate"
+    name: str = ""
+    status: str = ""
+    error: str | None = None
+    fitness: Interval | None = None
+    vs_baseline: VsBaseline | None = None
+    baseline: str | None = None
+    repairs: int = 0
+    parents: list[str] = Field(default_factory=list)
+    tokens: int = 0
+    verdict: str | None = None
+
+
+class JobPayload(Payload):
+    """A GPU job submitted, denied or not launched (no `job` then), or a poll's news of it (`cursor`)."""
+
+    kind: ClassVar[EventKind] = "job"
+    job: str | None = None
+    state: str = ""
+    message: str = ""
+    reason: str | None = None
+    log: list[str] = Field(default_factory=list)
+    metrics: list[dict[str, Any]] = Field(default_factory=list)
+    cursor: dict[str, Any] | None = None
+    seconds: float | None = None
+    cpu_s: float | None = None
+    gpu_s: float | None = None
+
+
+class HumanPayload(Payload):
+    """A control command applied (`command`), a question waiting for approve / deny, a decision used,
+    or a note the runner addresses to the person (`auto`)."""
+
+    kind: ClassVar[EventKind] = "human"
+    command: Command | None = None
+    message: str = ""
+    question: Any = None
+    consumed: str | None = None
+    auto: bool = False
+
+
+class BudgetPayload(Payload):
+    kind: ClassVar[EventKind] = "budget"
+    reason: str = ""
+
+
+class ErrorPayload(Payload):
+    kind: ClassVar[EventKind] = "error"
+    message: str = ""
+    error_kind: str | None = None
+    step: str | None = None
+    """The loop step whose model output was unusable (a candidate's failure, not the run's)."""
+    endpoint: str | None = None
+    """slow | down | rate-limited: the runner's word on the model endpoint."""
+    attempt: int | None = None
+    down_s: float | None = None
+    traceback: str | None = None
+
+
+class ProgressPayload(Payload):
+    kind: ClassVar[EventKind] = "progress"
+    what: str = ""
+    done: int | None = None
+    total: int | None = None
+    setup_s: float | None = None
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    m.kind: m
+    for m in (RunPayload, NodePayload, LlmPayload, ToolPayload, CheckPayload, EvaluationPayload,
+              EvidencePayload, CandidatePayload, JobPayload, HumanPayload, BudgetPayload, ErrorPayload,
+              ProgressPayload)
+}  # fmt: skip
+
+
+P = TypeVar("P", bound=Payload)
+
+
 class Event(BaseModel):
     seq: int
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -45,6 +229,26 @@ class Event(BaseModel):
     kind: EventKind
     candidate: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+    """As written (JSON); read it as `data`."""
+
+    @cached_property
+    def data(self) -> Payload:
+        """The payload as its kind's model; a line that does not fit it raises (ValueError)."""
+        return PAYLOADS[self.kind].model_validate(self.payload)
+
+
+def of_kind(events: Iterable[Event], model: type[P]) -> Iterator[tuple[Event, P]]:
+    """The events of one kind with their payloads as that kind's model; one that does not fit is skipped
+    (a hand-edited line), like a torn one."""
+    for event in events:
+        if event.kind != model.kind:
+            continue
+        try:
+            data = event.data
+        except ValueError:
+            continue
+        if isinstance(data, model):
+            yield event, data
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -88,12 +292,14 @@ class EventLog:
         _cut_torn_tail(path)
         self._seq = sum(1 for _ in read_events(path))
 
-    def append(self, kind: EventKind, candidate: str | None = None, **payload: Any) -> Event:
+    def append(self, data: Payload, candidate: str | None = None) -> Event:
         # Payloads quote candidates (errors, check messages, reasons): the log, the TUI and the report
         # read them, so every string is redacted and capped here, once for every writer.
-        payload = redact_obj(payload, MAX_PAYLOAD_CHARS)
+        payload = redact_obj(data.model_dump(mode="json", exclude_unset=True), MAX_PAYLOAD_CHARS)
         with self._lock:
-            event = Event(seq=self._seq, run=self.run_id, kind=kind, candidate=candidate, payload=payload)
+            event = Event(
+                seq=self._seq, run=self.run_id, kind=data.kind, candidate=candidate, payload=payload
+            )
             line = event.model_dump_json() + "\n"
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line)

@@ -20,6 +20,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
+from agent.events import NodePayload
 from agent.nodes import Loop
 from agent.state import LoopState
 
@@ -31,13 +32,12 @@ def _timed(loop: Loop, name: str, fn: Callable[[LoopState], dict[str, Any]]) -> 
 
     def node(state: LoopState) -> dict[str, Any]:
         cid = state.get("candidate_id") if name != "plan" else None
-        loop.s.events.append("node", cid, node=name, phase="enter")
+        loop.s.events.append(NodePayload(node=name, phase="enter"), cid)
         started = time.perf_counter()
         update = fn(state)
         cid = update.get("candidate_id", cid)
-        loop.s.events.append(
-            "node", cid, node=name, phase="leave", seconds=round(time.perf_counter() - started, 4)
-        )
+        seconds = round(time.perf_counter() - started, 4)
+        loop.s.events.append(NodePayload(node=name, phase="leave", seconds=seconds), cid)
         return update
 
     node.__name__ = name

@@ -8,47 +8,30 @@ id, so a second run of a node costs nothing and records nothing twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.config import RunConfig
 from agent.context import ContextLimits, DesignContext, build_context
-from agent.control import ControlState
-from agent.designers import Designer, StepResult
-from agent.events import EventLog
+from agent.designers import StepResult
+from agent.events import (
+    CandidatePayload,
+    CheckPayload,
+    ErrorPayload,
+    EvaluationPayload,
+    JobPayload,
+    NodePayload,
+    ProgressPayload,
+)
 from agent.fresh import read_fresh
 from agent.models import ModelError
-from agent.runs import RunDir
 from agent.schemas import Draft, RepairRequest
+from agent.session import Services
 from agent.state import LoopState
 from memory.records import CandidateRecord, Cost, Fitness, VsBaseline
-from memory.store import MemoryStore
 from sandbox.redact import redact_obj
-from targets.base import Target, baseline_of, evaluators_of
+from targets.base import baseline_of, evaluators_of
 from targets.progress import progress_to
 from targets.results import CheckReport, CheckResult
-from tools.toolbox import Toolbox, ToolError
-
-OUTPUT_ERRORS = ("malformed", "empty", "refused", "replay_missing")
-"""Model errors caused by the model's output: the candidate fails with the reason; the run goes on."""
-
-
-@dataclass
-class Services:
-    run: RunDir
-    events: EventLog
-    target: Target
-    memory: MemoryStore
-    designer: Designer
-    control: ControlState
-    config: RunConfig
-    tools: Toolbox
-    evaluated: set[str] = field(default_factory=set)
-    """Candidate ids with an `evaluation` event already."""
-    recorded: set[str] = field(default_factory=set)
-    """Candidate ids with a `candidate` event already (so that a re-run of `record` logs once)."""
-    evidenced: set[str] = field(default_factory=set)
-    """`candidate#round` keys of the `evidence` events already logged (agent.confirm.evidence_key)."""
+from tools.toolbox import ToolError
 
 
 class Loop:
@@ -90,9 +73,11 @@ class Loop:
         }
 
     def _model_failed(self, state: LoopState, exc: ModelError, step: str) -> dict[str, Any]:
-        if exc.kind not in OUTPUT_ERRORS:
+        if exc.who_acts != "candidate":
             raise exc  # endpoint down, auth, timeout: a run state for the runner, not the candidate's fault
-        self.s.events.append("error", state["candidate_id"], step=step, error_kind=exc.kind, message=str(exc))
+        self.s.events.append(
+            ErrorPayload(step=step, error_kind=exc.kind, message=str(exc)), state["candidate_id"]
+        )
         error = f"the model's {step} output was unusable: {exc}"
         return {"status": "failed", "error": error, "replay_broken": exc.kind == "replay_missing"}
 
@@ -134,9 +119,7 @@ class Loop:
         draft = step.value
         self._save_code(state, draft, "design")
         ignored = [h for h in ctx.hints if h in step.hints_ignored]
-        self.s.events.append(
-            "node",
-            cid,
+        designed = NodePayload(
             node="design",
             name=draft.name,
             thought=draft.thought,
@@ -145,6 +128,7 @@ class Loop:
             parents=step.parent_ids,
             model=self.s.designer.model_name,
         )
+        self.s.events.append(designed, cid)
         return {"draft": draft.model_dump(), "parent_ids": step.parent_ids} | self._usage(
             state, step, "design"
         )
@@ -155,17 +139,17 @@ class Loop:
         draft = Draft.model_validate(state["draft"])
         if not self.s.designer.reflects:  # the offline proposer: nothing to ask, no context to build
             entry = {"round": round_, "skipped": True, "why": "offline proposer: no model to reflect"}
-            self.s.events.append("node", cid, node="reflect", **entry)
+            self.s.events.append(NodePayload(node="reflect", **entry), cid)
             return {"reflections": [*state.get("reflections", []), entry]}
         ctx = self._context(state, query=f"{draft.name}\n{draft.thought}\n{draft.code}")
         try:
             step = self.s.designer.reflect(_key(state, f"reflect{round_}"), ctx, draft, round_)
         except ModelError as exc:
-            if exc.kind not in OUTPUT_ERRORS:
+            if exc.who_acts != "candidate":
                 raise
             # A failed critique keeps the draft as it was: the checks still judge it.
             entry = {"round": round_, "skipped": True, "why": f"the reflection failed: {exc}"}
-            self.s.events.append("node", cid, node="reflect", **entry)
+            self.s.events.append(NodePayload(node="reflect", **entry), cid)
             return {"reflections": [*state.get("reflections", []), entry]}
         if step.value is None:  # a seed of the archive, or a designer without a model
             entry = {
@@ -173,12 +157,12 @@ class Loop:
                 "skipped": True,
                 "why": "a known design (seed archive): nothing to reflect on",
             }
-            self.s.events.append("node", cid, node="reflect", **entry)
+            self.s.events.append(NodePayload(node="reflect", **entry), cid)
             return {"reflections": [*state.get("reflections", []), entry]}
         revised = step.value.draft()
         self._save_code(state, revised, f"reflect{round_}")
         entry = {"round": round_, "skipped": False, "reflection": step.value.reflection, "name": revised.name}
-        self.s.events.append("node", cid, node="reflect", **entry)
+        self.s.events.append(NodePayload(node="reflect", **entry), cid)
         return {
             "reflections": [*state.get("reflections", []), entry],
             "draft": revised.model_dump(),
@@ -198,7 +182,7 @@ class Loop:
         self.s.run.write_candidate_file(cid, f"{label}.json", checks)
         failures = [f"{c.name}: {c.message}" for c in report.failures()]
         self.s.events.append(
-            "check", cid, passed=report.passed, repairs=state.get("repairs", 0), failures=failures[:5]
+            CheckPayload(passed=report.passed, repairs=state.get("repairs", 0), failures=failures[:5]), cid
         )
         return {"checks": checks, "passed": report.passed, "fingerprint": report.fingerprint}
 
@@ -237,7 +221,7 @@ class Loop:
             return {"repairs": attempt} | self._model_failed(state, exc, "repair")
         fixed = step.value
         self._save_code(state, fixed, f"repair{attempt}")
-        self.s.events.append("node", cid, node="repair", attempt=attempt, fed=[c.name for c in failures])
+        self.s.events.append(NodePayload(node="repair", attempt=attempt, fed=[c.name for c in failures]), cid)
         attempts = [*state.get("attempts", []), {"id": lesson.id, "failures": [c.name for c in failures]}]
         parents = sorted({*state.get("parent_ids", []), lesson.id})
         return {
@@ -259,11 +243,8 @@ class Loop:
                 raise ModelError("unreachable", why)
             saved = redact_obj(evaluation.model_dump(mode="json"))  # reasons quote the candidate's errors
             self.s.run.write_candidate_file(cid, "evaluation.json", saved)
-        if cid not in self.s.evaluated:
-            self.s.evaluated.add(cid)
-            self.s.events.append(
-                "evaluation",
-                cid,
+        if cid not in self.s.state.evaluated:
+            evaluated = EvaluationPayload(
                 status=saved["status"],
                 fitness=saved["fitness"],
                 vs_baseline=saved["vs_baseline"],
@@ -271,6 +252,7 @@ class Loop:
                 reason=saved["reason"],
                 seconds=saved["seconds"],
             )
+            self.s.events.append(evaluated, cid)
         status = "evaluated" if saved["status"] == "ok" else "failed"
         return {"evaluation": saved, "status": status, "error": saved["reason"] or None}
 
@@ -278,7 +260,7 @@ class Loop:
         """A long step's progress as events (targets.progress): what it does now, n of N, time left."""
 
         def sink(what: str, done: int | None, total: int | None, **extra: float) -> None:
-            self.s.events.append("progress", cid, what=what, done=done, total=total, **extra)
+            self.s.events.append(ProgressPayload(what=what, done=done, total=total, **extra), cid)
 
         return sink
 
@@ -292,7 +274,7 @@ class Loop:
         budget = self.s.config.budget.max_candidates
         if budget:  # α is split over the candidates this run may race: exactly its cap when it has one
             evidence_cfg = evidence_cfg.model_copy(update={"candidate_budget": budget})
-        confirmer = Confirmer(self.s.run, self.s.target, evidence_cfg, self.s.events.append, self.s.evidenced)
+        confirmer = Confirmer(self.s.run, self.s.target, evidence_cfg, self.s.events, self.s.state.evidenced)
         with progress_to(self._progress(state["candidate_id"])):
             evidence = confirmer.decide(
                 state["candidate_id"], draft.code, draft.name, state["evaluation"] or {}, state.get("best_id")
@@ -336,11 +318,8 @@ class Loop:
         self.s.run.write_candidate_file(cid, "record.json", record.model_dump(mode="json"))
         if state.get("best_id") and state["best_id"] != cid:
             self._refresh_score(state["best_id"])  # the race trained the incumbent on more fresh seeds
-        if cid not in self.s.recorded:
-            self.s.recorded.add(cid)
-            self.s.events.append(
-                "candidate",
-                cid,
+        if cid not in self.s.state.recorded:
+            recorded = CandidatePayload(
                 name=record.name,
                 status=status,
                 error=error,
@@ -352,6 +331,7 @@ class Loop:
                 tokens=record.cost.prompt_tokens + record.cost.completion_tokens,
                 verdict=verdict,
             )
+            self.s.events.append(recorded, cid)
         update: dict[str, Any] = {"done": state["index"], "status": status, "error": error}
         if fitness and verdict in ("first", "best"):  # the point fitness alone never makes a best
             update |= {"best_id": cid, "best_fitness": fitness["value"]}
@@ -386,14 +366,18 @@ class Loop:
         if self.s.config.gpu.approval:
             question = {"kind": "gpu_job", "candidate": cid, "fitness": state.get("best_fitness")}
             if interrupt(question) != "approve":
-                self.s.events.append("job", cid, state="denied", message="the person denied the GPU job")
+                self.s.events.append(JobPayload(state="denied", message="the person denied the GPU job"), cid)
                 return {"job_id": None}
         try:
             job = self.s.tools.launch_job(cid)
         except ToolError as exc:
-            self.s.events.append("job", cid, state="not_launched", message=str(exc))
+            self.s.events.append(JobPayload(state="not_launched", message=str(exc)), cid)
             return {"job_id": None}
-        self.s.events.append("job", cid, job=job["id"], state=job["state"], message="GPU DPO job submitted")
+        if job["id"] not in self.s.state.jobs:  # a re-run of this node (a kill before its checkpoint)
+            # submits again and finds the same job (ids are hashes of the spec): it is announced once
+            self.s.events.append(
+                JobPayload(job=job["id"], state=job["state"], message="GPU DPO job submitted"), cid
+            )
         return {"job_id": job["id"]}
 
     # ------------------------------------------------------------------ routers

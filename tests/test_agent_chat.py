@@ -18,6 +18,7 @@ from targets.dpo.target import DPOTarget, DPOTargetConfig
 from targets.dpo.zoo import get_zoo_loss
 from tools.langchain_tools import as_langchain_tools
 from tools.toolbox import Toolbox
+from tools.toolbox import ToolCall as ToolCallMade
 
 
 @pytest.fixture
@@ -34,11 +35,9 @@ def toolbox(tmp_path: Path) -> Toolbox:
     memory.record(
         rec("exp_blowup", get_zoo_loss("cell").code, status="check_failed", error="finite_extreme: NaN")
     )
-    events: list[tuple] = []
-    box = Toolbox(
-        DPOTarget(DPOTargetConfig(preset="tiny")), memory, event=lambda *a, **kw: events.append((a, kw))
-    )
-    box.events = events  # type: ignore[attr-defined]
+    calls: list[ToolCallMade] = []
+    box = Toolbox(DPOTarget(DPOTargetConfig(preset="tiny")), memory, on_call=calls.append)
+    box.calls = calls  # type: ignore[attr-defined]
     return box
 
 
@@ -56,7 +55,7 @@ def test_chat_agent_answers_from_memory_tools(toolbox: Toolbox) -> None:
             as_langchain_tools(toolbox),
             target="dpo",
             description="losses",
-            event=lambda *a, **kw: None,
+            on_call=lambda call: None,
         )
         reply = agent.ask("What have you tried that resembles a hinge loss?")
         second = server.requests[1]["messages"]
@@ -68,7 +67,7 @@ def test_chat_agent_answers_from_memory_tools(toolbox: Toolbox) -> None:
     tool_turn = [m for m in second if m["role"] == "tool"]
     assert tool_turn and "hinge_loss" in tool_turn[0]["content"], "the tool's result went back to the model"
     assert server.requests[0]["tools"], "the tools were offered to the model"
-    assert any(kw.get("tool") == "similar" for _, kw in toolbox.events), "tool calls are events"
+    assert any(call.tool == "similar" for call in toolbox.calls), "tool calls are reported"  # type: ignore[attr-defined]
 
 
 def test_a_server_that_ignores_tool_choice_auto_gets_the_text_protocol(

@@ -22,6 +22,7 @@ from agent.config import EvidenceConfig
 from agent.confirm import Confirmer
 from agent.events import EventLog, read_events
 from agent.fresh import baseline_verdicts, read_fresh
+from agent.run_state import RunState
 from agent.runs import RunDir, RunMeta
 from targets.base import Evaluation
 
@@ -63,11 +64,9 @@ def _candidate(run: RunDir, target: SyntheticTarget, cid: str, quality: float) -
 
 def _confirmer(run: RunDir, target: SyntheticTarget, **cfg: Any) -> tuple[Confirmer, EventLog]:
     log = EventLog(run.events_path, run.run_id)
-    logged = {
-        f"{e.candidate}#{e.payload['round']}" for e in read_events(run.events_path) if e.kind == "evidence"
-    }
+    logged = RunState.of(read_events(run.events_path)).evidenced
     config = EvidenceConfig(**({"rule": "bootstrap", "extra_rounds": 2, "seeds_per_round": 2} | cfg))
-    return Confirmer(run, target, config, log.append, logged), log
+    return Confirmer(run, target, config, log, logged), log
 
 
 def _evidence(run: RunDir) -> list[dict[str, Any]]:

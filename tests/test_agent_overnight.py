@@ -17,7 +17,7 @@ from fake_openai import Error, FakeOpenAI, Trickle, free_port
 from test_jobs_helpers import make_model_and_data, train_config
 
 from agent.control import parse_command, send
-from agent.events import EventLog, read_events
+from agent.events import EventLog, JobPayload, read_events
 from agent.report.taxonomy import failures
 from agent.runner import Runner, create_run
 from tui.view import Tracker
@@ -161,7 +161,8 @@ def test_gpu_hours_of_earlier_sessions_count_against_the_gpu_budget(home: Path) 
     run = create_run(home / "runs", config, "gpuh")
     # What an earlier session wrote about a 2-GPU job that ran for an hour.
     EventLog(run.events_path, run.run_id).append(
-        "job", "gpuh-0001", job="job-0123456789abcdef", state="succeeded", cursor={}, cpu_s=0.0, gpu_s=7200.0
+        JobPayload(job="job-0123456789abcdef", state="succeeded", cursor={}, cpu_s=0.0, gpu_s=7200.0),
+        "gpuh-0001",
     )
     status = Runner(run, config, poll_s=0.05).execute()
     assert status.state == "stopped" and status.reason == "GPU budget reached: 2.000 h of 1.0 h"

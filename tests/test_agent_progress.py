@@ -97,7 +97,7 @@ def test_an_estimate_comes_from_the_pace_so_far() -> None:
 def test_resume_says_at_once_what_it_picks_up(tmp_path: Path) -> None:
     """`disco resume` used to print nothing for ~60 s (imports, checks, loading the target)."""
     from agent.config import load_config
-    from agent.events import EventLog
+    from agent.events import CandidatePayload, EventLog, NodePayload
     from agent.runner import create_run
     from agent.runs import RunStatus
 
@@ -106,10 +106,10 @@ def test_resume_says_at_once_what_it_picks_up(tmp_path: Path) -> None:
     log = EventLog(run.events_path, run.run_id)
     for cid, last in (("halfway-0001", "record"), ("halfway-0002", "evaluate")):
         for node in ("design", "check", "evaluate", "record")[: 4 if last == "record" else 3]:
-            log.append("node", cid, node=node, phase="enter")
+            log.append(NodePayload(node=node, phase="enter"), cid)
         if last == "record":
             run.write_candidate_file(cid, "record.json", {"id": cid, "status": "evaluated"})
-            log.append("candidate", cid, name="n", status="evaluated")
+            log.append(CandidatePayload(name="n", status="evaluated"), cid)
     run.write_status(RunStatus(state="stopped", reason="stopped by you (Ctrl-C)"))
 
     cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), "resume", "halfway"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent.control import ControlState, parse_command, send
-from agent.events import EventLog, read_events
+from agent.events import EventLog, HumanPayload, NodePayload, RunPayload, read_events
+from agent.run_state import RunState
 from agent.runs import RunDir, RunError, RunMeta, RunStatus
 from tools.processes import process_start
 
@@ -18,13 +19,13 @@ from tools.processes import process_start
 def test_a_torn_last_event_is_dropped_and_numbering_goes_on(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     log = EventLog(path, "r")
-    log.append("run", phase="session")
-    log.append("node", "r-0001", node="design", phase="enter")
+    log.append(RunPayload(phase="session"))
+    log.append(NodePayload(node="design", phase="enter"), "r-0001")
     with path.open("a") as handle:  # a kill -9 in the middle of a write
         handle.write('{"seq": 2, "time": "2026-11-22T00:00:00Z", "run": "r", "kin')
     assert [e.seq for e in read_events(path)] == [0, 1], "readers skip the torn line"
     reopened = EventLog(path, "r")
-    reopened.append("node", "r-0001", node="design", phase="enter")
+    reopened.append(NodePayload(node="design", phase="enter"), "r-0001")
     assert [e.seq for e in read_events(path)] == [0, 1, 2]
     assert path.read_text().count("\n") == 3 and "kin\n" not in path.read_text()
 
@@ -36,9 +37,9 @@ def test_commands_are_applied_once_across_restarts(tmp_path: Path) -> None:
     events = EventLog(events_path, "r")
     first = ControlState(control)
     for command in first.pending()[:2]:  # the runner dies after applying two of three
-        events.append("human", command=command.model_dump(mode="json"), message=first.apply(command))
+        events.append(HumanPayload(command=command.model_dump(mode="json"), message=first.apply(command)))
     second = ControlState(control)
-    second.restore(read_events(events_path))
+    second.restore(RunState.of(read_events(events_path)))
     assert second.hints == ["try a margin"] and second.vetoed == ["r-0002"]
     assert [c.action for c in second.pending()] == ["budget"], "only the unapplied command is pending"
     second.apply(second.pending()[0])

@@ -34,7 +34,7 @@ from agent_helpers import cli, kind_of
 from fake_openai import FakeOpenAI
 
 from agent.context import DesignContext, PastAttempt
-from agent.events import EventLog
+from agent.events import CheckPayload, EvaluationPayload, EventLog
 from agent.models import Exchange, ExchangeLog
 from agent.models.base import CallUsage
 from agent.prompting import design_messages, repair_messages
@@ -451,8 +451,10 @@ def leaked(baits: Baits, monkeypatch: pytest.MonkeyPatch) -> tuple[Baits, str]:
 
 def _event_log(tmp: Path, text: str) -> dict[str, bytes]:
     log = EventLog(tmp / "events.jsonl", "r")
-    log.append("check", "c1", failures=[text], nested={"stderr": text, "runs": [{"reason": text}]})
-    log.append("evaluation", "c1", reason=text[:777])  # a caller that truncated first: a secret cut in two
+    log.append(CheckPayload(failures=[text], nested={"stderr": text, "runs": [{"reason": text}]}), "c1")
+    log.append(
+        EvaluationPayload(reason=text[:777]), "c1"
+    )  # a caller that truncated first: a secret cut in two
     return files_under(tmp)
 
 

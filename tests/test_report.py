@@ -18,7 +18,7 @@ from agent_helpers import REPO, cli, tiny_config
 from PIL import Image
 from report_helpers import HOSTILE_NAME, report_run_fixture, resource_urls  # noqa: F401 (the fixture `report_run`)
 
-from agent.events import EventLog, read_events
+from agent.events import ErrorPayload, EventLog, EvidencePayload, JobPayload, read_events
 from agent.report.collect import Interval, Job, collect
 from agent.report.plots import edge_bends
 from agent.report.questions import open_questions
@@ -211,11 +211,12 @@ def test_evidence_is_shown_when_the_run_has_it(built, written, tmp_path: Path) -
     log = EventLog(copy.events_path, "ev")
     common = {"confidence": 0.9, "seeds": [0], "final": False}
     log.append(
-        "evidence", first, verdict="first", incumbent=None, diff=None, p_better=None, round=1, **common
+        EvidencePayload(verdict="first", incumbent=None, diff=None, p_better=None, round=1, **common), first
     )
     diff = {"value": 0.01, "ci_low": -0.02, "ci_high": 0.04}
     log.append(
-        "evidence", fourth, verdict="promising", incumbent=first, diff=diff, p_better=0.8, round=1, **common
+        EvidencePayload(verdict="promising", incumbent=first, diff=diff, p_better=0.8, round=1, **common),
+        fourth,
     )
     files = write_report(copy)
     md = files.markdown.read_text()
@@ -234,10 +235,10 @@ def test_gpu_job_failures_join_the_taxonomy(built, written, tmp_path: Path) -> N
     _, run = built
     copy = RunDir(shutil.copytree(run.root, tmp_path / "runs" / "jobs"))
     log, cid = EventLog(copy.events_path, "jobs"), f"{run.run_id}-0001"
-    log.append("job", cid, job="j-1", state="queued", message="GPU DPO job submitted")
-    log.append("job", cid, job="j-1", state="running", message="")
-    log.append("job", cid, job="j-1", state="failed:oom", message="CUDA out of memory at step 12")
-    log.append("job", cid, job="j-2", state="failed:nan", message="loss is NaN at step 40")
+    log.append(JobPayload(job="j-1", state="queued", message="GPU DPO job submitted"), cid)
+    log.append(JobPayload(job="j-1", state="running", message=""), cid)
+    log.append(JobPayload(job="j-1", state="failed:oom", message="CUDA out of memory at step 12"), cid)
+    log.append(JobPayload(job="j-2", state="failed:nan", message="loss is NaN at step 40"), cid)
     data = collect(copy)
     assert [(j.job, j.state) for j in data.jobs] == [("j-1", "failed:oom"), ("j-2", "failed:nan")]
     kinds = {f.kind: (f.count, f.candidates) for f in data.failures}
@@ -321,7 +322,9 @@ def test_the_report_imports_no_target(built, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     # targets.racing is the statistics of the fresh-seed verdicts (Benjamini–Hochberg); targets.base and
     # targets.results the seam's data types (the one Interval, check results): no target
-    assert proc.stdout.strip() == "['targets', 'targets.base', 'targets.racing', 'targets.results']"
+    # memory.records: the record's data types (the events carry a VsBaseline), not the store (Chroma)
+    expected = "['memory', 'memory.records', 'targets', 'targets.base', 'targets.racing', 'targets.results']"
+    assert proc.stdout.strip() == expected
 
 
 def test_evaluating_on_more_seeds_comes_with_its_command(built, tmp_path: Path) -> None:
@@ -349,7 +352,9 @@ def test_setup_failures_are_told_apart_from_candidate_faults(built, tmp_path: Pa
     _, run = built
     copy = RunDir(shutil.copytree(run.root, tmp_path / "runs" / "setup"))
     log, cid = EventLog(copy.events_path, "setup"), f"{run.run_id}-0001"
-    log.append("error", cid, error_kind="unreachable", step="c0001/design", message="endpoint unreachable")
+    log.append(
+        ErrorPayload(error_kind="unreachable", step="c0001/design", message="endpoint unreachable"), cid
+    )
     evaluation = copy.root / "candidates" / cid / "evaluation.json"
     doc = json.loads(evaluation.read_text())
     doc |= {"status": "failed", "reason": "the adas target needs an inner model: set [models.inner]"}

@@ -19,7 +19,7 @@ from test_tui_helpers import (
     write_run,
 )
 
-from agent.events import EventLog
+from agent.events import CandidatePayload, ErrorPayload, EventLog, EvidencePayload, NodePayload
 from tui.app import make_app
 from tui.screens.candidate import CandidateScreen
 from tui.screens.dialogs import HelpScreen, QuitScreen
@@ -125,12 +125,8 @@ async def test_a_hint_visibly_reaches_the_next_design(home: Path) -> None:
         await until(pilot, lambda: "hint for the next design: bound the loss" in text_of(app, "#progress"))
         log = EventLog(run.events_path, run.run_id)
         log.append(
-            "node",
+            NodePayload(node="design", name="bounded", thought="t", hints_used=["bound the loss"]),
             f"{RUN_ID}-0005",
-            node="design",
-            name="bounded",
-            thought="t",
-            hints_used=["bound the loss"],
         )
         await until(pilot, lambda: "↳ your hint reached this design: bound the loss" in text_of(app))
         await until(pilot, lambda: "hint for the next design" not in text_of(app, "#progress"))
@@ -148,13 +144,14 @@ async def test_a_hint_the_design_could_not_act_on_is_said_not_reached(home: Path
         await until(pilot, lambda: bool(commands(run)))
         apply_commands(run)
         EventLog(run.events_path, run.run_id).append(
-            "node",
+            NodePayload(
+                node="design",
+                name="logistic_mix",
+                thought="t",
+                hints_used=[],
+                hints_ignored=["be more creative"],
+            ),
             f"{RUN_ID}-0005",
-            node="design",
-            name="logistic_mix",
-            thought="t",
-            hints_used=[],
-            hints_ignored=["be more creative"],
         )
         await until(
             pilot, lambda: "✗ this design could not act on your hint: be more creative" in text_of(app)
@@ -286,12 +283,12 @@ async def test_the_conversation_follows_unless_scrolled_up_and_the_board_keeps_i
         story.scroll_home(animate=False, immediate=True)
         log = EventLog(run.events_path, run.run_id)
         for i in range(5):
-            log.append("error", message=f"note {i}")
+            log.append(ErrorPayload(message=f"note {i}"))
         await until(pilot, lambda: "note 4" in text_of(app))
         await pilot.pause(0.2)
         assert story.scroll_offset.y == 0, "a person reading back is not pulled to the end"
         story.scroll_end(animate=False, immediate=True)
-        log.append("error", message="note 5")
+        log.append(ErrorPayload(message="note 5"))
         await until(pilot, lambda: "note 5" in text_of(app))
         await until(pilot, lambda: story.scroll_offset.y == story.max_scroll_y, what="following again")
         table = app.screen.query_one("#board")
@@ -312,19 +309,18 @@ async def test_the_conversation_follows_unless_scrolled_up_and_the_board_keeps_i
         run.write_candidate_file(f"{RUN_ID}-0005", "vs_baseline.json", fresh(0.9))
         vs = {"diff": 0.9, "ci_low": 0.82, "ci_high": 0.96, "n_seeds": 4}
         log.append(
-            "candidate",
+            CandidatePayload(
+                name="new_best", status="evaluated", fitness=better, vs_baseline=vs, verdict="best"
+            ),
             f"{RUN_ID}-0005",
-            name="new_best",
-            status="evaluated",
-            fitness=better,
-            vs_baseline=vs,
-            verdict="best",
         )
         await until(pilot, lambda: board(app)[0][1] == "◆new_best", what="the re-ranked board")
         assert board(app)[1][1] == "squared_margin", "the mark moved to the new incumbent"
         assert board(app)[table.cursor_row][1] == "hinge_gate", "the cursor stays on its candidate"
         # a race trains the former incumbent on more seeds: the evidence event alone refreshes its cell
         run.write_candidate_file(f"{RUN_ID}-0002", "vs_baseline.json", fresh(0.31) | {"n_seeds": 8})
-        log.append("evidence", f"{RUN_ID}-0005", verdict="not_better", incumbent=f"{RUN_ID}-0002", round=1)
+        log.append(
+            EvidencePayload(verdict="not_better", incumbent=f"{RUN_ID}-0002", round=1), f"{RUN_ID}-0005"
+        )
         await until(pilot, lambda: board(app)[1][3].endswith(" 8"), what="the refreshed n")
         assert "●" in text_of(app, "#chart") and text_of(app, "#chart").count("●") == 4

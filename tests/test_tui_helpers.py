@@ -11,7 +11,20 @@ from typing import Any
 
 from agent.config import load_config
 from agent.control import ControlState, read_commands
-from agent.events import EventLog, read_events
+from agent.events import (
+    BudgetPayload,
+    CandidatePayload,
+    CheckPayload,
+    EvaluationPayload,
+    EventLog,
+    HumanPayload,
+    JobPayload,
+    NodePayload,
+    RunPayload,
+    ToolPayload,
+    read_events,
+)
+from agent.run_state import RunState
 from agent.runner import create_run
 from agent.runs import RunDir, RunStatus
 from targets.dpo.zoo import get_zoo_loss
@@ -61,44 +74,41 @@ def write_run(home: Path, run_id: str = RUN_ID, state: str = "finished", pid: in
     config = load_config(None, {"budget": {"max_candidates": 10}}, env={})
     run = create_run(home / "runs", config, run_id)
     log = EventLog(run.events_path, run.run_id)
-    log.append("run", phase="session", resumed=False, model="offline", pid=4242)
+    log.append(RunPayload(phase="session", resumed=False, model="offline", pid=4242))
     best, parents = None, []
     for i, (zoo, name, value) in enumerate([*LOSSES, ("broken", "broken_loss", None)], start=1):
         cid = f"{run_id}-{i:04d}"
         code = BROKEN if zoo == "broken" else get_zoo_loss(zoo).code
-        log.append("node", None, node="plan", phase="enter")
-        log.append("node", cid, node="plan", phase="leave", seconds=0.0)
-        log.append("node", cid, node="design", phase="enter")
+        log.append(NodePayload(node="plan", phase="enter"))
+        log.append(NodePayload(node="plan", phase="leave", seconds=0.0), cid)
+        log.append(NodePayload(node="design", phase="enter"), cid)
         log.append(
-            "node", cid, node="design", name=name, thought=f"try {zoo}", hints_used=[], parents=parents
+            NodePayload(node="design", name=name, thought=f"try {zoo}", hints_used=[], parents=parents), cid
         )
         run.write_candidate_file(cid, "design.py", code)
         for round_ in (1, 2):
-            log.append("node", cid, node="reflect", round=round_, skipped=True, why="offline proposer")
-        log.append("node", cid, node="check", phase="enter")
-        log.append("tool", cid, tool="run_checks", args={"chars": len(code)}, result="passed")
+            log.append(NodePayload(node="reflect", round=round_, skipped=True, why="offline proposer"), cid)
+        log.append(NodePayload(node="check", phase="enter"), cid)
+        log.append(ToolPayload(tool="run_checks", args={"chars": len(code)}, result="passed"), cid)
         run.write_candidate_file(cid, "check0.json", check_report(value is not None))
         status, error, fit, vs, verdict = "evaluated", None, None, None, None
         if value is None:
-            log.append("check", cid, passed=False, repairs=0, failures=["output_shape: NameError"])
-            log.append("node", cid, node="repair", attempt=1, fed=["output_shape"])
+            log.append(CheckPayload(passed=False, repairs=0, failures=["output_shape: NameError"]), cid)
+            log.append(NodePayload(node="repair", attempt=1, fed=["output_shape"]), cid)
             run.write_candidate_file(cid, "repair1.py", BROKEN.replace("* 2", "* 3"))
             run.write_candidate_file(cid, "check1.json", check_report(False))
-            log.append("check", cid, passed=False, repairs=1, failures=["output_shape: NameError"])
+            log.append(CheckPayload(passed=False, repairs=1, failures=["output_shape: NameError"]), cid)
             status, error = "check_failed", "still failing after 1 repair(s): output_shape: NameError"
             code = BROKEN.replace("* 2", "* 3")
         else:
             fit = fitness(value)
-            log.append("check", cid, passed=True, repairs=0, failures=[])
+            log.append(CheckPayload(passed=True, repairs=0, failures=[]), cid)
             run.write_candidate_file(cid, "evaluation.json", {"fitness": fit, "vs_baseline": fitness(value)})
             log.append(
-                "evaluation",
+                EvaluationPayload(
+                    status="ok", fitness=fit, vs_baseline=fitness(value), reason="", seconds=3.0
+                ),
                 cid,
-                status="ok",
-                fitness=fit,
-                vs_baseline=fitness(value),
-                reason="",
-                seconds=3.0,
             )
             verdict = "first" if best is None else "best" if value > best[1] else "not_better"
             vs = {k: v for k, v in fresh(value).items() if k in ("diff", "ci_low", "ci_high", "n_seeds")}
@@ -118,21 +128,21 @@ def write_run(home: Path, run_id: str = RUN_ID, state: str = "finished", pid: in
             "vs_baseline": vs,
         }
         run.write_candidate_file(cid, "record.json", record)
-        log.append(
-            "candidate", cid, name=name, status=status, error=error, fitness=fit, vs_baseline=vs,
-            baseline="DPO", parents=parents, verdict=verdict,
-        )  # fmt: skip
+        said = {"name": name, "status": status, "error": error, "fitness": fit, "vs_baseline": vs}
+        log.append(CandidatePayload(**said, baseline="DPO", parents=parents, verdict=verdict), cid)
         if value is not None and (best is None or value > best[1]):
             best = (cid, value)
         if i == 2:  # the best so far earns a real DPO job, still training
             job = "job-0123456789abcdef"
-            log.append("job", cid, job=job, state="running", message="GPU DPO job submitted")
-            log.append("job", cid, job=job, state="running", log=["[train] step 30/120 loss 0.61"])
+            log.append(JobPayload(job=job, state="running", message="GPU DPO job submitted"), cid)
+            log.append(JobPayload(job=job, state="running", log=["[train] step 30/120 loss 0.61"]), cid)
         parents = [cid] if i == 1 else []
     if state == "finished":
-        log.append("budget", reason="candidates budget reached: 4 of 4")
+        log.append(BudgetPayload(reason="candidates budget reached: 4 of 4"))
         log.append(
-            "run", phase="end", state="finished", reason="candidates budget reached: 4 of 4", candidates=4
+            RunPayload(
+                phase="end", state="finished", reason="candidates budget reached: 4 of 4", candidates=4
+            )
         )
     reason = "candidates budget reached: 4 of 4" if state == "finished" else ""
     start = process_start(pid) if pid else None  # a runner names itself by pid and start time
@@ -150,12 +160,12 @@ def live_run(home: Path, run_id: str = RUN_ID) -> RunDir:
 def apply_commands(run: RunDir) -> list[str]:
     """What the runner does between two steps: apply the pending commands, each a `human` event."""
     control = ControlState(run.control_path)
-    control.restore(read_events(run.events_path))
+    control.restore(RunState.of(read_events(run.events_path)))
     log = EventLog(run.events_path, run.run_id)
     messages = []
     for command in control.pending():
         message = control.apply(command)
-        log.append("human", command=command.model_dump(mode="json"), message=message)
+        log.append(HumanPayload(command=command.model_dump(mode="json"), message=message))
         messages.append(message)
     return messages
 

@@ -12,7 +12,7 @@ import pytest
 from test_tui_helpers import RUN_ID, apply_commands, live_run, write_run
 
 from agent.control import parse_command
-from agent.events import Event, EventLog, EventTail
+from agent.events import EvaluationPayload, Event, EventLog, EventTail, NodePayload, RunPayload
 from tui.candidate import candidate_detail
 from tui.chart import chart_lines
 from tui.commands import (
@@ -255,7 +255,7 @@ def test_event_tail_reads_only_what_was_appended_and_waits_for_a_torn_line(tmp_p
     log = EventLog(tmp_path / "events.jsonl", "r1")
     tail = EventTail(log.path)
     assert tail.read() == []
-    log.append("run", phase="session")
+    log.append(RunPayload(phase="session"))
     with log.path.open("a") as handle:
         handle.write('{"seq": 1, "run": "r1", "kind": "no')  # a writer in the middle of a line
     assert [e.seq for e in tail.read()] == [0]
@@ -292,16 +292,16 @@ def test_paused_after_evaluate_the_board_says_paused_with_the_printed_fitness(ho
     run.write_status(status)
     log = EventLog(run.events_path, run.run_id)
     cid = f"{RUN_ID}-0005"
-    log.append("node", None, node="plan", phase="enter")
-    log.append("node", cid, node="plan", phase="leave", seconds=0.0)
-    log.append("node", cid, node="design", name="late_one", thought="t", hints_used=[], parents=[])
-    log.append("node", cid, node="evaluate", phase="enter")
+    log.append(NodePayload(node="plan", phase="enter"))
+    log.append(NodePayload(node="plan", phase="leave", seconds=0.0), cid)
+    log.append(NodePayload(node="design", name="late_one", thought="t", hints_used=[], parents=[]), cid)
+    log.append(NodePayload(node="evaluate", phase="enter"), cid)
     source = RunSource(run)
     rows = source.poll().rows  # type: ignore[union-attr]
     assert rows is not None and (rows[-1].id, rows[-1].status, rows[-1].fitness) == (cid, "evaluate…", None)
     fit = {"value": 0.2, "ci_low": 0.1, "ci_high": 0.3}
-    log.append("evaluation", cid, status="ok", fitness=fit, vs_baseline=None, reason="", seconds=9.0)
-    log.append("node", cid, node="evaluate", phase="leave", seconds=9.0)
+    log.append(EvaluationPayload(status="ok", fitness=fit, vs_baseline=None, reason="", seconds=9.0), cid)
+    log.append(NodePayload(node="evaluate", phase="leave", seconds=9.0), cid)
     status.state = "paused"
     run.write_status(status)
     update = source.poll()
@@ -332,7 +332,21 @@ def test_events_file_is_untouched_by_reading(home: Path) -> None:
 
 def test_an_event_the_tracker_cannot_read_is_shown_not_fatal(home: Path) -> None:
     run = write_run(home)
-    EventLog(run.events_path, run.run_id).append("evaluation", f"{RUN_ID}-0009", fitness={"value": 1.0})
+    # A writer refuses such a payload (typed events); a hand-edited log or another program can still hold it.
+    with pytest.raises(ValueError):
+        EventLog(run.events_path, run.run_id).append(
+            EvaluationPayload(fitness={"value": 1.0}), f"{RUN_ID}-0009"
+        )
+    seq = sum(1 for _ in run.events_path.open())
+    bad = {
+        "seq": seq,
+        "run": run.run_id,
+        "kind": "evaluation",
+        "candidate": f"{RUN_ID}-0009",
+        "payload": {"fitness": {"value": 1.0}},
+    }
+    with run.events_path.open("a") as handle:
+        handle.write(json.dumps(bad) + "\n")
     update = RunSource(run).poll()
     assert update is not None
-    assert "could not be shown: KeyError" in update.lines[-1].text and update.lines[-1].who == "system"
+    assert "could not be shown: ValidationError" in update.lines[-1].text and update.lines[-1].who == "system"

@@ -2,7 +2,8 @@
 launch / watch / cancel a DPO job. The loop's nodes call these methods; `tools.langchain` wraps the same
 methods as LangChain tools for the chat agent, so both see the same behaviour and the same results.
 
-Every call is an event (`tool`, with its arguments and a short result) when the toolbox has an event log.
+Every call is told to `on_call` (a `ToolCall`: the tool, its arguments and a short result), which the
+agent writes to the run's event log.
 """
 
 from __future__ import annotations
@@ -18,7 +19,19 @@ from memory.store import MemoryStore
 from targets.base import Evaluation, Target
 from targets.results import CheckReport, CheckResult
 
-EventSink = Callable[..., Any]
+
+class ToolCall(BaseModel):
+    """One call of a tool, as it is reported (the run's `tool` event, the TUI's tool line)."""
+
+    tool: str
+    args: dict[str, Any]
+    result: str
+    candidate: str | None = None
+    chat: bool = False
+    """Asked by the chat agent, not by the loop."""
+
+
+OnCall = Callable[[ToolCall], None]
 
 
 class CandidateBrief(BaseModel):
@@ -62,7 +75,7 @@ class Toolbox:
         memory: MemoryStore,
         jobs: Any | None = None,
         job_defaults: dict[str, Any] | None = None,
-        event: EventSink | None = None,
+        on_call: OnCall | None = None,
         jobs_dir: Path | None = None,
     ) -> None:
         """`jobs_dir`: where a JobQueue is opened on first use when `jobs` is None (the data dir's jobs/,
@@ -73,14 +86,14 @@ class Toolbox:
         """A tools.jobs.JobQueue, created on first use when None."""
         self.jobs_dir = jobs_dir
         self.job_defaults = job_defaults or {}
-        self.event = event
+        self.on_call = on_call
         self.ignore_runs: tuple[str, ...] = ()
         """Runs whose candidates the novelty gate does not count (a replay's recorded run: the replay would
         otherwise be judged a duplicate of the very run it reproduces)."""
 
     def _log(self, tool: str, args: dict[str, Any], result: str, candidate: str | None = None) -> None:
-        if self.event is not None:
-            self.event("tool", candidate, tool=tool, args=args, result=result[:500])
+        if self.on_call is not None:
+            self.on_call(ToolCall(tool=tool, args=args, result=result[:500], candidate=candidate))
 
     # ------------------------------------------------------------------ checks and evaluation
     def check(self, code: str, candidate_id: str | None = None) -> CheckReport:
@@ -159,7 +172,8 @@ class Toolbox:
         return CandidateBrief.of(rec, code_chars=6000) if rec else None
 
     # ------------------------------------------------------------------ DPO jobs
-    def _queue(self) -> Any:
+    def queue(self) -> Any:
+        """The GPU job queue, opened on first use."""
         if self.jobs is None:
             from tools.jobs import JobQueue
 
@@ -189,7 +203,7 @@ class Toolbox:
                 resources=Resources(gpus=gpus, **self.job_defaults.get("resources", {})),
                 time_limit_s=self.job_defaults.get("time_limit_s", 3600.0),
             )
-            job = self._queue().submit(spec)
+            job = self.queue().submit(spec)
         except JobError as exc:
             raise ToolError(str(exc)) from None
         self._log(
@@ -201,12 +215,12 @@ class Toolbox:
         from tools.jobs import JobError
 
         try:
-            job = self._queue().get(job_id)
+            job = self.queue().get(job_id)
         except JobError as exc:
             raise ToolError(str(exc)) from None
         if job is None:
             raise ToolError(f"no job {job_id!r}")
-        lines, _ = self._queue().logs(job_id)
+        lines, _ = self.queue().logs(job_id)
         doc = job.model_dump(
             mode="json", include={"id", "state", "reason", "metrics", "started_at", "finished_at"}
         )
@@ -218,7 +232,7 @@ class Toolbox:
         from tools.jobs import JobError
 
         try:
-            job = self._queue().cancel(job_id)
+            job = self.queue().cancel(job_id)
         except JobError as exc:
             raise ToolError(str(exc)) from None
         self._log("cancel_job", {"job": job_id}, job.state)

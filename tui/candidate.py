@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.runs import RunDir
-from tui.view import fmt_fitness
+from targets.base import Interval
 
 VERSION_ORDER = ("design", "reflect1", "reflect2")
 
@@ -160,7 +160,7 @@ def candidate_detail(run: RunDir, cid: str) -> CandidateDetail | None:
         id=cid,
         name=rec.get("name", ""),
         status=rec.get("status", "in progress"),
-        fitness=fmt_fitness(rec.get("fitness")),
+        fitness=Interval.model_validate(rec["fitness"]).text() if rec.get("fitness") else "",
         thought=rec.get("thought", ""),
         error=rec.get("error") or "",
         code=code,

@@ -10,11 +10,14 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.redact import redact
 from tui.commands import MemoryQuery
 from tui.view import Line
+
+if TYPE_CHECKING:
+    from tools.toolbox import ToolCall
 
 OFFLINE_REPLY = (
     "No model is configured for chat, so I cannot answer in words. Name one with --model and --base-url, "
@@ -101,7 +104,7 @@ class ChatService:
             as_langchain_tools(box),
             target=box.target.name,
             description=box.target.description,
-            event=self._tool_event,
+            on_call=self._tool_event,
             text_tools=self._text_tools(),
         )
 
@@ -118,11 +121,11 @@ class ChatService:
             return False
         return found is not None and found.tools_auto.startswith("ignored")
 
-    def _tool_event(self, kind: str, candidate: str | None = None, **p: Any) -> None:
+    def _tool_event(self, call: ToolCall) -> None:
         if self._on_tool is not None:
-            args = json.dumps(p.get("args") or {})[:200]
-            result = str(p.get("result", "")).replace("\n", " ")[:300]
-            self._on_tool(Line(f"tool {p.get('tool')}({args}) → {result}", "dim", "tool"))
+            args = json.dumps(call.args)[:200]
+            result = call.result.replace("\n", " ")[:300]
+            self._on_tool(Line(f"tool {call.tool}({args}) → {result}", "dim", "tool"))
 
     def ask(self, text: str, on_tool: Callable[[Line], None] | None = None, context: str = "") -> list[Line]:
         """The agent's answer to `text`; each tool call goes to `on_tool` as it happens. `context` (the

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.control import Command, send
-from agent.events import Event, EventTail
+from agent.events import Event, EventTail, HumanPayload
 from agent.fresh import fresh_text, read_fresh
 from agent.leaderboard import Row, candidate_rows, ranked
 from agent.runs import RunDir, RunStatus, list_runs
@@ -76,9 +76,7 @@ class RunSource:
         status = self.run.status()
         alive = self.alive(status)
         lines = [line for e in events for line in self._feed(e)]
-        acked = tuple(
-            e.payload["command"]["id"] for e in events if e.kind == "human" and "command" in e.payload
-        )
+        acked = tuple(command.id for e in events if (command := _applied(e)) is not None)
         elapsed = status.elapsed_s
         if alive and status.state == "running":
             elapsed += max(0.0, (datetime.now(UTC) - status.updated_at).total_seconds())
@@ -121,16 +119,16 @@ class RunSource:
         if not cid or t.node in (None, "plan") or any(r.id == cid for r in self._rows or ()):
             return ()
         index = int(cid[-4:]) if cid[-4:].isdigit() else 0
-        fit = t.screen_fitness.get(cid) or {}
+        fit = t.screen_fitness.get(cid)
         return (
             Row(
                 id=cid,
                 index=index,
                 name=t.name or "…",
                 status="paused" if paused else f"{t.node}…",
-                fitness=fit.get("value"),
-                ci_low=fit.get("ci_low"),
-                ci_high=fit.get("ci_high"),
+                fitness=fit.value if fit else None,
+                ci_low=fit.ci_low if fit else None,
+                ci_high=fit.ci_high if fit else None,
             ),
         )
 
@@ -152,6 +150,17 @@ class RunSource:
             then = f": {self.tracker.pausing()}" if command.action == "pause" else ""
             return f"sent: the runner applies it at its next step boundary{then}"
         return "sent: no runner is active, so it is applied when the run is resumed (`disco resume`)"
+
+
+def _applied(event: Event) -> Command | None:
+    """The command a `human` event says the runner applied (None for other events, or one unreadable)."""
+    if event.kind != "human":
+        return None
+    try:
+        data = event.data
+    except ValueError:
+        return None
+    return data.command if isinstance(data, HumanPayload) else None
 
 
 def start_run(home: Path, run_id: str, args: list[str]) -> tuple[subprocess.Popen, Path]:

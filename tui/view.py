@@ -1,21 +1,35 @@
 """What the panes show, folded from a run's events: plain data, no Textual.
 
-`Tracker.feed(event)` keeps where the loop is (candidate, step, reflection round, repair attempt), the
-budget, the jobs and the hints not yet used; it returns the conversation lines that the event deserves.
+`Tracker.feed(event)` folds the event into the run's state (agent.run_state: the step, the jobs, the
+commands, the tokens) and keeps what only the panes need (the reflection round, the repair attempt, the
+hints each design answered, the chart's points); it returns the conversation lines the event deserves.
 `Tracker.view(status, alive)` is a frozen snapshot for the progress pane; `points` feeds the chart.
 """
 
 from __future__ import annotations
 
-import re
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from agent.control import parse_budget
-from agent.events import Event
+from agent.events import (
+    BudgetPayload,
+    CandidatePayload,
+    CheckPayload,
+    ErrorPayload,
+    EvaluationPayload,
+    Event,
+    HumanPayload,
+    JobPayload,
+    LlmPayload,
+    NodePayload,
+    ProgressPayload,
+    RunPayload,
+    ToolPayload,
+)
+from agent.run_state import RunState
 from agent.runs import RunMeta, RunStatus
+from targets.base import Interval
 
 STEPS = ("plan", "design", "reflect", "check", "repair", "evaluate", "record")
 
@@ -94,12 +108,6 @@ def short(cid: str | None) -> str:
     return f"#{int(tail)}" if tail.isdigit() else cid
 
 
-def fmt_fitness(fit: dict[str, Any] | None) -> str:
-    if not fit or fit.get("value") is None:
-        return ""
-    return f"{fit['value']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]"
-
-
 def fmt_duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 60:
@@ -109,29 +117,18 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-_STEP_RE = re.compile(r"step (\d+)/(\d+)")
-
-
 @dataclass
 class Tracker:
     run_id: str
     meta: RunMeta | None = None
+    state: RunState = field(default_factory=RunState)
+    """The run's event log folded so far."""
     candidate: str | None = None
     name: str = ""
-    node: str | None = None
-    doing: str = ""
-    """What the step running now is doing (its latest progress event)."""
     reflection: int = 0
     repair: int = 0
     checks: str = ""
-    tokens: int = 0
-    usd: float = 0.0
-    budget: dict[str, float | None] = field(default_factory=dict)
-    jobs: dict[str, JobView] = field(default_factory=dict)
     waiting: str = ""
-    hints: list[str] = field(default_factory=list)
-    pinned: list[str] = field(default_factory=list)
-    vetoed: list[str] = field(default_factory=list)
     delivered: dict[str, str] = field(default_factory=dict)
     """hint → the candidate whose design used it first."""
     not_acted: dict[str, str] = field(default_factory=dict)
@@ -141,26 +138,44 @@ class Tracker:
     """Per recorded candidate, its difference to the baseline on fresh seeds (agent.fresh)."""
     fitness_points: list[Point] = field(default_factory=list)
     """Per recorded candidate, its evaluation's fitness: charted only for a target with no baseline."""
-    baseline: str = ""
-    known: list[str] = field(default_factory=list)
-    """Candidate ids in the order they appeared (for completion and `/pin 3`)."""
-    node_since: datetime | None = None
-    """When the step running now began (its `enter` event)."""
-    node_seconds: dict[str, list[float]] = field(default_factory=dict)
-    """node → how long each finished run of it took: what a pause waits for is estimated from them."""
-    screen_fitness: dict[str, dict[str, float]] = field(default_factory=dict)
+    screen_fitness: dict[str, Interval] = field(default_factory=dict)
     """candidate → its evaluation's fitness, printed before it is recorded (the in-flight row shows it)."""
+
+    # ------------------------------------------------------------------ read from the run's state
+    @property
+    def node(self) -> str | None:
+        return self.state.node
+
+    @property
+    def doing(self) -> str:
+        return self.state.doing
+
+    @property
+    def known(self) -> list[str]:
+        """This run's candidate ids in the order they appeared (for completion and `/pin 3`)."""
+        return [c for c in self.state.known if c.startswith(self.run_id)]
+
+    @property
+    def budget(self) -> dict[str, float | None]:
+        return dict((self.meta.config.get("budget") if self.meta else None) or {}) | self.state.budget_changes
+
+    @property
+    def jobs(self) -> dict[str, JobView]:
+        return {
+            k: JobView(k, j.candidate or "", j.state, j.step, j.total) for k, j in self.state.jobs.items()
+        }
 
     def pausing(self, now: datetime | None = None) -> str:
         """What a pause sent now waits for, in words: the step running and about how long it has left
         (the median of that step's earlier durations in this run, less the time it has run so far)."""
-        if self.node is None:
+        node, since = self.state.node, self.state.node_since
+        if node is None:
             return "pausing before the next step"
-        what = f"pausing after {self.node}" + (f" of {short(self.candidate)}" if self.candidate else "")
-        past = self.node_seconds.get(self.node)
-        if not past or self.node_since is None:
-            return f"{what} (no estimate: its first {self.node} in this run)"
-        ran = ((now or datetime.now(UTC)) - self.node_since).total_seconds()
+        what = f"pausing after {node}" + (f" of {short(self.candidate)}" if self.candidate else "")
+        past = self.state.node_seconds.get(node)
+        if not past or since is None:
+            return f"{what} (no estimate: its first {node} in this run)"
+        ran = ((now or datetime.now(UTC)) - since).total_seconds()
         left = max(0.0, statistics.median(past) - ran)
         return f"{what} (~{left:.0f} s)" if left >= 1 else f"{what} (any moment now)"
 
@@ -171,188 +186,144 @@ class Tracker:
 
     @property
     def chart_title(self) -> str:
-        what = f"vs {self.baseline or 'baseline'}, fresh seeds" if self.fresh_points else "fitness"
+        baseline = self.state.baseline or "baseline"
+        what = f"vs {baseline}, fresh seeds" if self.fresh_points else "fitness"
         return f"{what}: ● CI ─ incumbent"  # fits the pane's border at 100 columns
 
     def set_meta(self, meta: RunMeta) -> None:
         self.meta = meta
-        self.budget = dict(meta.config.get("budget") or {}) | self.budget
 
+    # ------------------------------------------------------------------ the lines of one event
     def feed(self, e: Event) -> list[Line]:
         """Update from one event; returns what the conversation pane shows for it."""
-        if e.candidate and e.candidate not in self.known and e.candidate.startswith(self.run_id):
-            self.known.append(e.candidate)
-        handler = getattr(self, f"_on_{e.kind}", None)
-        return handler(e, e.payload) if handler else []
-
-    def _on_progress(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        self.doing = str(p.get("what") or "")
-        return []  # the progress pane shows it; the conversation keeps to what happened
-
-    def _on_run(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        if p.get("phase") == "session":
-            how = "resumed" if p.get("resumed") else "started"
-            return [Line(f"── session {how} (model {p.get('model')}, pid {p.get('pid')})", "bold")]
-        if p.get("phase") == "end":
-            self.node, self.waiting = None, ""
-            return [Line(f"── run {p.get('state')}: {p.get('reason')}", "bold")]
+        data = e.data  # raises on a payload that does not fit its kind, before anything is folded
+        job = self.state.jobs.get(data.job) if isinstance(data, JobPayload) and data.job else None
+        state_before = job.state if job else None
+        self.state.apply(e)
+        cid, short_id = e.candidate, short(e.candidate)
+        match data:
+            case RunPayload(phase="session"):
+                how = "resumed" if data.resumed else "started"
+                return [Line(f"── session {how} (model {data.model}, pid {data.pid})", "bold")]
+            case RunPayload(phase="end"):
+                self.waiting = ""
+                return [Line(f"── run {data.state}: {data.reason}", "bold")]
+            case NodePayload():
+                return self._node(cid, data)
+            case LlmPayload():
+                tokens = f"{data.prompt_tokens}+{data.completion_tokens} tokens"
+                err = f", error: {data.error}" if data.error else ""
+                return [Line(f"model {data.key}: {tokens} in {data.latency_s:.1f}s{err}", "dim", "tool")]
+            case ToolPayload():
+                args = ", ".join(f"{k}={v}" for k, v in data.args.items())
+                return [Line(f"tool {data.tool}({args}) → {data.result}", "dim", "tool")]
+            case CheckPayload(passed=True):
+                self.checks = "✓ pass"
+                return [Line(f"{short_id} ✓ checks pass", "green")]
+            case CheckPayload():
+                self.checks = "✗ fail"
+                return [Line(f"{short_id} ✗ checks fail: " + "; ".join(data.failures), "red")]
+            case EvaluationPayload(fitness=None):
+                return [Line(f"{short_id} evaluation failed: {data.reason}", "red")]
+            case EvaluationPayload(fitness=Interval() as fit):
+                if cid:
+                    self.screen_fitness[cid] = fit
+                # on the screen's seeds (DPO's chose β): the score, on fresh seeds, comes with the record
+                return [Line(f"{short_id} screen fitness {fit.text()} in {data.seconds:.0f}s", "bold")]
+            case CandidatePayload():
+                return self._recorded(e, data)
+            case JobPayload():
+                if data.job and state_before == data.state and not data.message:
+                    return []  # only log lines and metrics: the progress pane's bar shows them
+                text = data.message or data.reason or ""
+                head = f"{short_id} job {data.job or ''} {data.state}".replace("  ", " ")
+                return [Line(f"{head}: {text}" if text else head, "magenta")]
+            case HumanPayload():
+                return self._human(data)
+            case BudgetPayload():
+                return [Line(f"budget: {data.reason}", "bold yellow", "system")]
+            case ErrorPayload(endpoint=str() as endpoint) if endpoint:  # slow is not down: says which
+                style = "bold yellow" if endpoint == "slow" else "bold red"
+                return [Line(f"model endpoint {endpoint}: {data.message}", style, "system")]
+            case ErrorPayload():
+                return [Line(f"error: {data.message}", "bold red", "system")]
+            case ProgressPayload():
+                return []  # the progress pane shows it; the conversation keeps to what happened
         return []
 
-    def _on_node(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        node, cid = p.get("node"), e.candidate
-        if p.get("phase") in ("enter", "leave"):
-            self.doing = ""
-        if p.get("phase") == "enter":
-            self.node, self.node_since = node, e.time
+    def _node(self, cid: str | None, p: NodePayload) -> list[Line]:
+        node = p.node
+        if p.phase == "enter":
             if node == "plan":
                 self.reflection = self.repair = 0
                 self.checks, self.name = "", ""
             return []
-        if p.get("phase") == "leave":
-            if node and isinstance(p.get("seconds"), int | float):
-                self.node_seconds.setdefault(node, []).append(float(p["seconds"]))
+        if p.phase == "leave":
             if node == "plan" and cid:
                 self.candidate = cid
                 return [Line(f"── candidate {short(cid)} ──", "bold cyan")]
             return []
         if node == "design":
-            self.name = p.get("name", "")
-            lines = [Line(f"{short(cid)} design {self.name}: {p.get('thought', '')}", "", "agent")]
-            used = [h for h in p.get("hints_used") or [] if h not in self.delivered]
-            for hint in used:
+            self.name = p.name
+            lines = [Line(f"{short(cid)} design {self.name}: {p.thought}", "", "agent")]
+            for hint in [h for h in p.hints_used if h not in self.delivered]:
                 self.delivered[hint] = cid or ""
                 self.last_hint = (hint, cid or "", True)
                 lines.append(Line(f"  ↳ your hint reached this design: {hint}", "bold green"))
-            ignored = [h for h in p.get("hints_ignored") or [] if h not in self.not_acted | self.delivered]
-            for hint in ignored:
+            for hint in [h for h in p.hints_ignored if h not in self.not_acted | self.delivered]:
                 self.not_acted[hint] = cid or ""
                 self.last_hint = (hint, cid or "", False)
                 lines.append(Line(f"  ✗ this design could not act on your hint: {hint}", "bold yellow"))
             return lines
         if node == "reflect":
-            self.reflection = p.get("round", self.reflection)
+            self.reflection = p.round or self.reflection
             total = self._loop("reflections", 2)
-            if p.get("skipped"):
-                return [
-                    Line(f"{short(cid)} reflection {self.reflection}/{total} skipped: {p.get('why')}", "dim")
-                ]
-            return [
-                Line(f"{short(cid)} reflection {self.reflection}/{total}: {p.get('reflection')}", "", "agent")
-            ]
+            if p.skipped:
+                return [Line(f"{short(cid)} reflection {self.reflection}/{total} skipped: {p.why}", "dim")]
+            return [Line(f"{short(cid)} reflection {self.reflection}/{total}: {p.reflection}", "", "agent")]
         if node == "repair":
-            self.repair = p.get("attempt", self.repair)
-            fed = ", ".join(p.get("fed") or [])
+            self.repair = p.attempt or self.repair
             total = self._loop("max_repairs", 3)
+            fed = ", ".join(p.fed)
             return [
                 Line(f"{short(cid)} repair {self.repair}/{total}, fed the failing checks: {fed}", "yellow")
             ]
         return []
 
-    def _on_llm(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        if not p.get("cached"):
-            self.tokens += int(p.get("prompt_tokens") or 0) + int(p.get("completion_tokens") or 0)
-            self.usd += float(p.get("usd") or 0.0)
-        tokens = f"{p.get('prompt_tokens', 0)}+{p.get('completion_tokens', 0)} tokens"
-        err = f", error: {p['error']}" if p.get("error") else ""
-        return [Line(f"model {p.get('key')}: {tokens} in {p.get('latency_s', 0):.1f}s{err}", "dim", "tool")]
-
-    def _on_tool(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        args = ", ".join(f"{k}={v}" for k, v in (p.get("args") or {}).items())
-        return [Line(f"tool {p.get('tool')}({args}) → {p.get('result', '')}", "dim", "tool")]
-
-    def _on_check(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        if p.get("passed"):
-            self.checks = "✓ pass"
-            return [Line(f"{short(e.candidate)} ✓ checks pass", "green")]
-        self.checks = "✗ fail"
-        return [Line(f"{short(e.candidate)} ✗ checks fail: " + "; ".join(p.get("failures") or []), "red")]
-
-    def _on_evaluation(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        fit = fmt_fitness(p.get("fitness"))
-        if not fit:
-            return [Line(f"{short(e.candidate)} evaluation failed: {p.get('reason')}", "red")]
-        if e.candidate:
-            self.screen_fitness[e.candidate] = p["fitness"]
-        # on the screen's seeds (DPO's chose β): the score, on fresh seeds, comes with the record
-        line = f"{short(e.candidate)} screen fitness {fit} in {p.get('seconds', 0):.0f}s"
-        return [Line(line, "bold")]
-
-    def _on_candidate(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        fit, vs = p.get("fitness"), p.get("vs_baseline")
-        top = p.get("verdict") in ("first", "best")
-        self.baseline = p.get("baseline") or self.baseline
+    def _recorded(self, e: Event, p: CandidatePayload) -> list[Line]:
+        fit, vs = p.fitness, p.vs_baseline
+        top = p.verdict in ("first", "best")
         if e.candidate and (fit or vs):
             last = e.candidate.rsplit("-", 1)[-1]
             index = int(last) if last.isdigit() else len(self.known) + 1
-            if fit and fit.get("value") is not None:
-                self.fitness_points.append(Point(index, fit["value"], fit["ci_low"], fit["ci_high"], top))
-            if vs and vs.get("diff") is not None:
-                self.fresh_points.append(Point(index, vs["diff"], vs["ci_low"], vs["ci_high"], top))
-        why = f" ({p['error']})" if p.get("error") else ""
-        style = "green" if p.get("status") == "evaluated" else "red"
+            if fit:
+                self.fitness_points.append(Point(index, fit.value, fit.ci_low, fit.ci_high, top))
+            if vs:
+                self.fresh_points.append(Point(index, vs.diff, vs.ci_low, vs.ci_high, top))
+        why = f" ({p.error})" if p.error else ""
+        style = "green" if p.status == "evaluated" else "red"
         score = ""
-        if vs and vs.get("diff") is not None:
-            against = p.get("baseline") or "baseline"
-            interval = fmt_fitness({"value": vs["diff"], **vs})
-            score = f", vs {against} {interval} on {vs.get('n_seeds')} fresh seeds"
-        line = f"{short(e.candidate)} recorded {p.get('name')}: {p.get('status')}{score}{why}"
-        return [Line(line, style)]
+        if vs:
+            interval = Interval(value=vs.diff, ci_low=vs.ci_low, ci_high=vs.ci_high).text()
+            score = f", vs {p.baseline or 'baseline'} {interval} on {vs.n_seeds} fresh seeds"
+        return [Line(f"{short(e.candidate)} recorded {p.name}: {p.status}{score}{why}", style)]
 
-    def _on_job(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        job_id = p.get("job")
-        changed = True
-        if job_id:
-            old = self.jobs.get(job_id)
-            changed = old is None or old.state != p.get("state")
-            step, total = (old.step, old.total) if old else (None, None)
-            for line in p.get("log") or []:
-                if m := _STEP_RE.search(line):
-                    step, total = int(m[1]), int(m[2])
-            self.jobs[job_id] = JobView(job_id, e.candidate or "", p.get("state", ""), step, total)
-        if not changed and not p.get("message"):
-            return []  # only log lines and metrics: the progress pane's bar shows them
-        text = p.get("message") or p.get("reason") or ""
-        head = f"{short(e.candidate)} job {job_id or ''} {p.get('state')}".replace("  ", " ")
-        return [Line(f"{head}: {text}" if text else head, "magenta")]
-
-    def _on_human(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        command = p.get("command")
+    def _human(self, p: HumanPayload) -> list[Line]:
+        command = p.command
         if command:
-            if command.get("action") == "hint" and command.get("arg") not in self.hints:
-                self.hints.append(command["arg"])
-            for action, ids in (("pin", self.pinned), ("veto", self.vetoed)):
-                if command.get("action") == action and command.get("arg") not in ids:
-                    ids.append(command["arg"])
-            if command.get("action") == "budget":
-                self.budget.update(parse_budget(command.get("arg", "")))
-            if command.get("action") in ("approve", "deny"):
+            if command.action in ("approve", "deny"):
                 self.waiting = ""
-            who = command.get("source", "cli")
-            return [
-                Line(
-                    f"runner ✓ /{command.get('action')} (from {who}): {p.get('message')}",
-                    "bold green",
-                    "system",
-                )
-            ]
-        if p.get("question"):
-            q = p["question"]
+            line = f"runner ✓ /{command.action} (from {command.source}): {p.message}"
+            return [Line(line, "bold green", "system")]
+        if p.question:
+            q = p.question
             self.waiting = f"GPU job for {short(q.get('candidate'))}" if isinstance(q, dict) else str(q)
             return [
                 Line(f"the run waits for you: {self.waiting}? /approve or /deny", "bold yellow", "system")
             ]
-        if p.get("consumed"):
+        if p.consumed:
             self.waiting = ""
-        return [Line(str(p.get("message", "")), "yellow", "system")] if p.get("message") else []
-
-    def _on_budget(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        return [Line(f"budget: {p.get('reason')}", "bold yellow", "system")]
-
-    def _on_error(self, e: Event, p: dict[str, Any]) -> list[Line]:
-        if endpoint := p.get("endpoint"):  # slow is not down: yellow, and says which
-            style = "bold yellow" if endpoint == "slow" else "bold red"
-            return [Line(f"model endpoint {endpoint}: {p.get('message')}", style, "system")]
-        return [Line(f"error: {p.get('message')}", "bold red", "system")]
+        return [Line(p.message, "yellow", "system")] if p.message else []
 
     def _loop(self, key: str, default: int) -> int:
         loop = (self.meta.config.get("loop") if self.meta else None) or {}
@@ -360,6 +331,7 @@ class Tracker:
 
     def view(self, status: RunStatus, alive: bool, elapsed_s: float | None = None) -> ProgressView:
         b = self.budget
+        hints = self.state.hints
         return ProgressView(
             run_id=self.run_id,
             state=status.state,
@@ -377,18 +349,18 @@ class Tracker:
             checks=self.checks,
             done=status.candidates,
             max_candidates=b.get("max_candidates"),
-            tokens=max(self.tokens, status.prompt_tokens + status.completion_tokens),
+            tokens=max(self.state.tokens, status.prompt_tokens + status.completion_tokens),
             max_tokens=b.get("max_tokens"),
-            usd=max(self.usd, status.usd),
+            usd=max(self.state.usd, status.usd),
             max_usd=b.get("max_usd"),
             elapsed_s=status.elapsed_s if elapsed_s is None else elapsed_s,
             hours=b.get("hours"),
             jobs=tuple(self.jobs.values()),
             waiting=self.waiting,
-            pending_hints=tuple(h for h in self.hints if h not in self.delivered and h not in self.not_acted),
+            pending_hints=tuple(h for h in hints if h not in self.delivered and h not in self.not_acted),
             reached=tuple(self.delivered.items()),
             last_hint=self.last_hint,
             doing=self.doing,
-            pinned=tuple(self.pinned),
-            vetoed=tuple(self.vetoed),
+            pinned=tuple(self.state.pinned),
+            vetoed=tuple(self.state.vetoed),
         )

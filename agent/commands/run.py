@@ -6,6 +6,7 @@ import json
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -14,7 +15,7 @@ import typer
 from agent.commands.errors import fail as _fail
 
 if TYPE_CHECKING:
-    from agent.events import Event
+    from agent.events import Event, EvidencePayload
     from agent.leaderboard import Row
     from agent.runs import RunDir
 
@@ -60,9 +61,10 @@ class ConsoleProgress:
         self.quiet_s = quiet_s
         self._lock = threading.Lock()
         self._last_line = time.monotonic()
-        self._step: tuple[str, str, float] | None = None
-        """(candidate number, node, when it was entered) of the step running now."""
-        self._doing = ""
+        from agent.run_state import RunState
+
+        self.state = RunState()
+        """The events seen so far, folded: the step running now and what it is doing."""
         if not quiet:
             threading.Thread(target=self._heartbeat, name="console-heartbeat", daemon=True).start()
 
@@ -78,87 +80,92 @@ class ConsoleProgress:
         while True:
             time.sleep(min(1.0, self.quiet_s / 4))
             with self._lock:
-                step, idle = self._step, time.monotonic() - self._last_line
-            if step is None or idle < self.quiet_s:
-                continue
-            cid, node, since = step
-            doing = f": {self._doing}" if self._doing else ""
+                st, idle = self.state, time.monotonic() - self._last_line
+                step = st.in_step and st.node not in (None, "plan") and st.node_candidate and st.node_since
+                if not step or idle < self.quiet_s or st.node_since is None:
+                    continue
+                cid, node, since, doing = _number(st.node_candidate), st.node or "", st.node_since, st.doing
+            doing = f": {doing}" if doing else ""
             words = self.STEP_WORDS.get(node, node)
-            self._print(f"  [dim]#{cid} {words}… {time.monotonic() - since:.0f} s{escape(doing)}[/]")
+            ran = (datetime.now(UTC) - since).total_seconds()
+            self._print(f"  [dim]#{cid} {words}… {ran:.0f} s{escape(doing)}[/]")
 
     def __call__(self, event: Event) -> None:
         if self.quiet:
             return
         from rich.markup import escape
 
-        p, cid = event.payload, (event.candidate or "").rsplit("-", 1)[-1]
-        if event.kind == "node" and p.get("phase") in ("enter", "leave"):
-            with self._lock:
-                entered = p["phase"] == "enter" and p.get("node") != "plan"
-                self._step = (cid, p["node"], time.monotonic()) if entered and cid else None
-                self._doing = ""
-            return
-        if event.kind == "progress":
-            self._doing = str(p.get("what", ""))
-            self._print(f"  [dim]#{cid} {escape(self._doing)}[/]")
-        elif event.kind == "node" and p.get("node") == "design" and "name" in p:
-            self._print(f"[bold]#{cid}[/] designed [cyan]{escape(p['name'])}[/] ({p.get('model')})")
-        elif event.kind == "check":
-            verdict = (
-                "[green]checks pass[/]"
-                if p["passed"]
-                else "[red]checks fail[/]: " + escape("; ".join(p.get("failures", []))[:160])
-            )
-            self._print(f"  #{cid} {verdict}" + (f" (after repair {p['repairs']})" if p["repairs"] else ""))
-        elif event.kind == "evaluation":
-            fit = p.get("fitness")
-            text = (
-                f"screen fitness {fit['value']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]"
-                if fit
-                else p["reason"]
-            )
-            self._print(f"  #{cid} evaluated in {p['seconds']:.0f} s: {escape(text)}")
-        elif event.kind == "evidence":
-            self._print(f"  #{cid} {_evidence_line(p)}")
-        elif event.kind == "candidate":
-            vs = p.get("vs_baseline")
-            score = (
-                f", vs {p.get('baseline') or 'baseline'} {vs['diff']:+.3f} [{vs['ci_low']:+.3f}, "
-                f"{vs['ci_high']:+.3f}] on {vs['n_seeds']} fresh seeds"
-                if vs
-                else ""
-            )
-            self._print(f"  #{cid} recorded: {p['status']}{escape(score)}")
-        elif event.kind == "error" and p.get("endpoint"):
-            self._print(f"[yellow]model endpoint {p['endpoint']}[/]: {escape(str(p.get('message')))}")
-        elif event.kind in ("budget", "error") or (event.kind == "human" and "message" in p):
-            self._print(f"[yellow]{event.kind}[/]: {escape(str(p.get('reason') or p.get('message')))}")
+        from agent.events import (
+            BudgetPayload,
+            CandidatePayload,
+            CheckPayload,
+            ErrorPayload,
+            EvaluationPayload,
+            EvidencePayload,
+            HumanPayload,
+            NodePayload,
+            ProgressPayload,
+        )
+        from targets.base import Interval
+
+        with self._lock:
+            self.state.apply(event)
+        data, cid = event.data, _number(event.candidate)
+        match data:
+            case ProgressPayload():
+                self._print(f"  [dim]#{cid} {escape(data.what)}[/]")
+            case NodePayload(node="design", phase="") if data.name:
+                self._print(f"[bold]#{cid}[/] designed [cyan]{escape(data.name)}[/] ({data.model})")
+            case CheckPayload():
+                failures = escape("; ".join(data.failures)[:160])
+                verdict = "[green]checks pass[/]" if data.passed else f"[red]checks fail[/]: {failures}"
+                self._print(
+                    f"  #{cid} {verdict}" + (f" (after repair {data.repairs})" if data.repairs else "")
+                )
+            case EvaluationPayload():
+                text = f"screen fitness {data.fitness.text()}" if data.fitness else data.reason
+                self._print(f"  #{cid} evaluated in {data.seconds:.0f} s: {escape(text)}")
+            case EvidencePayload():
+                self._print(f"  #{cid} {_evidence_line(data)}")
+            case CandidatePayload():
+                vs, against = data.vs_baseline, data.baseline or "baseline"
+                score = ""
+                if vs:
+                    interval = Interval(value=vs.diff, ci_low=vs.ci_low, ci_high=vs.ci_high).text()
+                    score = f", vs {against} {interval} on {vs.n_seeds} fresh seeds"
+                self._print(f"  #{cid} recorded: {data.status}{escape(score)}")
+            case ErrorPayload(endpoint=str() as endpoint) if endpoint:
+                self._print(f"[yellow]model endpoint {endpoint}[/]: {escape(data.message)}")
+            case ErrorPayload() | BudgetPayload():
+                text = data.reason if isinstance(data, BudgetPayload) else data.message
+                self._print(f"[yellow]{event.kind}[/]: {escape(text)}")
+            case HumanPayload() if "message" in event.payload:
+                self._print(f"[yellow]human[/]: {escape(data.message)}")
 
 
-def _evidence_line(p: dict[str, Any]) -> str:
+def _number(cid: str | None) -> str:
+    """`run-0003` → `0003`: how the console names a candidate."""
+    return (cid or "").rsplit("-", 1)[-1]
+
+
+def _evidence_line(p: EvidencePayload) -> str:
     """The comparison with the incumbent in one line (docs/evidence.md): the race's p of no better, or the
     bootstrap's P(better)."""
-    verdict, diff = p.get("verdict"), p.get("diff")
-    if verdict == "first":
+    if p.verdict == "first":
         return "evidence: first (the run's first incumbent)"
-    incumbent = (p.get("incumbent") or "").rsplit("-", 1)[-1]
-    state = "" if p.get("final") else ", more seeds"
-    seeds = p.get("seeds") or []
-    if not diff:
-        why = p.get("reason") or "no common seeds"
+    incumbent = (p.incumbent or "").rsplit("-", 1)[-1]
+    state = "" if p.final else ", more seeds"
+    if not p.diff:
+        why = p.reason or "no common seeds"
         return (
-            f"evidence vs #{incumbent}: {verdict}{state} ({why})"
+            f"evidence vs #{incumbent}: {p.verdict}{state} ({why})"
             if incumbent
-            else f"evidence: {verdict} ({why})"
+            else f"evidence: {p.verdict} ({why})"
         )
-    if p.get("p_better") is not None:
-        p_text = f"P(better) {p['p_better']:.2f}"
-    else:
-        p_text = f"p(no better) {p.get('p_value') or 0:.2g}"
-    return (
-        f"evidence vs #{incumbent}: {diff['value']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], "
-        f"{p_text} on {len(seeds)} seeds {seeds} → {verdict}{state}"
-    )
+    p_text = f"P(better) {p.p_better:.2f}" if p.p_better is not None else f"p(no better) {p.p_value or 0:.2g}"
+    seeds = p.seeds
+    on = f"on {len(seeds)} seeds {seeds}"
+    return f"evidence vs #{incumbent}: {p.diff.text()}, {p_text} {on} → {p.verdict}{state}"
 
 
 def print_leaderboard(run: RunDir, limit: int = 15) -> None:
@@ -437,15 +444,11 @@ def _validate_target(config: Any, ready: bool = False) -> tuple[str, ...]:
 def resume_summary(run: RunDir) -> str:
     """What `disco resume` picks up, in one line: the run's state, what is recorded, where it stopped."""
     from agent.events import read_events
+    from agent.run_state import RunState
 
     status = run.status()
     recorded = len(list((run.root / "candidates").glob("*/record.json")))
-    at = None
-    for event in read_events(run.events_path):
-        if event.kind == "node" and event.payload.get("phase") == "enter" and event.candidate:
-            at = (event.candidate, event.payload.get("node"))
-        elif event.kind == "candidate" and at and event.candidate == at[0]:
-            at = None  # that candidate was recorded: the next one starts afresh
+    at = RunState.of(read_events(run.events_path)).resumes_at
     why = f": {status.reason}" if status.reason else ""
     where = f"; #{at[0].rsplit('-', 1)[-1]} goes on from its {at[1]} step" if at else ""
     noun = "candidate" if recorded == 1 else "candidates"

@@ -19,6 +19,27 @@ ErrorKind = Literal[
     "replay_missing",  # a replayed run has no exchange for this step
     "too_long",  # the prompt does not fit the server's context window with room for a reply
 ]
+Actor = Literal["candidate", "endpoint", "person"]
+"""Who must act on a model failure: the candidate fails with the reason and the run goes on; the runner
+waits for the endpoint (backs off, pauses, probes); or the person must fix the configuration (the run
+stops, saying what to fix)."""
+WHO_ACTS: dict[str, Actor] = {
+    "malformed": "candidate",
+    "empty": "candidate",
+    "refused": "candidate",
+    "replay_missing": "candidate",
+    "timeout": "endpoint",
+    "unreachable": "endpoint",
+    "server": "endpoint",
+    "rate_limited": "endpoint",
+}
+ENDPOINT_STATES: dict[str, str] = {
+    "timeout": "slow",  # it took the request and then sent no token for timeout_s
+    "unreachable": "down",
+    "server": "down",
+    "rate_limited": "rate-limited",
+}
+"""How the endpoint is, for a person, after a failure the runner waits out."""
 
 
 class CallUsage(BaseModel):
@@ -72,6 +93,15 @@ class ModelError(Exception):
         self.kind: ErrorKind = kind
         self.message = message
         self.usage = usage
+
+    @property
+    def who_acts(self) -> Actor:
+        return WHO_ACTS.get(self.kind, "person")
+
+    @property
+    def endpoint_state(self) -> str:
+        """slow | down | rate-limited for a failure the runner waits out, else ""."""
+        return ENDPOINT_STATES.get(self.kind, "")
 
     def __reduce__(self) -> tuple[type[ModelError], tuple[ErrorKind, str, CallUsage | None]]:
         # Keeps the error picklable across processes (LangGraph checkpoints, worker pools).

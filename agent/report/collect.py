@@ -14,10 +14,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from agent.config import EvidenceConfig
-from agent.events import Event, read_events
+from agent.events import (
+    BudgetPayload,
+    CandidatePayload,
+    EvaluationPayload,
+    Event,
+    EvidencePayload,
+    HumanPayload,
+    of_kind,
+    read_events,
+)
 from agent.fresh import FRESH, Fresh, baseline_verdicts
 from agent.report.files import Check, Failure, check_rounds, read_json, valid
 from agent.report.taxonomy import failures
+from agent.run_state import RunState
 from agent.runs import RunDir
 from targets.base import Interval
 from targets.racing import shrunk_differences
@@ -212,14 +222,11 @@ def collect(run: RunDir) -> ReportData:
     """Read the run's metadata, status, events and candidate folders into one ReportData."""
     meta, status = run.meta(), run.status()
     events = list(read_events(run.events_path))
-    evidence = [_evidence(e) for e in events if e.kind == "evidence" and e.candidate]
+    state = RunState.of(events)
+    evidence = [_evidence(e, d) for e, d in of_kind(events, EvidencePayload) if e.candidate]
     # The verdict: the record's, else the candidate event's, else the latest evidence event's.
     verdicts = {item.candidate: item.verdict for item in evidence}
-    verdicts |= {
-        e.candidate: e.payload["verdict"]
-        for e in events
-        if e.kind == "candidate" and e.payload.get("verdict")
-    }
+    verdicts |= {e.candidate: d.verdict for e, d in of_kind(events, CandidatePayload) if d.verdict}
     candidates, baseline = [], []
     for path in sorted((run.root / "candidates").glob("*/record.json")):
         rec = read_json(path)
@@ -231,7 +238,7 @@ def collect(run: RunDir) -> ReportData:
         evaluation = read_json(path.parent / "evaluation.json") or {}
         baseline = baseline or _points((evaluation.get("details") or {}).get("baseline_frontier"))
     candidates.sort(key=lambda c: (c.index, c.id))
-    setup_s = sum(float(e.payload.get("setup_s") or 0.0) for e in events if e.kind == "progress")
+    setup_s = state.setup_s
     with_fresh = {c.id: c for c in candidates if c.vs_baseline is not None}
     fresh_items = {
         cid: Fresh(
@@ -265,72 +272,46 @@ def collect(run: RunDir) -> ReportData:
             usd=status.usd,
             cpu_h=status.cpu_s / 3600,
             gpu_h=status.gpu_s / 3600,
-            model_calls=sum(1 for e in events if e.kind == "llm"),
+            model_calls=state.model_calls,
             setup_s=setup_s,
             per_candidate_s=(status.elapsed_s - setup_s) / len(candidates) if candidates else None,
         ),
         candidates=candidates,
         best_id=status.best_id,
-        baseline=next(
-            (str(b) for e in events if e.kind == "evaluation" and (b := e.payload.get("baseline"))),
-            "baseline",
-        ),
+        baseline=next((d.baseline for _, d in of_kind(events, EvaluationPayload) if d.baseline), "baseline"),
         baseline_frontier=baseline,
         failures=failures(run, candidates, events),
         evidence=evidence,
-        jobs=_jobs(events),
-        hints=[e.payload["command"]["arg"] for e in events if _is_command(e, "hint")],
-        human=[str(e.payload["message"]) for e in events if e.kind == "human" and e.payload.get("message")],
-        pending_approval=_pending_approval(events),
-        budget_stops=[str(e.payload.get("reason") or "") for e in events if e.kind == "budget"],
+        jobs=_jobs(state),
+        hints=[c.arg for c in state.commands if c.action == "hint"],
+        human=[d.message for _, d in of_kind(events, HumanPayload) if d.message],
+        pending_approval=None if state.question is None else json.dumps(state.question, default=str),
+        budget_stops=[d.reason for _, d in of_kind(events, BudgetPayload)],
     )
 
 
-def _pending_approval(events: list[Event]) -> str | None:
-    """The last question of a `waiting for approve / deny` event that no decision consumed afterwards."""
-    pending = None
-    for event in events:
-        if event.kind == "human" and "question" in event.payload:
-            pending = json.dumps(event.payload["question"], default=str)
-        elif event.kind == "human" and "consumed" in event.payload:
-            pending = None
-    return pending
-
-
-def _is_command(event: Event, action: str) -> bool:
-    command = event.payload.get("command") if event.kind == "human" else None
-    return isinstance(command, dict) and command.get("action") == action
-
-
-def _jobs(events: list[Event]) -> list[Job]:
+def _jobs(state: RunState) -> list[Job]:
     """Each GPU job once, in its latest state (a job logs an event per state change)."""
     latest: dict[str, Job] = {}
-    for e in events:
-        if e.kind == "job":
-            p, key = e.payload, str(e.payload.get("job") or f"{e.candidate}:{e.seq}")
-            latest[key] = Job(
-                candidate=e.candidate,
-                job=p.get("job"),
-                state=str(p.get("state")),
-                message=str(p.get("message") or ""),
-            )
+    for e, d in state.job_news:
+        key = d.job or f"{e.candidate}:{e.seq}"
+        latest[key] = Job(candidate=e.candidate, job=d.job, state=d.state, message=d.message)
     return list(latest.values())
 
 
-def _evidence(event: Event) -> EvidenceItem:
-    p = event.payload
+def _evidence(event: Event, p: EvidencePayload) -> EvidenceItem:
     return EvidenceItem(
         seq=event.seq,
         time=event.time,
         candidate=event.candidate or "",
-        verdict=str(p.get("verdict")),
-        incumbent=p.get("incumbent"),
-        diff=_interval(p.get("diff")),
-        p_better=p.get("p_better"),
-        p_value=p.get("p_value"),
-        rule=str(p.get("rule") or "bootstrap"),
-        confidence=p.get("confidence"),
-        seeds=list(p.get("seeds") or []),
-        round=int(p.get("round") or 0),
-        final=bool(p.get("final")),
+        verdict=p.verdict,
+        incumbent=p.incumbent,
+        diff=p.diff,
+        p_better=p.p_better,
+        p_value=p.p_value,
+        rule=p.rule,
+        confidence=p.confidence,
+        seeds=p.seeds,
+        round=p.round,
+        final=p.final,
     )

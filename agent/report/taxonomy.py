@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from agent.events import Event
+from agent.events import ErrorPayload, Event, JobPayload, of_kind
 from agent.report.files import Failure, check_rounds, read_json
 from agent.runs import RunDir
 
@@ -95,18 +95,16 @@ def failures(run: RunDir, candidates: list[Candidate], events: list[Event]) -> l
             add(text_kind(reason, "evaluation"), cand.id, reason, "evaluation")
         if cand.status == "rejected" and (cand.error or "").startswith("vetoed"):
             add("vetoed", cand.id, cand.error or "", "veto")
-    for event in events:
-        p = event.payload
-        if event.kind == "job" and str(p.get("state", "")).startswith("failed"):
-            state = str(p["state"])
-            kind = state.partition(":")[2] or text_kind(str(p.get("message") or ""), "crash")
-            add(kind, event.candidate, str(p.get("message") or state), "job")
-        elif event.kind == "error":
-            kind = str(p.get("error_kind") or "internal error")
-            if p.get("endpoint"):  # the runner's: the endpoint slow, down or rate-limited
-                kind = f"model endpoint {p['endpoint']}"
-            elif p.get("step"):
-                kind = f"model {kind}"
-            add(kind, event.candidate, str(p.get("message") or ""), "event")
+    for event, job in of_kind(events, JobPayload):
+        if job.state.startswith("failed"):
+            kind = job.state.partition(":")[2] or text_kind(job.message, "crash")
+            add(kind, event.candidate, job.message or job.state, "job")
+    for event, error in of_kind(events, ErrorPayload):
+        kind = error.error_kind or "internal error"
+        if error.endpoint:  # the runner's: the endpoint slow, down or rate-limited
+            kind = f"model endpoint {error.endpoint}"
+        elif error.step:
+            kind = f"model {kind}"
+        add(kind, event.candidate, error.message, "event")
     order = {"candidate": 0, "person": 1, "setup": 2}
     return sorted(seen.values(), key=lambda f: (order[f.origin], -f.count, f.kind))
