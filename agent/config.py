@@ -9,7 +9,7 @@ The TOML file is `--config FILE`, else `$DISCO_HOME/config.toml`, else `./disco.
     [models.meta]
     model = "gpt-4.1-mini"
     base_url = "http://localhost:8000/v1"
-    [targets.dpo]
+    [targets.<name>]                # the options of the target <name>; for "dpo", e.g.:
     preset = "quick"
 """
 
@@ -203,7 +203,7 @@ class RunConfig(BaseModel):
     endpoint: EndpointWaitConfig = Field(default_factory=EndpointWaitConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    """Per-target options, e.g. `[targets.dpo] preset = "quick"`."""
+    """Per-target options: the table `[targets.<name>]` of the target <name> (`preset = "quick"` for dpo)."""
 
 
 def target_env(config: RunConfig, cache_dir: Path) -> TargetEnv:

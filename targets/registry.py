@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from targets.base import Target, TargetEnv, TargetInfo, TargetSource, describe, summary_of
+from targets.commands import FingerprintCall, TargetCommands
 
 TARGETS: dict[str, tuple[str, str, str]] = {
     # name: (factory "module:function", config model "module:Class", one-line summary)
@@ -31,6 +32,12 @@ TARGETS: dict[str, tuple[str, str, str]] = {
         "targets.agents.target:AgentTargetConfig",
         "an LLM agent system (ADAS forward(self, taskInfo)), scored on MGSM/DROP/MMLU/GPQA/ARC",
     ),
+}
+
+COMMANDS: dict[str, str] = {
+    # name: "module:attribute" of the target's TargetCommands (targets/commands.py): its own `disco`
+    # commands and how `disco memory` fingerprints an archive's code
+    "dpo": "targets.dpo.commands:COMMANDS",
 }
 
 
@@ -254,3 +261,51 @@ def declared_baseline(spec: str) -> str | None:
         return baseline_of(target)
     finally:
         target.close()
+
+
+COMMANDS_GROUP = "disco.commands"
+"""Entry points naming an installed target's TargetCommands, each named like its target."""
+
+
+def _command_entry_points() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=COMMANDS_GROUP)}
+
+
+def command_sources() -> dict[str, str]:
+    """Target name → "module:attribute" of its TargetCommands: the builtins, then the entry points in
+    the group `disco.commands` (a builtin's name is not taken over). Nothing is imported."""
+    return COMMANDS | {n: v for n, v in _command_entry_points().items() if n not in COMMANDS}
+
+
+def commands_of(name: str) -> TargetCommands | None:
+    """What the target `name` adds to the CLI; None when it declares nothing. Raises TargetLoadError when
+    its declaration does not import or is not a TargetCommands."""
+    source = command_sources().get(name)
+    if source is None:
+        return None
+    module, _, attr = source.partition(":")
+    try:
+        found = getattr(importlib.import_module(module.strip()), attr.strip() or "COMMANDS")
+    # A user's package can fail to import in any way; the person gets the error in one sentence.
+    except Exception as exc:
+        raise TargetLoadError(
+            f"the commands of target {name!r} ({source}) do not load: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(found, TargetCommands):
+        raise TargetLoadError(
+            f"the commands of target {name!r}: {source} is a {type(found).__name__}, not a TargetCommands "
+            "(targets/commands.py)"
+        )
+    return found
+
+
+def archive_fingerprint(name: str) -> FingerprintCall | None:
+    """How the target `name` fingerprints bare code in the sandbox; None when it cannot (or its commands
+    do not load: the archive is then judged by text alone)."""
+    try:
+        declared = commands_of(name)
+    except TargetLoadError:
+        return None
+    return declared.archive_fingerprint if declared else None

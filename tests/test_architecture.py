@@ -9,6 +9,7 @@ does not pass for nothing."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,46 @@ def test_every_name_imported_from_the_project_exists() -> None:
             if not hasattr(loaded, name) and not (package and importlib.util.find_spec(f"{module}.{name}")):
                 missing.append(f"{where}: {module} has no {name}")
     assert len(wanted) > 100 and missing == []
+
+
+TARGET_PACKAGE = re.compile(r"\btargets\.(dpo|agents)\b")
+
+
+def names_of_targets(path: Path) -> list[str]:
+    """Where `path` names a target's package: an import (type-only ones too) or a string that code uses
+    (a `module:function` to call; a docstring or a bare string statement aside), and the issue's own
+    `grep "targets.dpo"` over the text, comments included."""
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}  # docstrings, bare strings
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            names = [node.value]
+        else:
+            continue
+        found += [f"{path.name}:{node.lineno}" for name in names if TARGET_PACKAGE.search(name)]
+    lines = enumerate(text.splitlines(), 1)
+    return sorted({*found, *(f"{path.name}:{i}" for i, line in lines if re.search("targets.dpo", line))})
+
+
+def test_the_agent_names_no_target(tmp_path: Path) -> None:
+    """The agent is target-agnostic (issue 17.4): a target's commands and fingerprint reach the CLI through
+    the registry (targets/commands.py), so no module under agent/ names `targets.dpo` or `targets.agents`."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        '"""Docstring: a fingerprint like targets.agents.cotsc\'s."""\n'
+        "from targets.dpo.zoo import list_zoo\n"
+        "def f():\n    import targets.agents.target\n"
+        'CALL = f"targets.dpo.fingerprint:{1}"\n'
+        "# see targets/dpo\n"
+        '"""targets.agents, in a bare string."""\n',
+        encoding="utf-8",
+    )
+    assert names_of_targets(sample) == ["sample.py:2", "sample.py:4", "sample.py:5", "sample.py:6"]
+    found = [hit for path in sorted((REPO / "agent").rglob("*.py")) for hit in names_of_targets(path)]
+    assert found == []

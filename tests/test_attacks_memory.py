@@ -193,7 +193,9 @@ def test_archive_code_never_runs_in_the_cli(
 
 def test_the_fingerprint_length_matches_the_target() -> None:
     """The CLI checks a sandboxed fingerprint's length without importing torch: keep it in step."""
-    from agent.commands.memory import FINGERPRINT_CALLS
     from targets.dpo.fingerprint import DIM
+    from targets.registry import archive_fingerprint
 
-    assert FINGERPRINT_CALLS["dpo"].length == DIM
+    declared = archive_fingerprint("dpo")
+    assert declared is not None and declared.length == DIM
+    assert archive_fingerprint("adas") is None  # an agent's fingerprint is its calls to a model

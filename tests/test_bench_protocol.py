@@ -69,7 +69,7 @@ def test_the_sigma_the_bench_uses_is_the_one_the_calibration_measured() -> None:
 def test_the_cli_table_shows_the_difference_its_interval_n_and_the_verdict() -> None:
     from rich.console import Console
 
-    from agent.commands.bench import fitness_table
+    from targets.dpo.commands import fitness_table
 
     spec = SweepSpec(betas=[0.5], seeds=list(range(8)))
     names = {"dpo": "", "strong": ""}

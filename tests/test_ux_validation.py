@@ -14,9 +14,9 @@ import pytest
 from agent_helpers import cli
 from test_tui_helpers import RUN_ID, commands, live_run, text_of, until
 
-from agent.commands.bench import resolve_losses
 from agent.control import ControlError, check_candidate, parse_command
 from agent.runs import RunDir, RunError, RunMeta, check_run_id
+from targets.dpo.commands import resolve_losses
 from tui.commands import ControlAction, parse_input
 from tui.services import RunSource
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel
 
 from agent.commands.errors import fail as _fail
 from agent.session import open_store
@@ -59,26 +58,9 @@ def _user_errors() -> Iterator[None]:
         ) from None
 
 
-class FingerprintCall(BaseModel):
-    """How a target's fingerprint is computed in the sandbox: the function, what to preload, its length."""
-
-    call: str
-    preload: tuple[str, ...]
-    length: int
-
-
-FINGERPRINT_CALLS: dict[str, FingerprintCall] = {
-    "dpo": FingerprintCall(
-        call="targets.dpo.fingerprint:loss_fingerprint",
-        preload=("torch", "targets.dpo.fingerprint"),
-        length=351,  # targets.dpo.fingerprint.DIM (not imported here: it would import torch)
-    ),
-}
-"""Targets with a behavioural fingerprint that an archive's bare code can be given."""
-
-
 class SandboxFingerprinter:
-    """A target's behavioural fingerprint of archive code, computed in the sandbox, never here.
+    """A target's behavioural fingerprint of archive code, computed in the sandbox, never here, as the
+    target declares it (`TargetCommands.archive_fingerprint`, targets/commands.py; none: always None).
 
     Each candidate runs in its own fresh sandboxed process (the local backend's workers run one job each),
     so one archive item cannot change another's numbers. What comes back is checked as data: a list of
@@ -89,8 +71,9 @@ class SandboxFingerprinter:
 
     def __init__(self, target: str, backend: str | None = None) -> None:
         from agent.commands.sandbox import backend_name
+        from targets.registry import archive_fingerprint
 
-        self.spec = FINGERPRINT_CALLS.get(target)
+        self.spec = archive_fingerprint(target)
         self.backend = backend_name(backend)
         self.unavailable: str | None = None
         self.failed = 0
@@ -160,8 +143,6 @@ def fingerprinters() -> Iterator[dict[str, SandboxFingerprinter]]:
 
 
 def _fingerprint(made: dict[str, SandboxFingerprinter], target: str, code: str) -> list[float] | None:
-    if target not in FINGERPRINT_CALLS:
-        return None
     if target not in made:
         made[target] = SandboxFingerprinter(target)
     return made[target](code)

@@ -20,10 +20,10 @@ def report(
 ) -> None:
     """Write report.md and report.html: summary, cost, leaderboard, frontier, lineage, failures, the best
     code and open questions. Works on a finished run and on one still running."""
-    from agent.commands.run import _open_run
+    from agent.commands.run import open_run
     from agent.report.render import write_report
 
-    run = _open_run(run_id)
+    run = open_run(run_id)
     if out is not None and out.exists() and not out.is_dir():
         raise fail(f"--out {out} is a file, not a directory")
     try:

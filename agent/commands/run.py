@@ -28,7 +28,7 @@ def _runs_root() -> Path:
     return disco_home() / "runs"
 
 
-def _open_run(run_id: str) -> RunDir:
+def open_run(run_id: str) -> RunDir:
     from agent.runs import RunDir, RunError
 
     try:
@@ -367,7 +367,7 @@ def run(
         if not config.models.meta.offline and not replay:
             config.models.meta.check_usable()
         check_endpoints(config.models, roles, probe_meta=not replay)
-        replay_dir = _open_run(replay) if replay else None
+        replay_dir = open_run(replay) if replay else None
         run_dir = create_run(_runs_root(), config, run_id or new_run_id(), replay_of=replay)
     except (ConfigError, ModelConfigError, RunError, PreflightError) as exc:
         raise _fail(f"{exc}.") from None
@@ -472,7 +472,7 @@ def resume(
 ) -> None:
     """Continue a run after a crash, a kill or a stop: nothing recorded is lost or done twice."""
     _allow_unsafe_sandbox(unsafe_sandbox)
-    run_dir = _open_run(run_id)
+    run_dir = open_run(run_id)
     typer.echo(resume_summary(run_dir), err=True)  # at once: the imports and checks below take a while
 
     from agent.config import ConfigError, RunConfig
@@ -494,7 +494,7 @@ def resume(
         check_endpoints(config.models, roles, probe_meta=not meta.replay_of)
     except (ConfigError, PreflightError) as exc:
         raise _fail(f"{exc}.") from None
-    replay_dir = _open_run(meta.replay_of) if meta.replay_of else None
+    replay_dir = open_run(meta.replay_of) if meta.replay_of else None
     status = run_dir.status()
     if status.state == "finished":
         typer.echo(
@@ -559,7 +559,7 @@ def show_run(
     """A run's candidates with their status and fitness."""
     from agent.leaderboard import candidate_rows
 
-    run_dir = _open_run(run_id)
+    run_dir = open_run(run_id)
     if as_json:
         doc = {
             "run": run_dir.meta().model_dump(mode="json", exclude={"config"}),
@@ -577,7 +577,7 @@ def candidate_code(
     candidate: Annotated[str, typer.Argument(help="The candidate: its id, or its number in the run (3).")],
 ) -> None:
     """Print a candidate's final code (after its repairs), e.g. to re-evaluate it with `bench losses`."""
-    run_dir = _open_run(run_id)
+    run_dir = open_run(run_id)
     cid = f"{run_id}-{int(candidate):04d}" if candidate.isdigit() else candidate
     code = ""
     if cid.startswith(f"{run_id}-") and "/" not in cid and ".." not in cid:  # a name, never a path
@@ -606,7 +606,7 @@ def control(
     from agent.control import ControlError, check_candidate, parse_command, send
     from agent.home import disco_home
 
-    run_dir = _open_run(run_id)
+    run_dir = open_run(run_id)
     try:
         command = parse_command(action, " ".join(arg or []))
         check_candidate(_runs_root(), run_id, command, disco_home() / "memory")
