@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from targets.base import Baseline, Evaluation, Interval, OfflineProposer, SeedCandidate, TargetEnv
+from targets.base import Baseline, Evaluation, OfflineProposer, SeedCandidate, TargetEnv
 from targets.cache_dirs import file_lock, read_sealed, write_sealed
 from targets.progress import Counter, one_time
 from targets.results import CheckReport, CheckResult
@@ -19,7 +19,6 @@ from targets.results import CheckReport, CheckResult
 log = logging.getLogger("disco.target.dpo")
 
 Preset = Literal["default", "quick", "tiny"]
-_INTERVAL = {"value", "ci_low", "ci_high"}
 
 DESCRIPTION = """\
 Discover an offline preference-optimisation objective for aligning a language model, as in DiscoPOP
@@ -204,7 +203,7 @@ class DPOTarget:
             self._pool = SweepPool(self.spec, self.cache_dir)
         return self._pool
 
-    def _baseline_runs(self) -> list[Any]:
+    def baseline_runs(self) -> list[Any]:
         """DPO's runs on the same sweep, computed once per sweep spec and kept on disk for every run."""
         from targets.dpo.fitness import RunResult
         from targets.dpo.zoo import get_zoo_loss
@@ -239,7 +238,7 @@ class DPOTarget:
 
             return evaluate_on_seeds(self, code, name, list(seeds))
         start = time.perf_counter()
-        baseline = self._baseline_runs()
+        baseline = self.baseline_runs()
         label = "candidate" if name == "dpo" else name
         runs = self.sweep_pool().run({label: code}, _counted(f"training {name}"))
         seconds = time.perf_counter() - start
@@ -278,8 +277,8 @@ class DPOTarget:
         vs = fitness.vs_baseline
         return Evaluation(
             status="ok",
-            fitness=Interval(**fitness.fitness.model_dump(include=_INTERVAL)),
-            vs_baseline=Interval(**vs.diff.model_dump(include=_INTERVAL)) if vs else None,
+            fitness=fitness.fitness.model_copy(),
+            vs_baseline=vs.diff.model_copy() if vs else None,
             metrics=metrics,
             seconds=seconds,
             details=details,
