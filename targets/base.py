@@ -176,14 +176,17 @@ class Target(Protocol):
     """A discovery target: what a candidate is (description, interface, rules: the prompt's material),
     its static policy, its validity checks (run in the sandbox), its evaluators (cheap to expensive),
     its seed archive, what its fitness means, and an offline proposer. Implementations:
-    targets.dpo.target.DPOTarget, targets.agents, examples/optimizer_target (a user target; docs/targets.md).
+    targets.dpo.target.DPOTarget, targets.agents, examples/optimizer_target (a user target; docs/targets.md);
+    all three build on targets.kit.TargetKit, which a target may use and need not.
 
-    Optional declarations, read through `summary_of`, `baseline_of` and `evaluators_of` (which supply
-    defaults, so that a target without them still satisfies the seam):
+    Optional declarations, read through `summary_of`, `baseline_of`, `evaluators_of`,
+    `evaluates_seeds_first`, `not_ready_of` and `models_used_of` (which supply defaults, so that a target
+    without them still satisfies the seam):
     `summary: str` (one line for `disco targets list`), `baseline: str | None` (the name of what
-    `Evaluation.vs_baseline` is paired against, shown by the leaderboard) and
-    `evaluators` (a sequence of `EvaluatorInfo`, or dicts of its fields, cheap first) and
-    `evaluate_seeds_first: bool` (a run starts by measuring the seed archive; `evaluates_seeds_first`).
+    `Evaluation.vs_baseline` is paired against, shown by the leaderboard),
+    `evaluators` (a sequence of `EvaluatorInfo`, or dicts of its fields, cheap first),
+    `evaluate_seeds_first: bool` (a run starts by measuring the seed archive), `not_ready() -> str | None`
+    and `models_used: tuple[str, ...]` (the run's preflight).
     """
 
     name: str
@@ -223,6 +226,16 @@ class Target(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def protocol_members(protocol: type) -> tuple[str, ...]:
+    """The attributes and methods a Protocol class declares, in the order it declares them."""
+    methods = [name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")]
+    return (*protocol.__annotations__, *methods)
+
+
+TARGET_MEMBERS = protocol_members(Target)
+"""What every target has (the registry refuses a loaded target without one); the rest is optional."""
 
 
 def summary_of(target: object) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from targets.base import Target, TargetEnv, TargetInfo, TargetSource, describe, summary_of
+from targets.base import TARGET_MEMBERS, Target, TargetEnv, TargetInfo, TargetSource, describe, summary_of
 from targets.commands import FingerprintCall, TargetCommands
 
 TARGETS: dict[str, tuple[str, str, str]] = {
@@ -43,9 +43,8 @@ COMMANDS: dict[str, str] = {
 
 ENTRY_POINT_GROUP = "disco.targets"
 DEFAULT_FACTORY = "make_target"
-REQUIRED = ("name", "description", "interface", "rules", "fitness_meaning", "policy", "check",
-            "fingerprint", "evaluate", "seeds", "offline_proposer", "close")  # fmt: skip
-"""What a loaded target must have (the `Target` protocol); the rest is optional (targets.base)."""
+REQUIRED = TARGET_MEMBERS
+"""What a loaded target must have: the `Target` protocol's members; the rest is optional (targets.base)."""
 
 
 class TargetError(Exception):

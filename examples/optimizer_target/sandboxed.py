@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from targets.kit import sandboxed_check
 from targets.results import CheckReport, CheckResult
 
 from .problems import LRS, PROBLEM_NAMES, STEPS, Hyper, Update, quadratic, run, score
@@ -150,14 +151,15 @@ def fingerprint(update: Update) -> list[float]:
 
 
 def check_and_fingerprint(code: str, time_budget_s: float = 2.0) -> dict[str, Any]:
-    """The validity checks, then (for a passing rule) its fingerprint."""
+    """The validity checks, then (for a passing rule) its fingerprint: the target's `check` reads them
+    (targets.kit.TargetKit.check_in_sandbox)."""
     try:
         update = load_update(code)
     except CandidateError as exc:
         failed = CheckResult(name="loads", passed=False, message=str(exc), line=exc.line)
-        return {"report": CheckReport.from_checks([failed]).model_dump(mode="json"), "fingerprint": None}
+        return sandboxed_check(CheckReport.from_checks([failed]))
     except Exception as exc:  # the candidate's module-level code raised
-        return {"report": CheckReport.from_checks([_failed("loads", exc)]).model_dump(), "fingerprint": None}
+        return sandboxed_check(CheckReport.from_checks([_failed("loads", exc)]))
     checks = [CheckResult(name="loads", passed=True, message="one function with the interface's parameters")]
     steps = [("interface", _interface), ("finite", _finite), ("descends", _descends)]
     steps += [("deterministic", _deterministic), ("fast", lambda u: _fast(u, time_budget_s))]
@@ -171,8 +173,7 @@ def check_and_fingerprint(code: str, time_budget_s: float = 2.0) -> dict[str, An
         if not result.passed:
             break  # the later checks would fail for the same reason
     report = CheckReport.from_checks(checks)
-    fp = fingerprint(update) if report.passed else None
-    return {"report": report.model_dump(mode="json"), "fingerprint": fp}
+    return sandboxed_check(report, fingerprint(update) if report.passed else None)
 
 
 def score_codes(codes: dict[str, str], seeds: list[int], steps: int = STEPS) -> dict[str, Any]:

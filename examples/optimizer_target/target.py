@@ -1,7 +1,8 @@
 """A user target for disco: discover an optimizer's update rule, scored on small problems on the CPU.
 
 Run it with `disco run --target examples/optimizer_target/target.py` (docs/targets.md walks through it).
-disco finds `make_target(options, env)` here; the class below satisfies targets.base.Target.
+disco finds `make_target(options, env)` here; the class below satisfies targets.base.Target, with the
+plumbing every target shares (the sandbox, the check's report and fingerprint, close) from targets.kit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from targets.base import Evaluation, EvaluatorInfo, Interval, OfflineProposer, SeedCandidate, TargetEnv
+from targets.kit import SandboxCaller, TargetKit, policy_result
 from targets.results import CheckReport, CheckResult
 
 PACKAGE = __name__.rpartition(".")[0] or __name__
@@ -81,7 +83,7 @@ def bootstrap(values: np.ndarray, seed: int = 0, n: int = 2000) -> Interval:
     return Interval(value=float(values.mean()), ci_low=float(low), ci_high=float(high))
 
 
-class OptimizerTarget:
+class OptimizerTarget(TargetKit):
     """An update rule, checked and scored in disco's sandbox, compared with Adam."""
 
     name = "optimizer"
@@ -94,10 +96,11 @@ class OptimizerTarget:
     evaluators = EVALUATORS
 
     def __init__(self, config: OptimizerConfig, env: TargetEnv) -> None:
+        # `sandboxed` is called in the sandbox, this package's sources shipped with each request
+        module = f"{PACKAGE}.sandboxed"
+        super().__init__(SandboxCaller(config.sandbox, module, preload=("numpy",), ship_sources=True))
         self.config = config
         self.env = env  # this target caches nothing and calls no model; a target that does uses these
-        self._sandbox: Any = None
-        self._fingerprints: dict[str, list[float] | None] = {}
         self._adam: dict[str, list[float]] = {}
         """Adam's per-problem scores by seed, computed once per seed."""
 
@@ -105,61 +108,29 @@ class OptimizerTarget:
     def policy(self, code: str) -> CheckResult:
         from sandbox.policy import check_policy
 
-        violations = check_policy(code, frozenset({"numpy", "math"}))
-        if not violations:
-            return CheckResult(name="policy", passed=True, message="only np and math are used")
-        message = "; ".join(v.message for v in violations[:3])
-        return CheckResult(name="policy", passed=False, message=message, line=violations[0].line)
-
-    def _call(self, function: str, timeout_s: float, **kwargs: Any) -> Any:
-        """The SandboxResult of `sandboxed.<function>(**kwargs)`, this package's sources shipped along."""
-        from sandbox.models import SandboxLimits, SandboxRequest
-        from sandbox.registry import get_sandbox
-        from targets.sources import package_sources
-
-        if self._sandbox is None:
-            backend = self.config.sandbox
-            self._sandbox = get_sandbox(backend, warm=1) if backend == "local" else get_sandbox(backend)
-        request = SandboxRequest(
-            call=f"{PACKAGE}.sandboxed:{function}",
-            kwargs=kwargs,
-            files=package_sources(PACKAGE),
-            preload=("numpy",),
-            limits=SandboxLimits(timeout_s=timeout_s, memory_mb=2048),
-        )
-        return self._sandbox.run(request)
+        return policy_result(check_policy(code, frozenset({"numpy", "math"})), "only np and math are used")
 
     def check(self, code: str) -> CheckReport:
         budget = self.config.check_time_budget_s
-        result = self._call("check_and_fingerprint", budget + 30, code=code, time_budget_s=budget)
-        if result.status == "ok" and isinstance(result.value, dict):
-            self._fingerprints[code] = result.value["fingerprint"]
-            return CheckReport.model_validate(result.value["report"])
-        message = f"the checks did not complete in the sandbox: {result.status}, {result.reason}"
-        failed = CheckResult(name="sandbox", passed=False, message=message, traceback=result.stderr or None)
-        return CheckReport.from_checks([failed])
-
-    def fingerprint(self, code: str) -> list[float] | None:
-        return self._fingerprints.get(code)
+        return self.check_in_sandbox(code, "check_and_fingerprint", budget + 30, time_budget_s=budget)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, code: str, name: str, seeds: list[int] | None = None) -> Evaluation:
         """Score on every problem of every seed, paired with Adam on the same problems."""
         from .blocks import CLASSICS, render
 
-        seeds = list(seeds if seeds is not None else self.config.seeds)
+        seeds, steps = list(seeds if seeds is not None else self.config.seeds), self.config.steps
         start = time.perf_counter()
         missing = [s for s in seeds if str(s) not in self._adam]
         if missing:  # Adam in a sandbox of its own: a candidate scored beside it could rewrite its numpy
             adam = {"adam": render(CLASSICS[-1][1], "adam")}
-            base = self._call("score_codes", 300, codes=adam, seeds=missing, steps=self.config.steps)
+            base = self.call_in_sandbox("score_codes", {"codes": adam, "seeds": missing, "steps": steps}, 300)
             if base.status != "ok" or not isinstance(base.value, dict):
                 reason = f"scoring the baseline (Adam) failed ({base.status}): {base.reason}"
                 return Evaluation(status="failed", reason=reason, seconds=time.perf_counter() - start)
             self._adam |= base.value["adam"]["scores"]
-        result = self._call(
-            "score_codes", 300, codes={"candidate": code}, seeds=seeds, steps=self.config.steps
-        )
+        candidate = {"codes": {"candidate": code}, "seeds": seeds, "steps": steps}
+        result = self.call_in_sandbox("score_codes", candidate, 300)
         seconds = time.perf_counter() - start
         if result.status != "ok" or not isinstance(result.value, dict):
             tail = (result.stderr or "").strip().splitlines()[-1:] or [result.reason]
@@ -209,11 +180,6 @@ class OptimizerTarget:
         from .blocks import BlockProposer
 
         return BlockProposer(seed)
-
-    def close(self) -> None:
-        if self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None
 
 
 def make_target(options: dict[str, Any], env: TargetEnv) -> OptimizerTarget:

@@ -85,11 +85,9 @@ class AgentRunner:
 
     def sandbox(self) -> Any:
         if self._sandbox is None:
-            from sandbox.registry import get_sandbox
+            from targets.kit import open_sandbox
 
-            self._sandbox = (
-                get_sandbox(self.backend, warm=1) if self.backend == "local" else get_sandbox(self.backend)
-            )
+            self._sandbox = open_sandbox(self.backend)
         return self._sandbox
 
     def run(

@@ -19,6 +19,7 @@ from targets.agents.cotsc import VoteCurve
 from targets.agents.proxy import ProxySettings
 from targets.agents.runner import AgentRunner, RunOutcome, offline_sentence
 from targets.base import Evaluation, ModelEndpoint, OfflineProposer, SeedCandidate, TargetEnv
+from targets.kit import TargetKit, policy_result
 from targets.results import CheckReport, CheckResult
 
 ALLOWED_IMPORTS = frozenset(
@@ -111,7 +112,10 @@ class AgentTargetConfig(BaseModel):
     sandbox: str = "local"
 
 
-class AgentSystemTarget:
+class AgentSystemTarget(TargetKit):
+    """Its agents run in the sandbox of `self.runner` (not the kit's: each task is a call of its own, with
+    the proxy's socket); the fingerprint is the call pattern of a passing check."""
+
     name = "adas"
     """Memory keeps candidates per target name: set per benchmark in __init__ (`adas-mgsm`, `adas-drop`),
     since fitnesses on two benchmarks are not comparable and a seed measured on one is not on the other."""
@@ -120,7 +124,6 @@ class AgentSystemTarget:
     summary = "an LLM agent system (ADAS forward(self, taskInfo)), scored on MGSM/DROP/MMLU/GPQA/ARC"
     rules = RULES
     fitness_meaning = FITNESS_MEANING
-    baseline = None
     models_used = ("inner",)
     """Its agents call `[models.inner]`: the run's preflight probes that endpoint (targets.base)."""
 
@@ -145,6 +148,7 @@ class AgentSystemTarget:
         cache_dir: Path | None = None,
     ) -> None:
         """`cache_dir`: where the CoT-SC baseline is kept once measured (a resumed run does not pay again)."""
+        super().__init__()
         self.config = c = config or AgentTargetConfig()
         self.name = f"adas-{c.benchmark}"
         self.inner = inner or ModelEndpoint()
@@ -162,7 +166,6 @@ class AgentSystemTarget:
         )
         self.runner = AgentRunner(self.inner, settings, sandbox=c.sandbox, concurrency=c.concurrency)
         self._bench: Benchmark | None = None
-        self._fingerprints: dict[str, list[float]] = {}
         self._splits: Any = None
         self._cache_dir = cache_dir
         self._curve: VoteCurve | str | None = None
@@ -196,10 +199,10 @@ class AgentSystemTarget:
     def policy(self, code: str) -> CheckResult:
         from sandbox.policy import check_policy
 
-        violations = check_policy(code, ALLOWED_IMPORTS)
-        if violations:
-            message = "; ".join(v.message for v in violations[:3])
-            return CheckResult(name="policy", passed=False, message=message, line=violations[0].line)
+        passed = "forward(self, taskInfo) with allowed imports"
+        result = policy_result(check_policy(code, ALLOWED_IMPORTS), passed)
+        if not result.passed:
+            return result
         tree = ast.parse(code)
         forward = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "forward"]
         if not forward:
@@ -214,7 +217,7 @@ class AgentSystemTarget:
                 message="forward must take exactly (self, taskInfo)",
                 line=forward[0].lineno,
             )
-        return CheckResult(name="policy", passed=True, message="forward(self, taskInfo) with allowed imports")
+        return result
 
     def check(self, code: str) -> CheckReport:
         """Run the agent on a few validation items in the sandbox: it installs, runs and answers in form."""
@@ -260,13 +263,9 @@ class AgentSystemTarget:
         if report.passed:
             from targets.agents.fingerprint import call_pattern
 
-            self._fingerprints[code] = call_pattern(out.call_log, [it.id for it in items])
+            # Its answers depend on a sampled model; how it calls the model does not.
+            self.fingerprints[code] = call_pattern(out.call_log, [it.id for it in items])
         return report
-
-    def fingerprint(self, code: str) -> list[float] | None:
-        """The agent's call pattern on the probe tasks, recorded by a passing `check` (else None): its
-        answers depend on a sampled model, how it calls the model does not."""
-        return self._fingerprints.get(code)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(
@@ -341,6 +340,7 @@ class AgentSystemTarget:
 
     def close(self) -> None:
         self.runner.close()
+        super().close()
 
 
 def make_target(options: dict[str, Any], env: TargetEnv) -> AgentSystemTarget:

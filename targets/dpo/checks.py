@@ -62,7 +62,7 @@ class _Stop(_Fail):
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
+def time_limit(seconds: float) -> Iterator[None]:
     """Interrupt the block with CallTimeout after `seconds`, via SIGALRM.
 
     Only possible in the main thread of a POSIX process; elsewhere the block runs to completion and the
@@ -105,7 +105,7 @@ class _Runner:
             raise _Stop("the time budget for all checks ran out before this check could finish")
         try:
             with (
-                _time_limit(limit),
+                time_limit(limit),
                 contextlib.redirect_stdout(io.StringIO()),
                 contextlib.redirect_stderr(io.StringIO()),
                 warnings.catch_warnings(),

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from targets.base import Evaluation, Interval
+from targets.base import Evaluation
 from targets.cache_dirs import read_sealed, write_sealed
 from targets.dpo.fitness import RunResult
 from targets.progress import Counter
@@ -20,8 +20,6 @@ from targets.progress import Counter
 if TYPE_CHECKING:
     from targets.dpo.sweep import SweepJob, SweepPool
     from targets.dpo.target import DPOTarget
-
-_INTERVAL = {"value", "ci_low", "ci_high"}
 
 
 def _digest(code: str) -> str:
@@ -113,7 +111,7 @@ def evaluate_on_seeds(target: DPOTarget, code: str, name: str, seeds: list[int])
         reason = "no β to confirm: every training run on the default seeds failed"
         return Evaluation(status="failed", reason=reason, details=details)
     cfg = target.spec.fitness
-    base_beta = chosen_beta(frontier(target._baseline_runs(), cfg))
+    base_beta = chosen_beta(frontier(target.baseline_runs(), cfg))
     label = "candidate" if name == "dpo" else name
     jobs = [SweepJob(loss=label, code=code, beta=beta, seed=s) for s in seeds]
     jobs += [SweepJob(loss="dpo", code=get_zoo_loss("dpo").code, beta=base_beta, seed=s) for s in seeds]
@@ -149,8 +147,8 @@ def evaluate_on_seeds(target: DPOTarget, code: str, name: str, seeds: list[int])
     vs = fitness.vs_baseline
     return Evaluation(
         status="ok",
-        fitness=Interval(**fitness.fitness.model_dump(include=_INTERVAL)),
-        vs_baseline=Interval(**vs.diff.model_dump(include=_INTERVAL)) if vs else None,
+        fitness=fitness.fitness.model_copy(),
+        vs_baseline=vs.diff.model_copy() if vs else None,
         metrics=metrics,
         seconds=seconds,
         details=details,

@@ -28,7 +28,7 @@ import warnings
 import torch
 
 from targets.dpo.candidate import CandidateError, LossContext, load_candidate
-from targets.dpo.checks import CallTimeout, _time_limit
+from targets.dpo.checks import CallTimeout, time_limit
 from targets.dpo.loss_policy import check_loss_policy
 
 BETAS: tuple[float, ...] = (0.1, 0.5, 2.0)
@@ -86,7 +86,7 @@ def loss_fingerprint(code: str, time_limit_s: float = 2.0) -> list[float]:
     parts: list[torch.Tensor] = []
     try:
         with (
-            _time_limit(time_limit_s),
+            time_limit(time_limit_s),
             contextlib.redirect_stdout(io.StringIO()),
             contextlib.redirect_stderr(io.StringIO()),
             warnings.catch_warnings(),

@@ -11,15 +11,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from targets.base import Baseline, Evaluation, Interval, OfflineProposer, SeedCandidate, TargetEnv
+from targets.base import Baseline, Evaluation, OfflineProposer, SeedCandidate, TargetEnv
 from targets.cache_dirs import file_lock, read_sealed, write_sealed
+from targets.kit import SandboxCaller, TargetKit, policy_result, sandboxed_check
 from targets.progress import Counter, one_time
 from targets.results import CheckReport, CheckResult
 
 log = logging.getLogger("disco.target.dpo")
 
 Preset = Literal["default", "quick", "tiny"]
-_INTERVAL = {"value", "ci_low", "ci_high"}
 
 DESCRIPTION = """\
 Discover an offline preference-optimisation objective for aligning a language model, as in DiscoPOP
@@ -96,10 +96,10 @@ def check_and_fingerprint(code: str, time_budget_s: float = 10.0) -> dict[str, A
             fingerprint = loss_fingerprint(code)
         except FingerprintError:
             fingerprint = None
-    return {"report": report.model_dump(mode="json"), "fingerprint": fingerprint}
+    return sandboxed_check(report, fingerprint)
 
 
-class DPOTarget:
+class DPOTarget(TargetKit):
     """A preference-optimisation loss, scored on the toy task (see targets/dpo/toy) against DPO."""
 
     name = "dpo"
@@ -127,12 +127,12 @@ class DPOTarget:
 
     def __init__(self, config: DPOTargetConfig | None = None, cache_dir: Path | None = None) -> None:
         self.config = config or DPOTargetConfig()
+        preload = ("torch", "targets.dpo.checks", "targets.dpo.fingerprint")
+        super().__init__(SandboxCaller(self.config.sandbox, __name__, preload=preload, memory_mb=4096))
         self.cache_dir = Path(cache_dir) if cache_dir else Path(".disco/cache")
-        self._sandbox: Any = None
         self._pool: Any = None
         self._spec: Any = None
         self._baseline: list[Any] | None = None
-        self._fingerprints: dict[str, list[float] | None] = {}
 
     @property
     def seed_sigma(self) -> float | None:
@@ -147,43 +147,14 @@ class DPOTarget:
     def policy(self, code: str) -> CheckResult:
         from targets.dpo.loss_policy import check_loss_policy
 
-        violations = check_loss_policy(code)
-        if not violations:
-            return CheckResult(name="policy", passed=True, message="only torch, F and math are used")
-        first = violations[0]
-        message = "; ".join(v.message for v in violations[:3])
-        return CheckResult(name="policy", passed=False, message=message, line=getattr(first, "line", None))
-
-    def _open_sandbox(self) -> Any:
-        if self._sandbox is None:
-            from sandbox.registry import get_sandbox
-
-            backend = self.config.sandbox
-            self._sandbox = get_sandbox(backend, warm=1) if backend == "local" else get_sandbox(backend)
-        return self._sandbox
+        return policy_result(check_loss_policy(code), "only torch, F and math are used")
 
     def check(self, code: str) -> CheckReport:
-        """The validity checks in the sandbox; a sandbox run that returns nothing is a failed check."""
-        from sandbox.models import SandboxLimits, SandboxRequest
-
+        """The validity checks and the fingerprint in the sandbox (`check_and_fingerprint`)."""
         budget = self.config.check_time_budget_s
-        request = SandboxRequest(
-            call="targets.dpo.target:check_and_fingerprint",
-            kwargs={"code": code, "time_budget_s": budget},
-            preload=("torch", "targets.dpo.checks", "targets.dpo.fingerprint"),
-            limits=SandboxLimits(timeout_s=budget + 60, cpu_s=budget + 60, memory_mb=4096),
+        return self.check_in_sandbox(
+            code, "check_and_fingerprint", budget + 60, cpu_s=budget + 60, time_budget_s=budget
         )
-        result = self._open_sandbox().run(request)
-        if result.status == "ok" and isinstance(result.value, dict):
-            self._fingerprints[code] = result.value.get("fingerprint")
-            return CheckReport.model_validate(result.value["report"])
-        message = f"the checks did not complete in the sandbox: {result.status}, {result.reason}"
-        failed = CheckResult(name="sandbox", passed=False, message=message, traceback=result.stderr or None)
-        return CheckReport.from_checks([failed])
-
-    def fingerprint(self, code: str) -> list[float] | None:
-        """The fingerprint computed in the sandbox by `check` (None before a passing check)."""
-        return self._fingerprints.get(code)
 
     # ------------------------------------------------------------------ evaluation
     @property
@@ -204,7 +175,7 @@ class DPOTarget:
             self._pool = SweepPool(self.spec, self.cache_dir)
         return self._pool
 
-    def _baseline_runs(self) -> list[Any]:
+    def baseline_runs(self) -> list[Any]:
         """DPO's runs on the same sweep, computed once per sweep spec and kept on disk for every run."""
         from targets.dpo.fitness import RunResult
         from targets.dpo.zoo import get_zoo_loss
@@ -239,7 +210,7 @@ class DPOTarget:
 
             return evaluate_on_seeds(self, code, name, list(seeds))
         start = time.perf_counter()
-        baseline = self._baseline_runs()
+        baseline = self.baseline_runs()
         label = "candidate" if name == "dpo" else name
         runs = self.sweep_pool().run({label: code}, _counted(f"training {name}"))
         seconds = time.perf_counter() - start
@@ -278,8 +249,8 @@ class DPOTarget:
         vs = fitness.vs_baseline
         return Evaluation(
             status="ok",
-            fitness=Interval(**fitness.fitness.model_dump(include=_INTERVAL)),
-            vs_baseline=Interval(**vs.diff.model_dump(include=_INTERVAL)) if vs else None,
+            fitness=fitness.fitness.model_copy(),
+            vs_baseline=vs.diff.model_copy() if vs else None,
             metrics=metrics,
             seconds=seconds,
             details=details,
@@ -316,9 +287,7 @@ class DPOTarget:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-        if self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None
+        super().close()
 
 
 def make_target(options: dict[str, Any], env: TargetEnv) -> DPOTarget:
