@@ -6,13 +6,17 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# pyright, the type checker of `make lint` and `make test` (see its rule below)
+PYRIGHT_DIR   := .pyright
+PYRIGHT_STAMP := $(PYRIGHT_DIR)/.installed-stamp
+PYRIGHT_RUN   := $(PYRIGHT_DIR)/node_modules/.bin/pyright --pythonpath $(PY)
 
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install clean bench sandbox-deps test-sandbox test-deps test-llm
+.PHONY: demo test lint pyright install clean bench sandbox-deps test-sandbox test-deps test-llm
 
 install: $(STAMP)
 
@@ -31,19 +35,35 @@ demo: $(STAMP)
 
 # The sandbox's Docker backend is tested against a real engine: sandbox-deps installs and starts podman
 # (and bubblewrap for the local backend), and DISCO_DOCKER_HOST makes a missing engine fail, not skip.
-test: $(STAMP) sandbox-deps test-deps
+test: $(STAMP) $(PYRIGHT_STAMP) sandbox-deps test-deps
 	$(VENV)/bin/ruff check .
+	$(PYRIGHT_RUN)
 	DISCO_DOCKER_HOST=$(DISCO_DOCKER_SOCK) $(PY) -m pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP) $(PYRIGHT_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PYRIGHT_RUN)
+
+# The type checker alone (configured in pyproject.toml's [tool.pyright]), against the project's venv.
+pyright: $(STAMP) $(PYRIGHT_STAMP)
+	$(PYRIGHT_RUN)
+
+# pyright from npm, pinned with its hash by requirements/pyright/package-lock.json (`npm ci` checks it), into
+# .pyright/; node and npm are apt-installed when missing (needs root; Debian's node 18 is new enough).
+$(PYRIGHT_STAMP): requirements/pyright/package.json requirements/pyright/package-lock.json
+	command -v npm >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
+	rm -rf $(PYRIGHT_DIR) && mkdir -p $(PYRIGHT_DIR)
+	cp requirements/pyright/package.json requirements/pyright/package-lock.json $(PYRIGHT_DIR)/
+	cd $(PYRIGHT_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(PYRIGHT_STAMP)
 
 bench: $(STAMP)
 	$(PY) evals/bench_zoo.py
 
 clean:
-	rm -rf $(VENV) $(LLM_VENV) .disco .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LLM_VENV) $(PYRIGHT_DIR) .disco .pytest_cache .ruff_cache
 
 # The Docker sandbox backend's engine on a host without Docker: podman + runc serving the Docker API on
 # a unix socket (apt-installed when missing; needs root), and the sandbox image (built offline, cached).

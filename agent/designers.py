@@ -12,7 +12,9 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
+
+from pydantic import BaseModel
 
 from agent.context import DesignContext, shrunk
 from agent.models import CallUsage, Exchange, ExchangeLog, Model, ModelError
@@ -21,6 +23,7 @@ from agent.schemas import Draft, Reflection, RepairRequest
 from targets.base import OfflineProposer, ParentInfo, Proposal, SeedCandidate
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 OFFLINE = "offline"
 
 
@@ -66,7 +69,7 @@ class ModelDesigner:
         self.own_log = own_log
         """Set when `model` answers from another run's log (replay): answers are copied into this run's."""
 
-    def _ask(self, key: str, messages: list[dict[str, str]], schema: type[T]) -> tuple[T, CallUsage]:
+    def _ask(self, key: str, messages: list[dict[str, str]], schema: type[M]) -> tuple[M, CallUsage]:
         value, usage = self.model.ask(key, messages, schema)
         if self.own_log is not None and self.own_log.get(key) is None:
             self.own_log.append(
@@ -86,8 +89,8 @@ class ModelDesigner:
         key: str,
         ctx: DesignContext,
         messages: Callable[[DesignContext], list[dict[str, str]]],
-        schema: type[T],
-    ) -> tuple[T, CallUsage]:
+        schema: type[M],
+    ) -> tuple[M, CallUsage]:
         """Ask with the prompt `messages(ctx)` builds; when it is too long for the model's context window,
         with one past attempt fewer at a time until it fits: checked before asking where the window is
         known (no call, nothing logged), and after a refusal that taught it (`too_long`)."""
@@ -119,6 +122,12 @@ class ModelDesigner:
         return StepResult(fixed, usage)
 
 
+class _ProposeWithHints(Protocol):
+    """A proposer's `propose` that also takes the person's hints (optional in `OfflineProposer`)."""
+
+    def __call__(self, index: int, parents: list[ParentInfo], *, hints: list[str]) -> Proposal: ...
+
+
 class OfflineDesigner:
     """The target's proposer in the designer's seat; reflection rounds are recorded as skipped.
 
@@ -136,7 +145,7 @@ class OfflineDesigner:
         self.log = log
         self.replay = replay
 
-    def _answer(self, key: str, make: callable) -> StepResult[Draft]:  # type: ignore[valid-type]
+    def _answer(self, key: str, make: Callable[[], Proposal]) -> StepResult[Draft]:
         for source in (self.log, self.replay):
             ex = source.get(key) if source is not None else None
             if ex is not None and ex.parsed is not None:
@@ -151,7 +160,7 @@ class OfflineDesigner:
         if self.replay is not None:
             raise ModelError("replay_missing", f"The recorded run has no proposal for step {key}.")
         started = time.perf_counter()
-        proposal: Proposal = make()
+        proposal = make()
         usage = CallUsage(model=OFFLINE, latency_s=time.perf_counter() - started, attempts=1)
         parsed = {
             "thought": proposal.thought,
@@ -179,7 +188,7 @@ class OfflineDesigner:
         if not hints:
             return self.proposer.propose(index, parents)
         if "hints" in inspect.signature(self.proposer.propose).parameters:
-            return self.proposer.propose(index, parents, hints=list(hints))
+            return cast(_ProposeWithHints, self.proposer.propose)(index, parents, hints=list(hints))
         proposal = self.proposer.propose(index, parents)
         return proposal.model_copy(update={"hints_used": [], "hints_ignored": list(hints)})
 

@@ -114,6 +114,7 @@ def split_protocol(
     }
     best = {loss: max(betas, key=lambda b, loss=loss: screen_mean[(loss, b)]) for loss in usable}
     if kls is not None:
+
         def screen_kl(loss: str, b: float) -> float:
             values = [kls.get((loss, b, s)) for s in screen]
             return float(np.mean(values)) if all(v is not None and v > 0 for v in values) else math.inf

@@ -342,9 +342,12 @@ def size_row(
         "design": measure(design, counter),
         "reflect_1": measure(reflect_messages(rctx, draft, 1), counter),
         "reflect_2": measure(reflect_messages(rctx, draft, 2), counter),
-        "repair": measure(repair_messages(
-            repair_ctx, RepairRequest(draft=draft, failures=failures, attempt=1, max_attempts=3)
-        ), counter),
+        "repair": measure(
+            repair_messages(
+                repair_ctx, RepairRequest(draft=draft, failures=failures, attempt=1, max_attempts=3)
+            ),
+            counter,
+        ),
         "_design_prompt": design[1]["content"],
     }
 

@@ -61,7 +61,7 @@ def normalise_code(code: str) -> str:
             and isinstance(body[0].value, ast.Constant)
             and isinstance(body[0].value.value, str)
         ):
-            node.body = body[1:]  # type: ignore[attr-defined]
+            node.body = body[1:]
     return ast.unparse(tree)
 
 

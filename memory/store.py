@@ -119,8 +119,9 @@ class MemoryStore:
     def _chroma(self) -> Any:
         if self._client is None or self._gen != _generation:
             import chromadb
+            from chromadb.config import Settings
 
-            settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=False)
+            settings = Settings(anonymized_telemetry=False, allow_reset=False)
             with self._locked():
                 self._client = chromadb.PersistentClient(path=str(self.path), settings=settings)
             self._gen = _generation
@@ -153,7 +154,7 @@ class MemoryStore:
     def refresh(self) -> None:
         """Drop Chroma's per-process cache and reopen, so that other processes' writes are seen."""
         global _generation
-        from chromadb.api.client import SharedSystemClient
+        from chromadb.api.shared_system_client import SharedSystemClient
 
         SharedSystemClient.clear_system_cache()
         _generation += 1
@@ -273,17 +274,17 @@ class MemoryStore:
     def _write_fingerprints(
         self, recs: list[CandidateRecord], fps: list[Sequence[float] | None], batch: int
     ) -> None:
-        by_target: dict[str, list[int]] = {}
-        for i, fp in enumerate(fps):
+        by_target: dict[str, list[tuple[str, Sequence[float]]]] = {}
+        for rec, fp in zip(recs, fps, strict=True):
             if fp is not None:
-                by_target.setdefault(recs[i].target, []).append(i)
-        for target, idx in by_target.items():
+                by_target.setdefault(rec.target, []).append((rec.id, fp))
+        for target, rows in by_target.items():
             col = self._col(f"fp.{_slug(target)}", space="l2")
-            for start in range(0, len(idx), batch):
-                part = idx[start : start + batch]
+            for start in range(0, len(rows), batch):
+                part = rows[start : start + batch]
                 col.upsert(
-                    ids=[recs[i].id for i in part],
-                    embeddings=[[float(x) for x in fps[i]] for i in part],  # type: ignore[union-attr]
+                    ids=[cid for cid, _ in part],
+                    embeddings=[[float(x) for x in fp] for _, fp in part],
                 )
 
     # Reading -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-from sandbox.models import BackendReport, SandboxLimits, SandboxRequest, SandboxResult
+from sandbox.models import BackendReport, SandboxLimits, SandboxRequest, SandboxResult, Status
 from sandbox.policy import check_policy
 from sandbox.redact import redact
 
@@ -111,7 +111,7 @@ def finish(raw: RawOutcome, limits: SandboxLimits, backend: str, isolation: list
     code = raw.exit_code
     stderr = raw.stderr.text()
     tail = raw.stderr.tail.decode("utf-8", "replace") or stderr[-4000:]
-    status: str
+    status: Status
     if raw.killed == "cancelled":
         status, reason = "killed", "cancelled by the caller; the whole process tree was killed"
     elif raw.killed == "timeout":
@@ -131,7 +131,7 @@ def finish(raw: RawOutcome, limits: SandboxLimits, backend: str, isolation: list
     else:
         status, reason = "error", f"exited with status {code}"
     return SandboxResult(
-        status=status,  # type: ignore[arg-type]
+        status=status,
         exit_code=code,
         stdout=redact(raw.stdout.text()),  # untrusted text: no secret leaves the sandbox in it
         stderr=redact(stderr),

@@ -150,7 +150,7 @@ def _rlimits(conf: Confinement) -> list[str]:
     set_ = []
     for name, which, value in (
         ("address space", resource.RLIMIT_AS, conf.memory_mb and conf.memory_mb << 20),
-        ("cpu seconds", resource.RLIMIT_CPU, conf.cpu_s and int(conf.cpu_s) + 1),
+        ("cpu seconds", resource.RLIMIT_CPU, None if conf.cpu_s is None else int(conf.cpu_s) + 1),
         ("file size", resource.RLIMIT_FSIZE, conf.max_file_mb and conf.max_file_mb << 20),
         ("open files", resource.RLIMIT_NOFILE, conf.max_open_files),
         ("core dumps", resource.RLIMIT_CORE, 0),

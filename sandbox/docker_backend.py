@@ -271,7 +271,7 @@ class DockerSandbox:
                 stdout=out,
                 stderr=err,
                 duration_s=duration,
-                killed=killed,  # type: ignore[arg-type]
+                killed=killed,
                 oom_reported=bool(state.get("OOMKilled")),
                 peak_memory_mb=peak,
             )
@@ -307,8 +307,10 @@ def _drain(container: Any, stdout: bool, capture: OutputCapture, total: list[int
         return
 
 
-def _cgroup_peak_file(container_id: str) -> Path | None:
+def _cgroup_peak_file(container_id: str | None) -> Path | None:
     """The container's peak-memory file when the engine runs on this host (cgroup v1 or v2), else None."""
+    if not container_id:
+        return None
     for pattern in (
         "memory/libpod_parent/libpod-{id}/memory.max_usage_in_bytes",
         "memory/docker/{id}/memory.max_usage_in_bytes",

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 from contextlib import ExitStack
+from typing import Any
 
 from sandbox.models import BackendReport, SandboxLimits, SandboxRequest
 from sandbox.registry import SandboxUnavailable, backend_names, get_sandbox
@@ -101,20 +102,19 @@ def diagnose(name: str) -> BackendReport:
         sandbox.close()
 
 
-def _reconcile(report: BackendReport, facts: dict[str, object]) -> BackendReport:
+def _reconcile(report: BackendReport, facts: dict[str, Any]) -> BackendReport:
+    """`facts`: the probe's JSON report, as parsed."""
     measured = {"network_isolated": not facts["network"], "filesystem_readonly": not facts["fs_writable"]}
     for key, value in measured.items():
         if getattr(report, key) != value:
             report.warnings.append(f"{key} claimed {getattr(report, key)} but measured {value}")
             setattr(report, key, value)
     host_seen = sorted(
-        path
-        for path, listing in facts.get("dirs", {}).items()  # type: ignore[union-attr]
-        if listing and listing == _host_listing(path)
+        path for path, listing in facts.get("dirs", {}).items() if listing and listing == _host_listing(path)
     )
     if host_seen:
         report.warnings.append(f"the sandbox shows the host's {', '.join(host_seen)}")
-    report.detail += f" (probe: uid {facts['uid']}, rlimits set: {', '.join(facts['rlimits'])})"  # type: ignore[arg-type]
+    report.detail += f" (probe: uid {facts['uid']}, rlimits set: {', '.join(facts['rlimits'])})"
     return report
 
 

@@ -21,7 +21,7 @@ from e2b_code_interpreter import Sandbox as E2BClient
 from e2b_code_interpreter.models import Execution
 from pydantic import BaseModel
 
-from sandbox.base import OutputCapture, RawOutcome, finish, policy_refusal
+from sandbox.base import Killed, OutputCapture, RawOutcome, finish, policy_refusal
 from sandbox.models import BackendReport, SandboxRequest, SandboxResult
 from sandbox.registry import SandboxUnavailable
 
@@ -194,11 +194,11 @@ def _exit_status(name: str, value: str) -> int | None:
         return 1
 
 
-def _empty(duration_s: float, cap: int, killed: str) -> RawOutcome:
+def _empty(duration_s: float, cap: int, killed: Killed) -> RawOutcome:
     return RawOutcome(
         exit_code=None,
         stdout=OutputCapture(cap),
         stderr=OutputCapture(cap),
         duration_s=duration_s,
-        killed=killed,  # type: ignore[arg-type]
+        killed=killed,
     )

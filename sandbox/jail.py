@@ -326,7 +326,7 @@ def _rlimits(spec: JailSpec) -> list[str]:
     done = []
     for name, which, value in (
         ("address space", resource.RLIMIT_AS, spec.memory_mb and spec.memory_mb << 20),
-        ("cpu seconds", resource.RLIMIT_CPU, spec.cpu_s and max(1, round(spec.cpu_s))),
+        ("cpu seconds", resource.RLIMIT_CPU, None if spec.cpu_s is None else max(1, round(spec.cpu_s))),
         ("file size", resource.RLIMIT_FSIZE, spec.max_file_mb and spec.max_file_mb << 20),
         ("processes", resource.RLIMIT_NPROC, spec.max_processes),
         ("open files", resource.RLIMIT_NOFILE, spec.max_open_files),

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel
 
@@ -161,8 +161,8 @@ def _chown_tree(root: Path, uid: int) -> None:
         os.lchown(path, uid, uid)
 
 
-def _drain(stream: object, capture: OutputCapture, total: list[int]) -> None:
-    fd = stream.fileno()  # type: ignore[attr-defined]
+def _drain(stream: IO[bytes], capture: OutputCapture, total: list[int]) -> None:
+    fd = stream.fileno()
     try:
         while chunk := os.read(fd, 65536):
             capture.feed(chunk)
@@ -238,6 +238,6 @@ def _supervise(worker: Worker, request: SandboxRequest, cancel: threading.Event 
         stdout=out,
         stderr=err,
         duration_s=duration,
-        killed=killed,  # type: ignore[arg-type]
+        killed=killed,
         peak_memory_mb=peak,
     )

@@ -26,22 +26,22 @@ class SandboxLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    timeout_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
     """Wall clock for the whole run; the whole process tree is SIGKILLed when it is over."""
-    cpu_s: float | None = Field(None, gt=0)
+    cpu_s: float | None = Field(default=None, gt=0)
     """CPU seconds (RLIMIT_CPU); default: the wall-clock timeout plus one second."""
-    memory_mb: int = Field(2048, ge=64)
+    memory_mb: int = Field(default=2048, ge=64)
     """Address space (local: RLIMIT_AS, counted from the warm worker's imports) or memory (Docker)."""
-    max_processes: int = Field(64, ge=1)
+    max_processes: int = Field(default=64, ge=1)
     """Processes and threads of the sandbox's uid (RLIMIT_NPROC; Docker: pids_limit)."""
-    max_open_files: int = Field(256, ge=16)
-    max_file_mb: int = Field(64, ge=1)
+    max_open_files: int = Field(default=256, ge=16)
+    max_file_mb: int = Field(default=64, ge=1)
     """Largest file the code may write (RLIMIT_FSIZE)."""
-    max_output_bytes: int = Field(64_000, ge=1024)
+    max_output_bytes: int = Field(default=64_000, ge=1024)
     """stdout and stderr are each kept to this many bytes (head and tail); the rest is dropped."""
-    output_kill_bytes: int = Field(16_000_000, ge=1024)
+    output_kill_bytes: int = Field(default=16_000_000, ge=1024)
     """A run that writes more than this in total is killed (a flood of output)."""
-    gpus: int = Field(0, ge=0)
+    gpus: int = Field(default=0, ge=0)
     """GPUs to request (Docker device_requests); the local backend leaves visibility to the host."""
 
     @property

@@ -179,7 +179,8 @@ class WarmPool:
     hands one out and starts its replacement."""
 
     def __init__(self, level: Level, drop_uid: bool, uid_base: int, warm: int) -> None:
-        self.level, self.drop_uid, self.uid_base, self.warm = level, drop_uid, uid_base, warm
+        self.level: Level = level
+        self.drop_uid, self.uid_base, self.warm = drop_uid, uid_base, warm
         self._ready: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Future[Worker]]] = {}
         self._lock = threading.Lock()
         self._spawner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="disco-sandbox-spawn")

@@ -156,8 +156,8 @@ class _Program:
 def _arch_body(prog: _Program, arch: str, index: int) -> None:
     p = f"{arch}_"
     for nrs in DENIED.values():
-        if nrs[index] is not None:
-            prog.jump(_JEQ_K, nrs[index], "eperm")
+        if (nr := nrs[index]) is not None:
+            prog.jump(_JEQ_K, nr, "eperm")
     clone, clone3, sock, sockpair, ioctl = (SPECIAL[n][index] for n in SPECIAL)
     prog.jump(_JEQ_K, clone, p + "clone")
     prog.jump(_JEQ_K, clone3, "enosys")

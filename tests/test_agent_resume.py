@@ -45,6 +45,7 @@ def test_kill_9_at_any_step_then_resume_records_every_candidate_once(
         kills.append((last["kind"], last["payload"].get("node"), last["payload"].get("phase")))
         _kill_group(proc)
         proc = start_cli(home, ["resume", "k9"], env)
+
     # Then a kill just after each later candidate's passing check: the record is written by another process.
     def passed_checks() -> list[str]:
         return [e["candidate"] for e in logged_events(run) if e["kind"] == "check" and e["payload"]["passed"]]

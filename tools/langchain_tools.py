@@ -26,11 +26,11 @@ class EvaluateArgs(BaseModel):
 
 class QueryArgs(BaseModel):
     query: str = Field(description="Text or code to find similar past attempts to.")
-    k: int = Field(5, ge=1, le=20)
+    k: int = Field(default=5, ge=1, le=20)
 
 
 class CountArgs(BaseModel):
-    k: int = Field(5, ge=1, le=20)
+    k: int = Field(default=5, ge=1, le=20)
 
 
 class CandidateArgs(BaseModel):
@@ -39,7 +39,7 @@ class CandidateArgs(BaseModel):
 
 class LaunchArgs(BaseModel):
     candidate_id: str = Field(description="The recorded candidate to train for real.")
-    gpus: int = Field(1, ge=0, le=8, description="GPUs for the job (0: CPU).")
+    gpus: int = Field(default=1, ge=0, le=8, description="GPUs for the job (0: CPU).")
 
 
 class JobArgs(BaseModel):

@@ -134,11 +134,13 @@ def _as_typed(message: str) -> str:
 def _memory(name: str, arg: str) -> Parsed:
     if name == "similar":
         return MemoryQuery("similar", text=arg) if arg else InputError("/similar needs a text or code")
+    if name not in ("best", "failures"):
+        return InputError(f"unknown memory command /{name}")  # the memory commands are these three
     if not arg:
-        return MemoryQuery(name)  # type: ignore[arg-type]
+        return MemoryQuery(name)
     if not re.fullmatch(r"\d{1,2}", arg) or not 1 <= int(arg) <= 20:
         return InputError(f"/{name} takes a count from 1 to 20; got {arg!r}")
-    return MemoryQuery(name, k=int(arg))  # type: ignore[arg-type]
+    return MemoryQuery(name, k=int(arg))
 
 
 def complete(value: str, candidate_ids: Iterable[str] = (), run_id: str | None = None) -> str | None:

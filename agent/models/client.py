@@ -176,7 +176,7 @@ class StructuredModel:
     def chat_model(self) -> ChatOpenAI:
         """The underlying ChatOpenAI, configured from the settings, for tool-calling chat."""
         if self._llm is None:
-            self._llm = _build_chat_openai(self.settings)
+            self._llm = build_chat_openai(self.settings)
         return self._llm
 
     # --- ask ---------------------------------------------------------------------------------------------
@@ -257,11 +257,10 @@ class StructuredModel:
                 raise
             except _ContextOverflow as over:  # refused before any generation: nothing spent
                 overflows += 1
-                denser = (
-                    over.prompt_tokens and _chars(conversation) / over.prompt_tokens < self.chars_per_token
-                )
-                if denser:
-                    self.chars_per_token = _chars(conversation) / over.prompt_tokens  # type: ignore[operator]
+                said = _chars(conversation) / over.prompt_tokens if over.prompt_tokens else None
+                denser = said is not None and said < self.chars_per_token
+                if said is not None and denser:
+                    self.chars_per_token = said
                 learned = self.window is None or over.window < self.window
                 if overflows > 3 or not (learned or denser):
                     raise self._too_long(self._prompt_tokens(conversation), over.window) from None
@@ -404,7 +403,10 @@ class StructuredModel:
         except (httpx.TimeoutException, openai.APITimeoutError):  # the SDK wraps a read timeout mid-stream
             raise _Stalled(tokens) from None
         except httpx.TransportError as exc:  # the server went away mid-reply
-            raise openai.APIConnectionError(request=httpx.Request("POST", self.settings.endpoint)) from exc
+            # Only openai 2, on httpx, lets this through (openai 3's stream wraps httpx2's errors itself as
+            # APIConnectionError), so the request is httpx's; openai 3's stubs name httpx2.Request.
+            request = httpx.Request("POST", self.settings.endpoint)
+            raise openai.APIConnectionError(request=request) from exc  # pyright: ignore[reportArgumentType]
         except ValueError as exc:  # langchain: "No generation chunks were returned"
             if "no generation chunks" not in str(exc).lower():
                 raise
@@ -429,10 +431,10 @@ class StructuredModel:
         """The client for `ask`: retries are ours (never after a stall), so the SDK makes none."""
         if cap == self.settings.max_tokens:
             if self._ask_llm is None:
-                self._ask_llm = _build_chat_openai(self.settings, sdk_retries=False)
+                self._ask_llm = build_chat_openai(self.settings, sdk_retries=False)
             return self._ask_llm
         # a prompt near the context window: this call's reply gets what is left
-        return _build_chat_openai(self.settings.model_copy(update={"max_tokens": cap}), sdk_retries=False)
+        return build_chat_openai(self.settings.model_copy(update={"max_tokens": cap}), sdk_retries=False)
 
     # --- errors ------------------------------------------------------------------------------------------
 
@@ -581,7 +583,7 @@ def _quiet_schema_warnings() -> None:
     warnings.filterwarnings("ignore", message="Invalid schema for OpenAI's structured output")
 
 
-def _build_chat_openai(settings: ModelSettings, *, sdk_retries: bool = True) -> ChatOpenAI:
+def build_chat_openai(settings: ModelSettings, *, sdk_retries: bool = True) -> ChatOpenAI:
     """ChatOpenAI with explicit timeout and retries, on Chat Completions (local servers lack Responses).
 
     `sdk_retries` False: the caller re-sends itself (the SDK would re-send a timed-out request too)."""

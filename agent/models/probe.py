@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent.models.base import ModelError
-from agent.models.client import Mode, StructuredModel, _build_chat_openai
+from agent.models.client import Mode, StructuredModel, build_chat_openai
 from agent.models.settings import OPENAI_DEFAULT_BASE_URL, ModelSettings
 
 PREFERENCE: tuple[Mode, ...] = ("json_schema", "json_object", "function_calling", "prompt")
@@ -67,7 +67,7 @@ class Capabilities(BaseModel):
     def cap_field(self) -> Literal["max_tokens", "max_completion_tokens"] | None:
         for field in ("max_tokens", "max_completion_tokens"):
             if self.caps.get(field) == "ok":
-                return field  # type: ignore[return-value]
+                return field
         return None
 
 
@@ -162,7 +162,7 @@ def _tools_auto(settings: ModelSettings) -> str:
     import openai
 
     try:
-        llm = _build_chat_openai(settings).bind_tools([LOOKUP_TOOL], tool_choice="auto")
+        llm = build_chat_openai(settings).bind_tools([LOOKUP_TOOL], tool_choice="auto")
         reply = llm.invoke([{"role": "user", "content": TOOL_REQUEST}])
     except openai.OpenAIError as exc:
         return f"refused: {' '.join(str(exc).split())[:120]}"
@@ -176,7 +176,7 @@ def _cap_honoured(settings: ModelSettings) -> str:
     import openai
 
     try:
-        reply = _build_chat_openai(settings).invoke(count)
+        reply = build_chat_openai(settings).invoke(count)
     except openai.OpenAIError as exc:  # a refusal of the field is an answer: not honoured
         return f"refused: {' '.join(str(exc).split())[:120]}"
     used = (reply.usage_metadata or {}).get("output_tokens") or 0

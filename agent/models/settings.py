@@ -31,28 +31,28 @@ class ModelSettings(BaseModel):
     """An OpenAI-compatible endpoint ending in /v1 (vLLM, Ollama, llama.cpp, OpenRouter); None is OpenAI."""
     api_key: SecretStr | None = None
     """The key; falls back to OPENAI_API_KEY. A local server without one gets the placeholder "not-needed"."""
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
     """Seconds to wait for the next token (the first included): replies are streamed, so a slow but working
     server is never cut off, and a stalled one is given up after this long and not re-sent."""
-    max_retries: int = Field(3, ge=0)
+    max_retries: int = Field(default=3, ge=0)
     """Re-sends with backoff after 408/409/429/5xx and connection errors; never after a stall (a server that
     handles one request at a time would still be working on the first)."""
     temperature: float | None = 0.8
     """Sampling temperature; None leaves it to the server (some reasoning models take only their default)."""
-    max_tokens: int | None = Field(4096, gt=0)
+    max_tokens: int | None = Field(default=4096, gt=0)
     """Cap on generated tokens per call; None leaves it to the server."""
     structured: Literal["auto", "json_schema", "json_object", "function_calling", "prompt"] = "auto"
     """How to get JSON: "auto" starts at what `disco models probe` found the server honours (cached in the
     data dir), else at JSON-schema mode, and steps down json_schema → json_object → prompt when the server
     rejects a response format, whatever the HTTP status (llama-cpp-python answers 500)."""
-    context_tokens: int | None = Field(None, gt=0)
+    context_tokens: int | None = Field(default=None, gt=0)
     """The server's context window (prompt and reply together), e.g. llama.cpp's --n_ctx. None: what the
     server says (its /v1/models or /props, read by the probe, or the error of a request that overflows it);
     a prompt is then cut to fit (the past attempts it shows go first) and the reply cap to what is left."""
     cap_field: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
     """The request field that carries max_tokens: "auto" is max_completion_tokens for OpenAI itself and
     max_tokens for every other server (llama.cpp ignores max_completion_tokens; vLLM, Ollama take both)."""
-    fix_attempts: int = Field(2, ge=0)
+    fix_attempts: int = Field(default=2, ge=0)
     """Rounds of "your JSON was invalid, here is the error, fix it" before a call counts as malformed."""
     usd_per_mtok_in: float | None = None
     """Price per million prompt tokens, for the cost budget; None when unknown or free."""

@@ -56,15 +56,15 @@ def _save(fig: Any, path: Path) -> Path:
 
 def fitness_over_time(data: ReportData, path: Path) -> Path | None:
     """Fitness with its CI per candidate in design order, the running best, and where candidates failed."""
-    scored = [c for c in data.candidates if c.fitness]
+    scored = [(c, f) for c in data.candidates if (f := c.fitness)]
     if not scored:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
-    xs = [c.index for c in scored]
-    ys = [c.fitness.value for c in scored]  # type: ignore[union-attr]
-    low = [c.fitness.value - c.fitness.ci_low for c in scored]  # type: ignore[union-attr]
-    high = [c.fitness.ci_high - c.fitness.value for c in scored]  # type: ignore[union-attr]
+    xs = [c.index for c, _ in scored]
+    ys = [f.value for _, f in scored]
+    low = [f.value - f.ci_low for _, f in scored]
+    high = [f.ci_high - f.value for _, f in scored]
     ax.errorbar(xs, ys, yerr=[low, high], fmt="o", color=SCORED, capsize=3, label="fitness (95% CI)")
     best, steps = None, []
     for c in data.candidates:
@@ -75,11 +75,11 @@ def fitness_over_time(data: ReportData, path: Path) -> Path | None:
     ax.step(
         [s[0] for s in steps], [s[1] for s in steps], where="post", color=RUNNING_BEST, label="running best"
     )
-    confirmed = [c for c in scored if c.verdict in ("first", "best")]
+    confirmed = [(c, f) for c, f in scored if c.verdict in ("first", "best")]
     if confirmed:
         ax.scatter(
-            [c.index for c in confirmed],
-            [c.fitness.value for c in confirmed],  # type: ignore[union-attr]
+            [c.index for c, _ in confirmed],
+            [f.value for _, f in confirmed],
             marker="*",
             s=160,
             color=CONFIRMED,
@@ -88,8 +88,8 @@ def fitness_over_time(data: ReportData, path: Path) -> Path | None:
         )
     failed = [c for c in data.candidates if c.fitness is None]
     if failed:
-        floor = min(c.fitness.ci_low for c in scored)  # type: ignore[union-attr]
-        span = (max(c.fitness.ci_high for c in scored) - floor) or 1.0  # type: ignore[union-attr]
+        floor = min(f.ci_low for _, f in scored)
+        span = (max(f.ci_high for _, f in scored) - floor) or 1.0
         y = floor - 0.08 * span
         ax.scatter([c.index for c in failed], [y] * len(failed), marker="x", color=FAILED, label="not scored")
     ax.set_xlabel("candidate (design order)")

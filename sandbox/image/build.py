@@ -123,7 +123,7 @@ def build(engine: str = "podman", image: str = IMAGE, force: bool = False) -> st
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--engine", default="podman")
     parser.add_argument("--image", default=IMAGE)
     parser.add_argument("--force", action="store_true")

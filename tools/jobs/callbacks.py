@@ -29,10 +29,10 @@ class StreamMetrics(TrainerCallback):
         self.stopped: str | None = None
         """Why this callback stopped training (None: it did not)."""
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args, state, control, **kwargs):
         print(f"[train] {state.max_steps} steps", flush=True)
 
-    def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):
         logs = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
         kind = (
             "eval"

@@ -36,8 +36,8 @@ class LocalSettings(BaseModel):
 
     cpu_slots: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
     """CPU cores that CPU jobs may use together (the CPU fallback's concurrency limit)."""
-    max_jobs_per_gpu: int = Field(4, ge=1)
-    gpu_headroom_gb: float = Field(1.0, ge=0)
+    max_jobs_per_gpu: int = Field(default=4, ge=1)
+    gpu_headroom_gb: float = Field(default=1.0, ge=0)
     """Kept free on every GPU (CUDA context, allocator fragmentation)."""
     cache_dir: str | None = None
     """Shared cache of the jobs (reference log-probs, data set Arrow files); default `<root>/cache`."""

@@ -41,14 +41,14 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gpus: int = Field(0, ge=0)
+    gpus: int = Field(default=0, ge=0)
     """GPUs for the job; 0 trains on the CPU (and hides every GPU from the job)."""
-    gpu_memory_gb: float | None = Field(None, gt=0)
+    gpu_memory_gb: float | None = Field(default=None, gt=0)
     """Peak memory the job needs on each of its GPUs; several jobs share a GPU when their sums fit.
     None takes each GPU whole."""
-    cpus: int = Field(1, ge=1)
+    cpus: int = Field(default=1, ge=1)
     """CPU cores (torch threads) of the job; CPU jobs run while their sum stays within the CPU slots."""
-    memory_gb: float | None = Field(None, gt=0)
+    memory_gb: float | None = Field(default=None, gt=0)
     """Address-space limit of a CPU job (RLIMIT_AS, counted from ~2.5 GB of imports); an allocation beyond
     it fails and the job ends as failed:oom. Not applied to GPU jobs: CUDA reserves huge address ranges."""
 
@@ -67,7 +67,7 @@ class JobSpec(BaseModel):
     """A `targets.dpo.real.RealDPOSpec` as JSON: model, data set, hyperparameters (its `train` key).
     Its device follows `resources`: CUDA when the job has GPUs, else the CPU."""
     resources: Resources = Field(default_factory=Resources)
-    time_limit_s: float = Field(3600.0, gt=0)
+    time_limit_s: float = Field(default=3600.0, gt=0)
     """Wall clock of the whole job (start-up, reference log-probs, training, scoring); then failed:timeout."""
     stop_if_loss_above: float | None = None
     """A finite training loss above this is hopeless: stop early, failed:nan (a non-finite loss or gradient

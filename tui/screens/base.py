@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import events, on, work
 from textual.screen import Screen
@@ -31,7 +31,7 @@ class DiscoScreen(Screen):
 
     @property
     def disco(self) -> DiscoApp:
-        return self.app  # type: ignore[return-value]
+        return cast("DiscoApp", self.app)
 
     @property
     def run_id(self) -> str | None:
