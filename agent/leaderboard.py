@@ -109,7 +109,7 @@ def candidate_rows(run: RunDir, q: float = 0.1) -> list[Row]:
 
 def cot_sc_comparison(evaluation: dict[str, Any]) -> dict[str, Any]:
     """An agent system against CoT-SC at matched token cost, as its evaluation (evaluation.json) kept it
-    (targets.agents.cotsc); empty for a candidate without one."""
+    (the agent-system target's CoT-SC comparison); empty for a candidate without one."""
     cmp = (evaluation.get("details") or {}).get("cot_sc") or {}
     if "diff" not in cmp:
         return {}

@@ -27,7 +27,8 @@ from agent.events import BudgetPayload, ErrorPayload, Event, EventLog, HumanPayl
 from agent.job_watch import JobWatch
 from agent.models import ModelError
 from agent.run_state import RunState
-from agent.runs import RunDir, RunMeta, RunStatus
+from agent.runs import RunDir, RunStatus
+from agent.state import last_values
 from agent.stop import StopRun, stop_signals
 from sandbox.registry import SandboxUnavailable
 from tools.processes import process_start
@@ -68,14 +69,6 @@ class Runner:
         self._session_start = time.monotonic()
         self._status = run.status()
         self._elapsed_before = self._status.elapsed_s
-
-    @property
-    def job_poll_s(self) -> float:
-        return self.jobs.every_s
-
-    @job_poll_s.setter
-    def job_poll_s(self, seconds: float) -> None:
-        self.jobs.every_s = seconds
 
     def _on_event(self, event: Event) -> None:
         self.state.apply(event)
@@ -235,7 +228,7 @@ class Runner:
         if not final[1].startswith("the disk is full"):
             self._last_job_news()
         try:
-            self._write_status(final[0], final[1], self._values_after())
+            self._write_status(final[0], final[1], last_values(self.run.checkpoints, self.run.run_id))
             self.events.append(
                 RunPayload(phase="end", state=final[0], reason=final[1], candidates=self._status.candidates)
             )
@@ -269,16 +262,6 @@ class Runner:
             if disk_full(exc) is None:
                 raise
         return "stopped", reason
-
-    def _values_after(self) -> dict[str, Any]:
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        conn = sqlite3.connect(self.run.checkpoints, check_same_thread=False)
-        try:
-            tup = SqliteSaver(conn).get_tuple({"configurable": {"thread_id": self.run.run_id}})
-            return dict(tup.checkpoint["channel_values"]) if tup else {}
-        finally:
-            conn.close()
 
     def _drive(self, graph: Any) -> tuple[str, str]:
         from langgraph.types import Command
@@ -315,15 +298,3 @@ class Runner:
                 wait = self.endpoint.down(exc, failures, self.run.run_id)
                 self._write_status(wait.state, wait.reason, values)
                 self._sleep(wait.seconds)
-
-
-def create_run(runs_root: Any, config: RunConfig, run_id: str, replay_of: str | None = None) -> RunDir:
-    """A new run directory holding the config (without secrets)."""
-    model = config.models.meta.model
-    if replay_of:
-        model = f"replay:{replay_of}"
-    safe = config.model_dump(mode="json")
-    for role in safe.get("models", {}).values():
-        role.pop("api_key", None)
-    meta = RunMeta(run_id=run_id, target=config.target, model=model, replay_of=replay_of, config=safe)
-    return RunDir.create(runs_root, meta)

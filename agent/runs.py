@@ -21,11 +21,14 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from sandbox.redact import redact, redact_obj
+
+if TYPE_CHECKING:
+    from agent.config import RunConfig
 
 RunState = Literal["created", "running", "paused", "waiting", "stopped", "finished", "failed"]
 ACTIVE_STATES: tuple[str, ...] = ("created", "running", "paused", "waiting")
@@ -204,3 +207,15 @@ def list_runs(runs_root: Path) -> list[RunDir]:
     if not runs_root.exists():
         return []
     return [RunDir(p.parent) for p in sorted(runs_root.glob("*/run.json"))]
+
+
+def create_run(runs_root: Path, config: RunConfig, run_id: str, replay_of: str | None = None) -> RunDir:
+    """A new run directory holding the config (without secrets)."""
+    model = config.models.meta.model
+    if replay_of:
+        model = f"replay:{replay_of}"
+    safe = config.model_dump(mode="json")
+    for role in safe.get("models", {}).values():
+        role.pop("api_key", None)
+    meta = RunMeta(run_id=run_id, target=config.target, model=model, replay_of=replay_of, config=safe)
+    return RunDir.create(runs_root, meta)

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.config import RunConfig, target_env
-from agent.control import ControlState
-from agent.events import EventLog, LlmPayload, ToolPayload
-from agent.run_state import RunState
-from agent.runs import RunDir
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the CLI imports this module to open memory: the rest is imported when a run opens
+    from agent.config import RunConfig
+    from agent.control import ControlState
     from agent.designers import Designer
+    from agent.events import EventLog
+    from agent.run_state import RunState
+    from agent.runs import RunDir
     from memory.store import MemoryStore
     from targets.base import Target
     from tools.toolbox import OnCall, Toolbox, ToolCall
@@ -56,6 +55,7 @@ def jobs_dir() -> Path:
 
 
 def open_target(config: RunConfig) -> Target:
+    from agent.config import target_env
     from agent.home import cache_dir
     from targets.registry import get_target
 
@@ -73,6 +73,7 @@ def open_toolbox(
 
 def tool_event(events: EventLog) -> OnCall:
     """A toolbox's calls as the run's `tool` events."""
+    from agent.events import ToolPayload
 
     def on_call(call: ToolCall) -> None:
         events.append(ToolPayload(tool=call.tool, args=call.args, result=call.result), call.candidate)
@@ -120,6 +121,7 @@ def _designer(
     run: RunDir, config: RunConfig, target: Target, log: Any, replay_of: RunDir | None, events: EventLog
 ) -> Designer:
     from agent.designers import ModelDesigner, OfflineDesigner
+    from agent.events import LlmPayload, ToolPayload
     from agent.models import ExchangeLog
 
     if replay_of is not None:
@@ -171,6 +173,7 @@ def _designer(
 
 def _baselines_into(memory: MemoryStore, target: Target, events: EventLog) -> None:
     """The target's published methods into memory before the first candidate (once per data dir)."""
+    from agent.events import ToolPayload
     from memory.baselines import seed_baselines
 
     baselines = getattr(target, "baselines", None)

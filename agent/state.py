@@ -7,6 +7,8 @@ one version of disco is read by the next.
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any, TypedDict
 
 
@@ -51,3 +53,15 @@ class LoopState(TypedDict, total=False):
     """The evidence rule's verdict: first | best | promising | not_better (agent.evidence)."""
     evidence: dict[str, Any] | None
     """The last comparison with the incumbent (agent.evidence.Evidence, JSON)."""
+
+
+def last_values(checkpoints: Path, thread_id: str) -> dict[str, Any]:
+    """The loop's state as the last checkpoint of a run holds it (empty before the first)."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(checkpoints, check_same_thread=False)
+    try:
+        tup = SqliteSaver(conn).get_tuple({"configurable": {"thread_id": thread_id}})
+        return dict(tup.checkpoint["channel_values"]) if tup else {}
+    finally:
+        conn.close()

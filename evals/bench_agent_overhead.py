@@ -29,7 +29,7 @@ OUT = REPO / "evals" / "results" / "agent_overhead"
 
 
 def per_candidate(run_dir: Path) -> list[dict[str, float]]:
-    from agent.events import read_events
+    from agent.events import EvaluationPayload, LlmPayload, NodePayload, read_events
 
     rows: dict[str, dict[str, float]] = {}
     current: str | None = None
@@ -40,14 +40,14 @@ def per_candidate(run_dir: Path) -> list[dict[str, float]]:
         if cid is None:
             continue
         row = rows.setdefault(cid, {"total": 0.0, "evaluator": 0.0, "model": 0.0})
-        if e.kind == "node" and e.payload.get("phase") == "leave":
-            row["total"] += e.payload["seconds"]
-            key = f"node:{e.payload['node']}"
-            row[key] = row.get(key, 0.0) + e.payload["seconds"]
-        elif e.kind == "evaluation":
-            row["evaluator"] += e.payload.get("seconds", 0.0)
-        elif e.kind == "llm" and not e.payload.get("cached"):
-            row["model"] += e.payload.get("latency_s", 0.0)
+        match e.data:
+            case NodePayload(phase="leave", seconds=float() as seconds):
+                row["total"] += seconds
+                row[f"node:{e.data.node}"] = row.get(f"node:{e.data.node}", 0.0) + seconds
+            case EvaluationPayload(seconds=seconds):
+                row["evaluator"] += seconds
+            case LlmPayload(cached=False, latency_s=latency_s):
+                row["model"] += latency_s
     for row in rows.values():
         row["overhead"] = row["total"] - row["evaluator"] - row["model"]
         row["node:evaluate"] = row.get("node:evaluate", 0.0) - row["evaluator"]  # evaluate's own share

@@ -77,7 +77,7 @@ def race_training(run_dir: Path) -> dict[str, float]:
 
 def overhead(run_dir: Path) -> dict:
     """Per candidate: node time minus evaluator and model time, from the event log."""
-    from agent.events import read_events
+    from agent.events import EvaluationPayload, NodePayload, read_events
 
     per: dict[str, dict[str, float]] = {}
     for e in read_events(run_dir / "events.jsonl"):
@@ -85,12 +85,13 @@ def overhead(run_dir: Path) -> dict:
         if not cid:
             continue
         slot = per.setdefault(cid, {"nodes": 0.0, "evaluator": 0.0, "model": 0.0, "check": 0.0})
-        if e.kind == "node" and e.payload.get("phase") == "leave":
-            slot["nodes"] += e.payload["seconds"]
-            if e.payload["node"] == "check":
-                slot["check"] += e.payload["seconds"]
-        elif e.kind == "evaluation":
-            slot["evaluator"] += e.payload.get("seconds", 0.0)
+        match e.data:
+            case NodePayload(phase="leave", seconds=float() as seconds):
+                slot["nodes"] += seconds
+                if e.data.node == "check":
+                    slot["check"] += seconds
+            case EvaluationPayload(seconds=seconds):
+                slot["evaluator"] += seconds
     for cid, seconds in race_training(run_dir).items():
         if cid in per:
             per[cid]["evaluator"] += seconds

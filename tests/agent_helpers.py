@@ -17,8 +17,8 @@ from typing import Any
 from agent.config import RunConfig, load_config
 from agent.control import parse_command, send
 from agent.events import Event, read_events
-from agent.runner import Runner, create_run
-from agent.runs import RunDir
+from agent.runner import Runner
+from agent.runs import RunDir, create_run
 from targets.dpo.zoo import get_zoo_loss
 
 REPO = Path(__file__).resolve().parents[1]

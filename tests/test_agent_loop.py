@@ -220,7 +220,8 @@ def test_replay_reproduces_a_run_without_a_model_in_its_own_data_dir(home: Path)
         server.default = scripted_model(code_for)
         runner, original = start(home / "runs", llm_config(server, budget={"max_candidates": 1}), "recorded")
         runner.execute()
-    from agent.runner import Runner, create_run
+    from agent.runner import Runner
+    from agent.runs import create_run
 
     config = tiny_config(budget={"max_candidates": 2})  # one more than was recorded
     replay = create_run(home / "runs", config, "replayed", replay_of="recorded")

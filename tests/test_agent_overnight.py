@@ -19,7 +19,8 @@ from test_jobs_helpers import make_model_and_data, train_config
 from agent.control import parse_command, send
 from agent.events import EventLog, JobPayload, read_events
 from agent.report.taxonomy import failures
-from agent.runner import Runner, create_run
+from agent.runner import Runner
+from agent.runs import create_run
 from tui.view import Tracker
 
 
@@ -174,7 +175,7 @@ def test_a_broken_job_is_recorded_with_its_state_and_the_run_goes_on(home: Path,
     spec = {"train": train_config(model, data), "gpus": 0, "resources": {"cpus": 1}, "time_limit_s": 1}
     config = tiny_config(gpu={"enabled": True, "spec": spec}, budget={"max_candidates": 2})
     runner, run = start(home / "runs", config, "brokenjob")
-    runner.job_poll_s = 0.2
+    runner.jobs.every_s = 0.2
     status = runner.execute()
     assert status.state == "finished" and recorded(run) == ["brokenjob-0001", "brokenjob-0002"]
     states = [e.payload["state"] for e in events(run, "job") if e.payload.get("job")]

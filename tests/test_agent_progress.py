@@ -98,8 +98,7 @@ def test_resume_says_at_once_what_it_picks_up(tmp_path: Path) -> None:
     """`disco resume` used to print nothing for ~60 s (imports, checks, loading the target)."""
     from agent.config import load_config
     from agent.events import CandidatePayload, EventLog, NodePayload
-    from agent.runner import create_run
-    from agent.runs import RunStatus
+    from agent.runs import RunStatus, create_run
 
     home = tmp_path / "home"
     run = create_run(home / "runs", load_config(None, {"budget": {"max_candidates": 5}}, env={}), "halfway")
@@ -132,7 +131,7 @@ def test_resume_says_at_once_what_it_picks_up(tmp_path: Path) -> None:
 def test_the_data_dir_is_found_from_a_subdirectory_like_git(tmp_path: Path) -> None:
     """Runs used to seem to vanish after a `cd` (issue 19.10): the data dir was `./.disco`, relative."""
     from agent.config import load_config
-    from agent.runner import create_run
+    from agent.runs import create_run
 
     project = tmp_path / "project"
     (project / ".git").mkdir(parents=True)

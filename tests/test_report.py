@@ -23,8 +23,7 @@ from agent.report.collect import Interval, Job, collect
 from agent.report.plots import edge_bends
 from agent.report.questions import open_questions
 from agent.report.render import write_report
-from agent.runner import create_run
-from agent.runs import RunDir
+from agent.runs import RunDir, create_run
 
 SECTIONS = (
     "## Summary",

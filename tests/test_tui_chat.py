@@ -14,7 +14,7 @@ from test_tui_helpers import RUN_ID, text_of, until, write_run
 
 from agent.config import load_config
 from agent.models import ModelSettings, StructuredModel
-from agent.runner import create_run
+from agent.runs import create_run
 from memory.records import Fitness
 from memory.store import MemoryStore
 from targets.dpo.target import DPOTarget, DPOTargetConfig

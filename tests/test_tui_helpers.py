@@ -25,8 +25,7 @@ from agent.events import (
     read_events,
 )
 from agent.run_state import RunState
-from agent.runner import create_run
-from agent.runs import RunDir, RunStatus
+from agent.runs import RunDir, RunStatus, create_run
 from targets.dpo.zoo import get_zoo_loss
 from tools.processes import process_start
 

@@ -320,8 +320,8 @@ def run(
     from agent.home import disco_home
     from agent.models import ModelConfigError
     from agent.preflight import PreflightError, check_data_dir, check_endpoints, only_model
-    from agent.runner import Runner, create_run
-    from agent.runs import RunError, check_run_id, new_run_id
+    from agent.runner import Runner
+    from agent.runs import RunError, check_run_id, create_run, new_run_id
 
     overrides: dict[str, Any] = {}
     if target:

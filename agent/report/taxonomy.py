@@ -9,9 +9,10 @@ reason texts only, so the taxonomy works for any target.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from agent.events import ErrorPayload, Event, JobPayload, of_kind
+from agent.events import ErrorPayload, Event, JobPayload
 from agent.report.files import Failure, check_rounds, read_json
 from agent.runs import RunDir
 
@@ -67,7 +68,7 @@ def check_kind(name: str, message: str) -> str:
     return f"check: {name}"
 
 
-def failures(run: RunDir, candidates: list[Candidate], events: list[Event]) -> list[Failure]:
+def failures(run: RunDir, candidates: list[Candidate], events: Iterable[Event]) -> list[Failure]:
     seen: dict[tuple[str, str], Failure] = {}
 
     def add(kind: str, cid: str | None, message: str, source: str) -> None:
@@ -95,16 +96,20 @@ def failures(run: RunDir, candidates: list[Candidate], events: list[Event]) -> l
             add(text_kind(reason, "evaluation"), cand.id, reason, "evaluation")
         if cand.status == "rejected" and (cand.error or "").startswith("vetoed"):
             add("vetoed", cand.id, cand.error or "", "veto")
-    for event, job in of_kind(events, JobPayload):
-        if job.state.startswith("failed"):
-            kind = job.state.partition(":")[2] or text_kind(job.message, "crash")
-            add(kind, event.candidate, job.message or job.state, "job")
-    for event, error in of_kind(events, ErrorPayload):
-        kind = error.error_kind or "internal error"
-        if error.endpoint:  # the runner's: the endpoint slow, down or rate-limited
-            kind = f"model endpoint {error.endpoint}"
-        elif error.step:
-            kind = f"model {kind}"
-        add(kind, event.candidate, error.message, "event")
+    for event in events:
+        try:
+            data = event.data
+        except ValueError:  # a line that does not fit its kind: skipped, as every reader does
+            continue
+        if isinstance(data, JobPayload) and data.state.startswith("failed"):
+            kind = data.state.partition(":")[2] or text_kind(data.message, "crash")
+            add(kind, event.candidate, data.message or data.state, "job")
+        elif isinstance(data, ErrorPayload):
+            kind = data.error_kind or "internal error"
+            if data.endpoint:  # the runner's: the endpoint slow, down or rate-limited
+                kind = f"model endpoint {data.endpoint}"
+            elif data.step:
+                kind = f"model {kind}"
+            add(kind, event.candidate, data.message, "event")
     order = {"candidate": 0, "person": 1, "setup": 2}
     return sorted(seen.values(), key=lambda f: (order[f.origin], -f.count, f.kind))
