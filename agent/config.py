@@ -105,9 +105,9 @@ class EndpointWaitConfig(BaseModel):
 
     backoff_s: list[float] = Field(default_factory=lambda: [5.0, 20.0, 60.0])
     """Waits before the first retries of the failed step; after them the run is `paused` and probes."""
-    probe_every_s: float = Field(60.0, gt=0)
+    probe_every_s: float = Field(default=60.0, gt=0)
     """While paused for the endpoint: retry the step this often; the run resumes by itself when it works."""
-    max_wait_hours: float | None = Field(2.0, ge=0)
+    max_wait_hours: float | None = Field(default=2.0, ge=0)
     """Give up after the endpoint has been down this long: the run stops with the reason (resume later).
     None waits for ever (the person can still `disco control RUN stop`)."""
 
@@ -115,9 +115,9 @@ class EndpointWaitConfig(BaseModel):
 class LoopConfig(BaseModel):
     """The shape of one iteration of the loop."""
 
-    reflections: int = Field(2, ge=0, le=5)
+    reflections: int = Field(default=2, ge=0, le=5)
     """Rounds of self-critique after design (ADAS: two)."""
-    max_repairs: int = Field(3, ge=0, le=10)
+    max_repairs: int = Field(default=3, ge=0, le=10)
     """Repair rounds for a candidate that fails its checks; then it is recorded as failed."""
     seed: int | None = None
     """Seed of the offline proposer; by default derived from the run id, so that two runs sharing one
@@ -159,38 +159,38 @@ class EvidenceConfig(BaseModel):
     bootstrap: `best` when p_better ≥ `confidence` (per comparison: many candidates, many false claims)."""
     stages: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
     """race: the fresh seeds (cumulative) at which a challenger is looked at."""
-    futility_z: float = Field(0.5, ge=0)
+    futility_z: float = Field(default=0.5, ge=0)
     """race: a challenger is dropped when d̄ + futility_z·σ/√n < min_effect (lower: dropped sooner)."""
-    alpha: float = Field(0.05, gt=0, lt=0.5)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
     """race: the chance that a run declares any false 'best'."""
-    candidate_budget: int = Field(50, ge=1)
+    candidate_budget: int = Field(default=50, ge=1)
     """race: candidates the run's α is split over when the run has no `max_candidates` (with one, the cap is
     the number: raising it mid-run leaves earlier claims tested at the bar of the cap they had)."""
-    sigma: float | None = Field(None, gt=0)
+    sigma: float | None = Field(default=None, gt=0)
     """race: σ per seed of a paired difference; None takes the target's measured one (the DPO target's
     default preset has one), else each comparison's own spread from 4 seeds on."""
-    min_effect: float = Field(0.02, ge=0)
+    min_effect: float = Field(default=0.02, ge=0)
     """race: a challenger that cannot plausibly beat the incumbent by this much is dropped."""
-    q: float = Field(0.1, gt=0, lt=1)
+    q: float = Field(default=0.1, gt=0, lt=1)
     """Benjamini–Hochberg level of 'beats the baseline' over a run's candidates (their differences to the
     baseline on fresh seeds): the expected share of false ones among those so called."""
-    confirm_seeds: int = Field(16, ge=0)
+    confirm_seeds: int = Field(default=16, ge=0)
     """race: fresh seeds a challenger claimed `best` is then trained on (with the baseline on the same
     seeds); its difference to the baseline is shown from these alone, since the seeds that crowned it
     overstate it (the winner's curse). 0: shown from the race's seeds."""
 
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     """One-sided: `best` needs p_better (share of bootstrap resamples in which it wins) ≥ this."""
-    n_bootstrap: int = Field(2000, ge=100)
+    n_bootstrap: int = Field(default=2000, ge=100)
     """Bootstrap resamples of seeds, then items within each seed."""
     bootstrap_seed: int = 0
     """Seed of the bootstrap, so that a verdict is reproducible."""
-    min_seeds: int = Field(2, ge=1)
+    min_seeds: int = Field(default=2, ge=1)
     """Common seeds needed for `best`: on one seed the seed-to-seed variance, the larger noise of a
     training run, is not measured at all."""
-    extra_rounds: int = Field(2, ge=0)
+    extra_rounds: int = Field(default=2, ge=0)
     """Rounds of extra seeds for a promising candidate (each round evaluates it and the incumbent)."""
-    seeds_per_round: int = Field(2, ge=1)
+    seeds_per_round: int = Field(default=2, ge=1)
     """Fresh seeds per round, for the candidate and the incumbent alike."""
 
 

@@ -13,7 +13,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import BaseModel, Field
 
@@ -54,7 +54,7 @@ def parse_command(action: str, arg: str = "", source: str = "cli") -> Command:
         raise ControlError(f"`{action}` needs {what}")
     if action == "budget":
         parse_budget(arg)
-    return Command(action=action, arg=arg, source=source)  # type: ignore[arg-type]
+    return Command(action=cast(Action, action), arg=arg, source=source)
 
 
 def parse_budget(arg: str) -> dict[str, float | None]:

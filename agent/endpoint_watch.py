@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from agent.config import EndpointWaitConfig
 from agent.events import ErrorPayload, EventLog, HumanPayload
 from agent.models import ModelError
+from agent.models.base import EndpointState
 from agent.stop import StopRun
 
 
@@ -17,7 +19,7 @@ from agent.stop import StopRun
 class Wait:
     """What the runner shows while it waits for the endpoint, and for how long it waits."""
 
-    state: str  # waiting | paused
+    state: Literal["waiting", "paused"]
     reason: str
     seconds: float
 
@@ -35,7 +37,7 @@ class EndpointWatch:
         """When the endpoint started failing (monotonic), while it is down."""
         self.outage = ""
         """Why the run is paused for the endpoint, while it is."""
-        self.state = "ok"
+        self.state: EndpointState = "ok"
         """ok | slow | down | rate-limited: what status.json says of the endpoint."""
 
     def down(self, exc: ModelError, failures: int, run_id: str) -> Wait:

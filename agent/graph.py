@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from langgraph.graph import END, START, StateGraph
 
@@ -27,7 +27,13 @@ from agent.state import LoopState
 NODES = ("plan", "design", "reflect", "check", "repair", "evaluate", "confirm", "record", "gpu_job")
 
 
-def _timed(loop: Loop, name: str, fn: Callable[[LoopState], dict[str, Any]]) -> Callable[[LoopState], dict]:
+class Node(Protocol):
+    """A node as LangGraph calls it (by the parameter's name, `state`)."""
+
+    def __call__(self, state: LoopState) -> dict[str, Any]: ...
+
+
+def _timed(loop: Loop, name: str, fn: Callable[[LoopState], dict[str, Any]]) -> Node:
     """Wrap a node so that entering and leaving it are events (the TUI's "where is it now")."""
 
     def node(state: LoopState) -> dict[str, Any]:

@@ -12,13 +12,13 @@ from agent.events import EventLog, JobPayload
 from agent.run_state import RunState
 
 
-def job_seconds(job: Any) -> dict[str, float]:
-    """The `seconds` / `cpu_s` / `gpu_s` of a job record (tools.jobs.Job) so far: a CPU job counts its
-    cores, a GPU job its GPUs."""
+def job_seconds(job: Any) -> tuple[float, float, float]:
+    """The seconds, CPU seconds and GPU seconds of a job record (tools.jobs.Job) so far: a CPU job counts
+    its cores, a GPU job its GPUs."""
     seconds = job.seconds or 0.0
     gpus = job.spec.resources.gpus
     cpu_s = 0.0 if gpus else seconds * job.spec.resources.cpus
-    return {"seconds": round(seconds, 2), "cpu_s": round(cpu_s, 2), "gpu_s": round(seconds * gpus, 2)}
+    return round(seconds, 2), round(cpu_s, 2), round(seconds * gpus, 2)
 
 
 class JobWatch:
@@ -50,6 +50,7 @@ class JobWatch:
                 )
                 continue
             if update.log_lines or update.metrics or update.job.state != info.state:
+                seconds, cpu_s, gpu_s = job_seconds(update.job)
                 news = JobPayload(
                     job=job_id,
                     state=update.job.state,
@@ -57,6 +58,8 @@ class JobWatch:
                     log=update.log_lines[-20:],
                     metrics=update.metrics[-20:],
                     cursor=update.cursor.model_dump(),
-                    **job_seconds(update.job),
+                    seconds=seconds,
+                    cpu_s=cpu_s,
+                    gpu_s=gpu_s,
                 )
                 self.events.append(news, info.candidate)

@@ -26,7 +26,7 @@ from agent.models import ModelError
 from agent.schemas import Draft, RepairRequest
 from agent.session import Services
 from agent.state import LoopState
-from memory.records import CandidateRecord, Cost, Fitness, VsBaseline
+from memory.records import CandidateRecord, Cost, Fitness, Status, VsBaseline
 from sandbox.redact import redact_obj
 from targets.base import baseline_of, evaluators_of
 from targets.progress import progress_to
@@ -316,15 +316,15 @@ class Loop:
         if not state.get("replay_broken"):  # a replay's missing step is no lesson about the candidate
             self.s.memory.record(record, fingerprint)
         self.s.run.write_candidate_file(cid, "record.json", record.model_dump(mode="json"))
-        if state.get("best_id") and state["best_id"] != cid:
-            self._refresh_score(state["best_id"])  # the race trained the incumbent on more fresh seeds
+        if (best := state.get("best_id")) and best != cid:
+            self._refresh_score(best)  # the race trained the incumbent on more fresh seeds
         if cid not in self.s.state.recorded:
             recorded = CandidatePayload(
                 name=record.name,
                 status=status,
                 error=error,
                 fitness=fitness,
-                vs_baseline=record.vs_baseline.model_dump() if record.vs_baseline else None,
+                vs_baseline=record.vs_baseline,
                 baseline=baseline_of(self.s.target),
                 repairs=record.repair_count,
                 parents=record.parent_ids,
@@ -422,7 +422,7 @@ def _failure_text(failures: list[CheckResult]) -> str:
     return "; ".join(f"{c.name}: {c.message}" for c in failures)[:1500]
 
 
-def _final_status(state: LoopState) -> tuple[str, str | None]:
+def _final_status(state: LoopState) -> tuple[Status, str | None]:
     """The candidate's status in the DESIGN contract, and the reason when it did not make it."""
     status = state.get("status", "proposed")
     if status in ("evaluated", "failed", "rejected"):

@@ -27,9 +27,9 @@ from agent.events import BudgetPayload, ErrorPayload, Event, EventLog, HumanPayl
 from agent.job_watch import JobWatch
 from agent.models import ModelError
 from agent.run_state import RunState
-from agent.runs import RunDir, RunStatus
+from agent.runs import RunDir, RunStatus, StatusState
 from agent.state import last_values
-from agent.stop import StopRun, stop_signals
+from agent.stop import EndState, StopRun, stop_signals
 from sandbox.registry import SandboxUnavailable
 from tools.processes import process_start
 
@@ -79,29 +79,25 @@ class Runner:
         return self._elapsed_before + time.monotonic() - self._session_start
 
     # ------------------------------------------------------------------ status
-    def _spend(self, values: dict[str, Any]) -> dict[str, Any]:
-        """The loop's spend plus that of the model calls that failed, which the loop's state never saw."""
+    def _spend(self, values: dict[str, Any]) -> tuple[int, int, float]:
+        """Prompt and completion tokens and $ of the loop plus those of the model calls that failed, which
+        the loop's state never saw."""
         prompt, completion = self.state.failed_tokens
-        return {
-            "prompt_tokens": values.get("prompt_tokens", 0) + prompt,
-            "completion_tokens": values.get("completion_tokens", 0) + completion,
-            "usd": values.get("usd", 0.0) + self.state.failed_usd,
-        }
+        return (
+            values.get("prompt_tokens", 0) + prompt,
+            values.get("completion_tokens", 0) + completion,
+            values.get("usd", 0.0) + self.state.failed_usd,
+        )
 
-    def _write_status(self, state: str, reason: str = "", values: dict[str, Any] | None = None) -> None:
+    def _write_status(self, state: StatusState, reason: str = "", values: dict | None = None) -> None:
         s = self._status
-        s.state, s.reason, s.elapsed_s = state, reason, round(self.elapsed_s(), 2)  # type: ignore[assignment]
-        s.endpoint = self.endpoint.state  # type: ignore[assignment]
+        s.state, s.reason, s.elapsed_s = state, reason, round(self.elapsed_s(), 2)
+        s.endpoint = self.endpoint.state
         if values:
             s.candidates = values.get("done", s.candidates)
             s.best_id = values.get("best_id", s.best_id)
             s.best_fitness = values.get("best_fitness", s.best_fitness)
-            spend = self._spend(values)
-            s.prompt_tokens, s.completion_tokens, s.usd = (
-                spend["prompt_tokens"],
-                spend["completion_tokens"],
-                spend["usd"],
-            )
+            s.prompt_tokens, s.completion_tokens, s.usd = self._spend(values)
         s.cpu_s, s.gpu_s = round(self.state.cpu_s, 2), round(self.state.gpu_s, 2)
         done = state in ("stopped", "finished", "failed")
         s.pid = None if done else os.getpid()
@@ -116,11 +112,11 @@ class Runner:
             self.events.append(HumanPayload(command=command, message=message))
 
     def _usage(self, values: dict[str, Any], new_candidate: bool) -> Usage:
-        spend = self._spend(values)
+        prompt, completion, usd = self._spend(values)
         return Usage(
             candidates=max(0, values.get("done", 0) - self.seed_count) if new_candidate else None,
-            tokens=spend["prompt_tokens"] + spend["completion_tokens"],
-            usd=spend["usd"],
+            tokens=prompt + completion,
+            usd=usd,
             elapsed_s=self.elapsed_s(),
             cpu_s=self.state.cpu_s,
             gpu_s=self.state.gpu_s,
@@ -188,7 +184,7 @@ class Runner:
         self.control.restore(self.state)
         target = open_target(self.config)
         conn = sqlite3.connect(self.run.checkpoints, check_same_thread=False)
-        final = ("failed", "the runner stopped unexpectedly")
+        final: tuple[EndState, str] = ("failed", "the runner stopped unexpectedly")
         try:
             self.reserve.hold()
             services = open_session(
@@ -223,7 +219,7 @@ class Runner:
             conn.close()
         return self._end(final)
 
-    def _end(self, final: tuple[str, str]) -> RunStatus:
+    def _end(self, final: tuple[EndState, str]) -> RunStatus:
         """The last job news, status.json and the `run end` event; a full disk loses none of the log."""
         if not final[1].startswith("the disk is full"):
             self._last_job_news()
@@ -235,7 +231,7 @@ class Runner:
         except OSError as exc:  # even the reserve did not fit: the log is intact up to here
             if disk_full(exc) is None:
                 raise
-            self._status.state, self._status.reason = final  # type: ignore[assignment]
+            self._status.state, self._status.reason = final
         return self._status
 
     def _last_job_news(self) -> None:
@@ -246,7 +242,7 @@ class Runner:
             if disk_full(exc) is None:
                 raise
 
-    def _disk_full(self, error: str) -> tuple[str, str]:
+    def _disk_full(self, error: str) -> tuple[EndState, str]:
         """Stop cleanly on a full disk: give back the reserve so that the reason can be written, and reopen
         the event log (which cuts a line that the failed write left half-written)."""
         self.reserve.release()
@@ -263,7 +259,7 @@ class Runner:
                 raise
         return "stopped", reason
 
-    def _drive(self, graph: Any) -> tuple[str, str]:
+    def _drive(self, graph: Any) -> tuple[EndState, str]:
         from langgraph.types import Command
 
         thread = {

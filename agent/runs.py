@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agent.models.base import EndpointState
 from sandbox.redact import redact, redact_obj
 
 if TYPE_CHECKING:
     from agent.config import RunConfig
 
-RunState = Literal["created", "running", "paused", "waiting", "stopped", "finished", "failed"]
+StatusState = Literal["created", "running", "paused", "waiting", "stopped", "finished", "failed"]
 ACTIVE_STATES: tuple[str, ...] = ("created", "running", "paused", "waiting")
 """States in which a runner should be holding the run; without one the run was interrupted."""
 MAX_REASON_CHARS = 4000
@@ -49,13 +50,12 @@ class RunMeta(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
-EndpointState = Literal["ok", "slow", "down", "rate-limited"]
 """How the model endpoint answers: "slow" took the request and then sent no token for timeout_s (busy or
 stuck, not re-sent); "down" is unreachable or failing (5xx); "rate-limited" answers 429."""
 
 
 class RunStatus(BaseModel):
-    state: RunState = "created"
+    state: StatusState = "created"
     reason: str = ""
     endpoint: EndpointState = "ok"
     """The model endpoint as the runner last found it (slow is not down: a person's remedy differs)."""

@@ -1,15 +1,16 @@
 """The loop's typed state, checkpointed by LangGraph after every node.
 
 Run-level fields carry over from candidate to candidate; the rest describe the candidate in flight and
-are reset by `plan`. Values are plain JSON (dicts, not pydantic objects) so that a checkpoint written by
-one version of disco is read by the next.
+are reset by `plan`, which sets every `Required` one (the nodes after it read those by key). Values are
+plain JSON (dicts, not pydantic objects) so that a checkpoint written by one version of disco is read by
+the next.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Required, TypedDict
 
 
 class LoopState(TypedDict, total=False):
@@ -23,15 +24,15 @@ class LoopState(TypedDict, total=False):
     completion_tokens: int
     usd: float
     # ---- the candidate in flight
-    index: int
-    candidate_id: str
-    draft: dict[str, Any] | None
+    index: Required[int]
+    candidate_id: Required[str]
+    draft: Required[dict[str, Any] | None]
     """Draft fields (thought, name, code) of the current version of the candidate."""
     parent_ids: list[str]
     reflections: list[dict[str, Any]]
     """One entry per reflection round: the critique, or why it was skipped."""
     repairs: int
-    checks: dict[str, Any] | None
+    checks: Required[dict[str, Any] | None]
     """The latest CheckReport (JSON)."""
     passed: bool
     fingerprint: list[float] | None
@@ -39,7 +40,7 @@ class LoopState(TypedDict, total=False):
     checkpoint, so a resumed run records it though the target that computed it is gone."""
     attempts: list[dict[str, Any]]
     """Versions that failed their checks, each with its failing checks (what the repairs were fed)."""
-    evaluation: dict[str, Any] | None
+    evaluation: Required[dict[str, Any] | None]
     status: str
     error: str | None
     replay_broken: bool

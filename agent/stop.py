@@ -7,18 +7,22 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """What a person, `timeout`, systemd, Slurm or a closing terminal sends: each asks for a clean stop."""
 
 
+EndState = Literal["stopped", "finished", "failed"]
+"""How a run's session ends (agent.runs.StatusState has these and the live states)."""
+
+
 class StopRun(Exception):
     """Leave the step loop at a boundary; carries the run's final state and why."""
 
-    def __init__(self, state: str, reason: str) -> None:
+    def __init__(self, state: EndState, reason: str) -> None:
         super().__init__(reason)
-        self.state = state
+        self.state: EndState = state
         self.reason = reason
 
 

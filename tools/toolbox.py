@@ -194,7 +194,7 @@ class Toolbox:
         train_spec = train or self.job_defaults.get("train")
         if not train_spec:
             raise ToolError("no training settings for DPO jobs: set [gpu.spec] train in the config")
-        gpus = self.job_defaults.get("gpus", 1) if gpus is None else gpus
+        gpus = int(self.job_defaults.get("gpus", 1)) if gpus is None else gpus
         try:
             spec = JobSpec(
                 candidate_name=rec.name or rec.id,

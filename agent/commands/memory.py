@@ -197,7 +197,7 @@ def search(
     if space not in ("code", "meaning", "both"):
         raise _fail(f"--space must be code, meaning or both, not {space!r}")
     with _user_errors():
-        hits = open_store().search(query, k=k, target=target, space=space)  # type: ignore[arg-type]
+        hits = open_store().search(query, k=k, target=target, space=space)
     if as_json:
         rows = [{"id": h.id, "similarity": h.similarity, "space": h.space, **_brief(h.record)} for h in hits]
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))

@@ -243,6 +243,12 @@ def _execute(runner: Any, run: RunDir) -> None:
         raise typer.Exit(1)
 
 
+UNSAFE_HELP = (
+    "Run candidate code even where this host refuses the sandbox's namespaces or seccomp, with weaker "
+    "isolation (logged in the run). Never with a secret in reach."
+)
+
+
 def run(
     target: Annotated[
         str | None, typer.Option(help="What to discover (`disco targets list`); default dpo.")
@@ -395,12 +401,6 @@ def check_budget_flags(budget: dict[str, float | int | None]) -> None:
             raise _fail(
                 f"{BUDGET_FLAGS[key]} must be a positive number (leave it out for no limit), not {value:g}"
             )
-
-
-UNSAFE_HELP = (
-    "Run candidate code even where this host refuses the sandbox's namespaces or seccomp, with weaker "
-    "isolation (logged in the run). Never with a secret in reach."
-)
 
 
 def _allow_unsafe_sandbox(unsafe: bool) -> None:

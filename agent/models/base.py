@@ -33,7 +33,8 @@ WHO_ACTS: dict[str, Actor] = {
     "server": "endpoint",
     "rate_limited": "endpoint",
 }
-ENDPOINT_STATES: dict[str, str] = {
+EndpointState = Literal["ok", "slow", "down", "rate-limited"]
+ENDPOINT_STATES: dict[str, EndpointState] = {
     "timeout": "slow",  # it took the request and then sent no token for timeout_s
     "unreachable": "down",
     "server": "down",
@@ -99,9 +100,9 @@ class ModelError(Exception):
         return WHO_ACTS.get(self.kind, "person")
 
     @property
-    def endpoint_state(self) -> str:
-        """slow | down | rate-limited for a failure the runner waits out, else ""."""
-        return ENDPOINT_STATES.get(self.kind, "")
+    def endpoint_state(self) -> EndpointState:
+        """slow | down | rate-limited for a failure the runner waits out ("ok" for any other)."""
+        return ENDPOINT_STATES.get(self.kind, "ok")
 
     def __reduce__(self) -> tuple[type[ModelError], tuple[ErrorKind, str, CallUsage | None]]:
         # Keeps the error picklable across processes (LangGraph checkpoints, worker pools).

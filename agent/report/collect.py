@@ -152,12 +152,11 @@ class ReportData(BaseModel):
         """Candidates with a fresh-seed difference to the baseline by its shrunk estimate, then the other
         scored ones by fitness, then the rest in design order (as `disco runs show`)."""
         shrunk = shrunk_differences(
-            {c.id: (c.vs_baseline.value, c.vs_baseline.ci_low, c.vs_baseline.ci_high)
-             for c in self.candidates if c.vs_baseline is not None}
+            {c.id: (vs.value, vs.ci_low, vs.ci_high) for c in self.candidates if (vs := c.vs_baseline)}
         )  # fmt: skip
         fresh = sorted((c for c in self.candidates if c.id in shrunk), key=lambda c: -shrunk[c.id])
         rest = [c for c in self.candidates if c.id not in shrunk]
-        scored = sorted((c for c in rest if c.fitness), key=lambda c: -c.fitness.value)  # type: ignore[union-attr]
+        scored = sorted((c for c in rest if c.fitness), key=lambda c: -c.fitness.value if c.fitness else 0.0)
         return fresh + scored + [c for c in rest if c.fitness is None]
 
     def best(self) -> Candidate | None:

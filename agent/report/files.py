@@ -18,6 +18,10 @@ class Check(BaseModel):
     message: str = ""
 
 
+Origin = Literal["candidate", "setup", "person"]
+"""Who a failure is on (agent.report.taxonomy.origin)."""
+
+
 class Failure(BaseModel):
     """One kind of failure and how often it happened (a check round, an evaluation or a job counts once)."""
 
@@ -25,7 +29,7 @@ class Failure(BaseModel):
     count: int
     candidates: list[str]
     example: str
-    origin: Literal["candidate", "setup", "person"] = "candidate"
+    origin: Origin = "candidate"
     """candidate: the code fell short; setup: the configuration or the machine (a model endpoint, a missing
     inner model, a sandbox the host refused), nothing the candidate did; person: a veto."""
 

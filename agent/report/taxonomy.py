@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from agent.events import ErrorPayload, Event, JobPayload
-from agent.report.files import Failure, check_rounds, read_json
+from agent.report.files import Failure, Origin, check_rounds, read_json
 from agent.runs import RunDir
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ quote a candidate's own output, so a candidate could mislabel its failure: the l
 nothing scores by it.)"""
 
 
-def origin(kind: str, message: str, source: str) -> str:
+def origin(kind: str, message: str, source: str) -> Origin:
     """Who a failure is on: `setup` (configuration, machine, model endpoint), `person` (a veto), or the
     `candidate`. `source`: check | evaluation | job | event | veto."""
     if source == "veto":
@@ -75,7 +75,7 @@ def failures(run: RunDir, candidates: list[Candidate], events: Iterable[Event]) 
         who = origin(kind, message, source)
         entry = seen.setdefault(
             (kind, who),
-            Failure(kind=kind, count=0, candidates=[], example=message[:240], origin=who),  # type: ignore[arg-type]
+            Failure(kind=kind, count=0, candidates=[], example=message[:240], origin=who),
         )
         entry.count += 1
         if cid and cid not in entry.candidates:
