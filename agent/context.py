@@ -14,7 +14,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from memory.records import FAILED_STATUSES, CandidateRecord, VsBaseline
+from memory.records import FAILED_STATUSES, CandidateRecord, PastAttempt
 from memory.store import FailureLesson, MemoryStore
 from sandbox.redact import redact
 
@@ -27,29 +27,6 @@ class TargetText(Protocol):
     interface: str
     rules: list[str]
     fitness_meaning: str
-
-
-class PastAttempt(BaseModel):
-    """One earlier candidate as a prompt shows it: clipped code and error, its fresh-seed difference to the
-    baseline (n, CI) and its fitness with its CI."""
-
-    id: str
-    name: str
-    status: str
-    fitness: float | None = None
-    ci: tuple[float, float] | None = None
-    """The 95% confidence interval of the fitness, when evaluated."""
-    vs_baseline: VsBaseline | None = None
-    """The difference to the target's baseline on seeds that chose nothing: the score ranked by."""
-    thought: str = ""
-    code: str = ""
-    error: str | None = None
-    """Why it failed (its error or failed checks), for failed attempts only."""
-    fixed_by: str | None = None
-    """Name of the later candidate that repaired this failure, when one did."""
-    similarity: float | None = None
-    """Cosine similarity to the search query, when memory search found it (the novelty reflection
-    quotes it; an attempt shown among the best can be the nearest one too)."""
 
 
 class DesignContext(BaseModel):
@@ -143,14 +120,12 @@ def attempt_from_record(
     evaluated record's stale error would tell the model something false. `brief` shortens the thought."""
     failed = rec.status in FAILED_STATUSES
     reason = (error or rec.failure_text()) if failed else None
-    fit = rec.fitness
     thought_limit = limits.max_brief_thought_chars if brief else limits.max_thought_chars
     return PastAttempt(
         id=rec.id,
         name=rec.name or rec.id,
         status=rec.status,
-        fitness=fit.value if fit is not None else None,
-        ci=(fit.ci_low, fit.ci_high) if fit is not None else None,
+        fitness=rec.fitness,
         vs_baseline=rec.vs_baseline,
         # A thought states its idea first: keep the head.
         thought=clip(rec.thought.strip(), thought_limit, tail_share=0),

@@ -180,7 +180,8 @@ class OfflineDesigner:
     def design(self, key: str, ctx: DesignContext) -> StepResult[Draft]:
         seen: dict[str, ParentInfo] = {}
         for p in [*ctx.pinned, *ctx.best]:
-            seen.setdefault(p.id, ParentInfo(id=p.id, name=p.name, code=p.code, fitness=p.fitness))
+            fitness = p.fitness.value if p.fitness else None
+            seen.setdefault(p.id, ParentInfo(id=p.id, name=p.name, code=p.code, fitness=fitness))
         return self._answer(key, lambda: self._propose(ctx.candidate_index, list(seen.values()), ctx.hints))
 
     def _propose(self, index: int, parents: list[ParentInfo], hints: list[str]) -> Proposal:

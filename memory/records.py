@@ -176,3 +176,41 @@ class CandidateRecord(BaseModel):
             vs = self.vs_baseline
             out |= {"vs_diff": vs.diff, "vs_low": vs.ci_low, "vs_high": vs.ci_high, "vs_n": vs.n_seeds}
         return out
+
+
+class PastAttempt(BaseModel):
+    """A candidate of memory as a model reads it: in a prompt (agent.context clips and redacts it) and in
+    a tool's result (`brief`). The one such projection; its fitness is an Interval like everywhere."""
+
+    id: str
+    name: str
+    status: str
+    fitness: Fitness | None = None
+    """On the seeds that chose it (in-sample), with its 95% interval."""
+    vs_baseline: VsBaseline | None = None
+    """The difference to the target's baseline on seeds that chose nothing: the score ranked by."""
+    thought: str = ""
+    code: str = ""
+    error: str | None = None
+    """Why it failed (its error or failed checks)."""
+    fixed_by: str | None = None
+    """Name of the later candidate that repaired this failure, when one did (prompts only)."""
+    similarity: float | None = None
+    """Cosine similarity to the search query, when memory search found it."""
+
+    @classmethod
+    def brief(
+        cls, rec: CandidateRecord, similarity: float | None = None, code_chars: int = 1500
+    ) -> PastAttempt:
+        """The record cut to what a model needs to read in a tool result."""
+        return cls(
+            id=rec.id,
+            name=rec.name,
+            status=rec.status,
+            fitness=rec.fitness,
+            vs_baseline=rec.vs_baseline,
+            error=rec.failure_text() or None,
+            thought=rec.thought[:600],
+            code=rec.code[:code_chars],
+            similarity=similarity,
+        )

@@ -63,7 +63,7 @@ def test_chat_agent_answers_from_memory_tools(toolbox: Toolbox) -> None:
     (call,) = reply.tool_calls
     assert call.name == "similar_candidates"
     found = json.loads(call.result)
-    assert found[0]["name"] == "hinge_loss" and found[0]["fitness"] == pytest.approx(0.12)
+    assert found[0]["name"] == "hinge_loss" and found[0]["fitness"]["value"] == pytest.approx(0.12)
     tool_turn = [m for m in second if m["role"] == "tool"]
     assert tool_turn and "hinge_loss" in tool_turn[0]["content"], "the tool's result went back to the model"
     assert server.requests[0]["tools"], "the tools were offered to the model"

@@ -33,14 +33,14 @@ import pytest
 from agent_helpers import cli, kind_of
 from fake_openai import FakeOpenAI
 
-from agent.context import DesignContext, PastAttempt
+from agent.context import DesignContext
 from agent.events import CheckPayload, EvaluationPayload, EventLog
 from agent.models import Exchange, ExchangeLog
 from agent.models.base import CallUsage
 from agent.prompting import design_messages, repair_messages
 from agent.runs import RunDir, RunMeta, RunStatus
 from agent.schemas import Draft, RepairRequest
-from memory.records import CandidateRecord
+from memory.records import CandidateRecord, PastAttempt
 from memory.store import MemoryStore
 from sandbox.base import OutputCapture, RawOutcome, finish
 from sandbox.models import SandboxLimits, SandboxRequest

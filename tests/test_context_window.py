@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 from fake_openai import FakeOpenAI, count_tokens
 
-from agent.context import DesignContext, PastAttempt, shrunk
+from agent.context import DesignContext, shrunk
 from agent.designers import ModelDesigner
 from agent.models import ModelError, ModelSettings, StructuredModel
 from agent.models.probe import probe, with_probed
+from memory.records import PastAttempt
 
 DRAFT = {"thought": "scale the margin", "name": "scaled", "code": "def loss(self, a, b, c, d):\n    return a"}
 

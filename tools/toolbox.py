@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from memory.records import CandidateRecord, VsBaseline
+from memory.records import PastAttempt
 from memory.store import MemoryStore
 from targets.base import Evaluation, Target
 from targets.results import CheckReport, CheckResult
@@ -32,40 +32,6 @@ class ToolCall(BaseModel):
 
 
 OnCall = Callable[[ToolCall], None]
-
-
-class CandidateBrief(BaseModel):
-    """A memory record cut to what a model needs to read in a tool result."""
-
-    id: str
-    name: str
-    status: str
-    fitness: float | None
-    ci: tuple[float, float] | None
-    vs_baseline: VsBaseline | None = None
-    """The fresh-seed difference to the baseline with its interval and n: the score ranked by."""
-    error: str | None
-    thought: str
-    code: str
-    similarity: float | None = None
-
-    @classmethod
-    def of(
-        cls, rec: CandidateRecord, similarity: float | None = None, code_chars: int = 1500
-    ) -> CandidateBrief:
-        fit = rec.fitness
-        return cls(
-            id=rec.id,
-            name=rec.name,
-            status=rec.status,
-            fitness=fit.value if fit else None,
-            ci=(fit.ci_low, fit.ci_high) if fit else None,
-            vs_baseline=rec.vs_baseline,
-            error=(rec.failure_text() or None),
-            thought=rec.thought[:600],
-            code=rec.code[:code_chars],
-            similarity=similarity,
-        )
 
 
 class Toolbox:
@@ -135,19 +101,21 @@ class Toolbox:
         return evaluation
 
     # ------------------------------------------------------------------ memory
-    def similar(self, query: str, k: int = 5) -> list[CandidateBrief]:
+    def similar(self, query: str, k: int = 5) -> list[PastAttempt]:
         hits = self.memory.search(query, k=k, target=self.target.name)
-        out = [CandidateBrief.of(h.record, h.similarity) for h in hits]
+        out = [PastAttempt.brief(h.record, h.similarity) for h in hits]
         self._log("similar", {"query": query[:200], "k": k}, ", ".join(f"{b.id}" for b in out))
         return out
 
-    def best(self, k: int = 5) -> list[CandidateBrief]:
-        out = [CandidateBrief.of(r) for r in self.memory.top_by_score(self.target.name, k)]
+    def best(self, k: int = 5) -> list[PastAttempt]:
+        out = [PastAttempt.brief(r) for r in self.memory.top_by_score(self.target.name, k)]
         shown = [
             f"{b.id}={b.vs_baseline.diff:+.3f} (n {b.vs_baseline.n_seeds})" for b in out if b.vs_baseline
         ]
         shown += [
-            f"{b.id}=fitness {b.fitness:+.3f}" for b in out if not b.vs_baseline and b.fitness is not None
+            f"{b.id}=fitness {b.fitness.value:+.3f}"
+            for b in out
+            if not b.vs_baseline and b.fitness is not None
         ]
         self._log("best", {"k": k}, ", ".join(shown))
         return out
@@ -156,9 +124,9 @@ class Toolbox:
         lessons = self.memory.recent_failures(self.target.name, k)
         out = [
             {
-                "failed": CandidateBrief.of(x.candidate, code_chars=800).model_dump(),
+                "failed": PastAttempt.brief(x.candidate, code_chars=800).model_dump(),
                 "error": x.error[:800],
-                "fixed_by": CandidateBrief.of(x.fixed_by, code_chars=800).model_dump()
+                "fixed_by": PastAttempt.brief(x.fixed_by, code_chars=800).model_dump()
                 if x.fixed_by
                 else None,
             }
@@ -167,9 +135,9 @@ class Toolbox:
         self._log("failures", {"k": k}, ", ".join(x.candidate.id for x in lessons))
         return out
 
-    def candidate(self, candidate_id: str) -> CandidateBrief | None:
+    def candidate(self, candidate_id: str) -> PastAttempt | None:
         rec = self.memory.get(candidate_id)
-        return CandidateBrief.of(rec, code_chars=6000) if rec else None
+        return PastAttempt.brief(rec, code_chars=6000) if rec else None
 
     # ------------------------------------------------------------------ DPO jobs
     def queue(self) -> Any:

@@ -17,6 +17,7 @@ from tui.commands import MemoryQuery
 from tui.view import Line
 
 if TYPE_CHECKING:
+    from memory.records import PastAttempt
     from tools.toolbox import ToolCall
 
 OFFLINE_REPLY = (
@@ -27,11 +28,8 @@ OFFLINE_REPLY = (
 )
 
 
-def _fit(brief: Any) -> str:
-    if brief.fitness is None:
-        return brief.status
-    low, high = brief.ci or (brief.fitness, brief.fitness)
-    return f"{brief.fitness:+.3f} [{low:+.3f}, {high:+.3f}]"
+def _fit(brief: PastAttempt) -> str:
+    return brief.fitness.text() if brief.fitness else brief.status
 
 
 class ChatService:
