@@ -68,8 +68,10 @@ class Toolbox:
         policy = self.target.policy(code)
         report = CheckReport.from_checks([policy]) if not policy.passed else self.target.check(code)
         fingerprint = None
-        if report.passed:
-            fingerprint = self.target.fingerprint(code)
+        if report.passed:  # the target's check computes it (targets.kit); asked for where it does not
+            fingerprint = report.fingerprint
+            if fingerprint is None:
+                fingerprint = self.target.fingerprint(code)
             verdict = self.memory.novelty(
                 code, self.target.name, fingerprint, exclude_id=candidate_id, ignore_runs=self.ignore_runs
             )
