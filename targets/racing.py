@@ -51,7 +51,7 @@ def _student_t() -> Any:
 class RaceConfig(BaseModel):
     """The racing rule's settings; `sigma` is the instrument's, measured by a pilot (never a guess)."""
 
-    sigma: float | None = Field(None, gt=0)
+    sigma: float | None = Field(default=None, gt=0)
     """Per-seed sd of a paired difference between two losses (one seed's mean item score difference), as a
     pilot measured it; None where none was measured: then nothing is decided before `own_sd_from` seeds,
     and from there on each comparison's own spread is used."""
@@ -64,22 +64,22 @@ class RaceConfig(BaseModel):
     """Looks at which "better" may be claimed (default: every stage from 8 seeds on: at 4, Student's t with
     3 degrees of freedom puts the run-level bar out of reach); the run's α is split over them, so fewer
     claim looks mean a lower bar at each."""
-    alpha: float = Field(0.05, gt=0, lt=0.5)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
     """Run-level: the chance that a run declares any false "best"."""
-    candidate_budget: int = Field(50, ge=1)
+    candidate_budget: int = Field(default=50, ge=1)
     """How many candidates a run may race; α is split over them."""
-    q: float = Field(0.1, gt=0, lt=1)
+    q: float = Field(default=0.1, gt=0, lt=1)
     """Benjamini–Hochberg level for "beats DPO" over a run."""
-    min_effect: float = Field(0.02, ge=0)
+    min_effect: float = Field(default=0.02, ge=0)
     """The smallest improvement worth the seeds: a candidate that cannot plausibly reach it is dropped."""
-    futility_z: float = Field(0.5, ge=0)
+    futility_z: float = Field(default=0.5, ge=0)
     """How optimistic the drop rule is: dropped when d̄ + futility_z·σ/√n < min_effect."""
-    confidence: float = Field(0.95, gt=0.5, lt=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
     """Two-sided level of the intervals shown."""
-    confirm_seeds: int = Field(16, ge=0)
+    confirm_seeds: int = Field(default=16, ge=0)
     """Fresh seeds a claimed candidate is trained on before its difference is shown: the seeds that
     selected it overstate it (the winner's curse), so what is shown comes from seeds that did not."""
-    own_sd_from: int = Field(4, ge=2)
+    own_sd_from: int = Field(default=4, ge=2)
     """From this many seeds on, a candidate is judged with the larger of σ and its own sd of differences,
     against Student's t with n − 1 degrees of freedom: a candidate noisier than the pilot (one that falls
     off the grammar cliff on some seeds) cannot ride the pilot's σ to a false claim."""
