@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -213,9 +213,34 @@ def _sd(d: Sequence[float], mean: float, cfg: RaceConfig) -> float | None:
     return max(cfg.sigma or 0.0, own, _TINY)
 
 
+class _Shown(NamedTuple):
+    """What `shown` says, every part known."""
+
+    n: int
+    diff: float
+    ci_low: float
+    ci_high: float
+    z: float
+    p_value: float
+
+
 def shown(diffs: Sequence[float], cfg: RaceConfig) -> Look:
     """The estimate to show from seeds that selected nothing (a claimed candidate's confirmation seeds): d̄
     with its interval and n, no decision."""
+    s = _shown(diffs, cfg)
+    return Look(
+        n=s.n,
+        diff=s.diff,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
+        z=s.z,
+        p_value=s.p_value,
+        decision="better",
+        reason=f"on {s.n} fresh confirmation seeds",
+    )
+
+
+def _shown(diffs: Sequence[float], cfg: RaceConfig) -> _Shown:
     n = len(diffs)
     if n == 0:
         raise ValueError("nothing to show: no confirmation seeds")
@@ -227,16 +252,7 @@ def shown(diffs: Sequence[float], cfg: RaceConfig) -> Look:
     half = cfg.quantile(n, cfg.confidence) * se
     z = mean / se
     p = 1.0 - (_NORMAL.cdf(z) if n < cfg.own_sd_from else float(_student_t().cdf(z, n - 1)))
-    return Look(
-        n=n,
-        diff=mean,
-        ci_low=mean - half,
-        ci_high=mean + half,
-        z=z,
-        p_value=p,
-        decision="better",
-        reason=f"on {n} fresh confirmation seeds",
-    )
+    return _Shown(n=n, diff=mean, ci_low=mean - half, ci_high=mean + half, z=z, p_value=p)
 
 
 class Comparison(BaseModel):
@@ -259,7 +275,7 @@ def compare_to_baseline(
     """Several losses, each as per-seed differences from the baseline on seeds that selected nothing (a
     table, not a race): `better` by Benjamini–Hochberg at q over the names compared, `worse` when the
     interval lies below 0, `not_separated` otherwise."""
-    stats = {name: shown(list(d), cfg) for name, d in diffs_by_name.items() if d}
+    stats = {name: _shown(list(d), cfg) for name, d in diffs_by_name.items() if d}
     winners = benjamini_hochberg({name: s.p_value for name, s in stats.items()}, cfg.q)
     tested = (
         f"'better' by Benjamini–Hochberg at FDR q = {cfg.q:g} over {len(stats)} loss(es); "
