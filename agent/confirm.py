@@ -189,9 +189,7 @@ class Confirmer:
 
     def race_config(self) -> RaceConfig:
         cfg = self.config
-        # TEMPORARY (fixed after the merge): targets/racing.py gives RaceConfig's defaults positionally
-        # (Field(0.1, ...)), which pyright does not read as defaults; Field(default=...) there ends this.
-        return RaceConfig(  # pyright: ignore[reportCallIssue]
+        return RaceConfig(
             sigma=cfg.sigma or getattr(self.target, "seed_sigma", None),
             stages=cfg.stages,
             alpha=cfg.alpha,

@@ -263,7 +263,8 @@ def not_ready_of(target: object) -> str | None:
     """Why the target cannot run at all now (no inner model, a missing data file), in one sentence, from
     its optional `not_ready()`; None when it can. The run's preflight asks before the first candidate."""
     hook = getattr(target, "not_ready", None)
-    return hook() if callable(hook) else None
+    why = hook() if callable(hook) else None
+    return None if why is None else str(why)
 
 
 def models_used_of(target: object) -> tuple[str, ...]:

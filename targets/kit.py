@@ -75,10 +75,13 @@ class SandboxCaller:
 
         if self.sandbox is None:
             self.sandbox = open_sandbox(self.backend)
+        files: dict[str, str | bytes] = {}
+        if self.ship_sources:
+            files.update(package_sources(self.module))
         request = SandboxRequest(
             call=f"{self.module}:{function}",
             kwargs=kwargs,
-            files=package_sources(self.module) if self.ship_sources else {},
+            files=files,
             preload=self.preload,
             limits=SandboxLimits(timeout_s=timeout_s, cpu_s=cpu_s, memory_mb=self.memory_mb),
         )

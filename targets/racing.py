@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -51,7 +51,7 @@ def _student_t() -> Any:
 class RaceConfig(BaseModel):
     """The racing rule's settings; `sigma` is the instrument's, measured by a pilot (never a guess)."""
 
-    sigma: float | None = Field(None, gt=0)
+    sigma: float | None = Field(default=None, gt=0)
     """Per-seed sd of a paired difference between two losses (one seed's mean item score difference), as a
     pilot measured it; None where none was measured: then nothing is decided before `own_sd_from` seeds,
     and from there on each comparison's own spread is used."""
@@ -64,22 +64,22 @@ class RaceConfig(BaseModel):
     """Looks at which "better" may be claimed (default: every stage from 8 seeds on: at 4, Student's t with
     3 degrees of freedom puts the run-level bar out of reach); the run's α is split over them, so fewer
     claim looks mean a lower bar at each."""
-    alpha: float = Field(0.05, gt=0, lt=0.5)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
     """Run-level: the chance that a run declares any false "best"."""
-    candidate_budget: int = Field(50, ge=1)
+    candidate_budget: int = Field(default=50, ge=1)
     """How many candidates a run may race; α is split over them."""
-    q: float = Field(0.1, gt=0, lt=1)
+    q: float = Field(default=0.1, gt=0, lt=1)
     """Benjamini–Hochberg level for "beats DPO" over a run."""
-    min_effect: float = Field(0.02, ge=0)
+    min_effect: float = Field(default=0.02, ge=0)
     """The smallest improvement worth the seeds: a candidate that cannot plausibly reach it is dropped."""
-    futility_z: float = Field(0.5, ge=0)
+    futility_z: float = Field(default=0.5, ge=0)
     """How optimistic the drop rule is: dropped when d̄ + futility_z·σ/√n < min_effect."""
-    confidence: float = Field(0.95, gt=0.5, lt=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
     """Two-sided level of the intervals shown."""
-    confirm_seeds: int = Field(16, ge=0)
+    confirm_seeds: int = Field(default=16, ge=0)
     """Fresh seeds a claimed candidate is trained on before its difference is shown: the seeds that
     selected it overstate it (the winner's curse), so what is shown comes from seeds that did not."""
-    own_sd_from: int = Field(4, ge=2)
+    own_sd_from: int = Field(default=4, ge=2)
     """From this many seeds on, a candidate is judged with the larger of σ and its own sd of differences,
     against Student's t with n − 1 degrees of freedom: a candidate noisier than the pilot (one that falls
     off the grammar cliff on some seeds) cannot ride the pilot's σ to a false claim."""
@@ -213,9 +213,34 @@ def _sd(d: Sequence[float], mean: float, cfg: RaceConfig) -> float | None:
     return max(cfg.sigma or 0.0, own, _TINY)
 
 
+class _Shown(NamedTuple):
+    """What `shown` says, every part known."""
+
+    n: int
+    diff: float
+    ci_low: float
+    ci_high: float
+    z: float
+    p_value: float
+
+
 def shown(diffs: Sequence[float], cfg: RaceConfig) -> Look:
     """The estimate to show from seeds that selected nothing (a claimed candidate's confirmation seeds): d̄
     with its interval and n, no decision."""
+    s = _shown(diffs, cfg)
+    return Look(
+        n=s.n,
+        diff=s.diff,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
+        z=s.z,
+        p_value=s.p_value,
+        decision="better",
+        reason=f"on {s.n} fresh confirmation seeds",
+    )
+
+
+def _shown(diffs: Sequence[float], cfg: RaceConfig) -> _Shown:
     n = len(diffs)
     if n == 0:
         raise ValueError("nothing to show: no confirmation seeds")
@@ -227,16 +252,7 @@ def shown(diffs: Sequence[float], cfg: RaceConfig) -> Look:
     half = cfg.quantile(n, cfg.confidence) * se
     z = mean / se
     p = 1.0 - (_NORMAL.cdf(z) if n < cfg.own_sd_from else float(_student_t().cdf(z, n - 1)))
-    return Look(
-        n=n,
-        diff=mean,
-        ci_low=mean - half,
-        ci_high=mean + half,
-        z=z,
-        p_value=p,
-        decision="better",
-        reason=f"on {n} fresh confirmation seeds",
-    )
+    return _Shown(n=n, diff=mean, ci_low=mean - half, ci_high=mean + half, z=z, p_value=p)
 
 
 class Comparison(BaseModel):
@@ -259,7 +275,7 @@ def compare_to_baseline(
     """Several losses, each as per-seed differences from the baseline on seeds that selected nothing (a
     table, not a race): `better` by Benjamini–Hochberg at q over the names compared, `worse` when the
     interval lies below 0, `not_separated` otherwise."""
-    stats = {name: shown(list(d), cfg) for name, d in diffs_by_name.items() if d}
+    stats = {name: _shown(list(d), cfg) for name, d in diffs_by_name.items() if d}
     winners = benjamini_hochberg({name: s.p_value for name, s in stats.items()}, cfg.q)
     tested = (
         f"'better' by Benjamini–Hochberg at FDR q = {cfg.q:g} over {len(stats)} loss(es); "

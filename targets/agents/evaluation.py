@@ -40,7 +40,7 @@ def summarise(
             task = by_id.get(item.id)
             ok = task is not None and not task.error
             answered += ok
-            score = 100.0 * bench.score(task.answer, item) if ok else 0.0  # type: ignore[union-attr]
+            score = 100.0 * bench.score(task.answer, item) if ok and task is not None else 0.0
             scores.append(score)
             rows.append(
                 {

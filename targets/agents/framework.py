@@ -26,6 +26,7 @@ import string
 import time
 import traceback
 from collections import namedtuple
+from collections.abc import Callable
 from typing import Any
 
 Info = namedtuple("Info", ["name", "author", "content", "iteration_idx"])
@@ -193,6 +194,8 @@ def _text(value: Any) -> Any:
 class AgentSystem:
     """The object whose `forward` is the candidate's."""
 
+    forward: Callable[[Any], Any]
+
 
 def install(code: str) -> Any:
     """Execute the candidate's module and return an AgentSystem whose `forward` is its function."""
@@ -202,7 +205,7 @@ def install(code: str) -> Any:
     if not callable(forward):
         raise NameError("the code defines no function `forward(self, taskInfo)`")
     system = AgentSystem()
-    system.forward = forward.__get__(system)  # type: ignore[attr-defined]
+    system.forward = forward.__get__(system)
     return system
 
 

@@ -66,25 +66,25 @@ after it (and is never served) rather than racing it with a timeout error."""
 class ProxySettings(BaseModel):
     """Limits that the proxy applies to every candidate's inner-model calls."""
 
-    requests_per_s: float = Field(4.0, gt=0)
+    requests_per_s: float = Field(default=4.0, gt=0)
     """Token-bucket refill rate shared by all tasks (the endpoint's rate limit, not the candidate's)."""
-    burst: int = Field(8, ge=1)
-    task_timeout_s: float = Field(120.0, gt=0)
+    burst: int = Field(default=8, ge=1)
+    task_timeout_s: float = Field(default=120.0, gt=0)
     """Seconds a task may run: its token expires this long after the task's first call, and at the end
     of its wave in the parent's clock (see the module docstring), whichever comes first."""
-    max_calls: int = Field(2000, ge=1)
+    max_calls: int = Field(default=2000, ge=1)
     """Model calls one candidate may make in one evaluation (ADAS's debate makes ~7 per task)."""
     max_usd: float | None = None
     """Cost one candidate may spend in one evaluation, when the inner model's prices are set."""
-    max_tokens_per_eval: int = Field(3_000_000, ge=1)
+    max_tokens_per_eval: int = Field(default=3_000_000, ge=1)
     """Prompt + completion tokens one candidate may use in one evaluation, counted with or without
     prices; estimated from characters when the server reports no usage (a debate agent on 128 MGSM items
     uses ~0.5 M)."""
-    max_prompt_chars: int = Field(32_000, ge=1)
+    max_prompt_chars: int = Field(default=32_000, ge=1)
     """Characters of one call's system prompt and prompt together; a longer call is refused."""
-    max_prompt_tokens: int = Field(12_000, ge=1)
+    max_prompt_tokens: int = Field(default=12_000, ge=1)
     """Estimated tokens (`estimate_tokens`) of one call's prompt; a longer call is refused."""
-    max_temperature: float = Field(1.2, ge=0)
+    max_temperature: float = Field(default=1.2, ge=0)
     json_mode: bool = True
     """Ask for `response_format={"type": "json_object"}`; dropped by itself when the server refuses it."""
 
@@ -141,7 +141,7 @@ class ModelCall(BaseModel):
     token: str
     system: str = ""
     prompt: str = ""
-    temperature: float | None = Field(None, allow_inf_nan=False)
+    temperature: float | None = Field(default=None, allow_inf_nan=False)
     seed: int | None = None
 
 

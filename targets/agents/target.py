@@ -77,38 +77,38 @@ class AgentTargetConfig(BaseModel):
     data_path: str | None = None
     """The benchmark's file or folder (MGSM TSVs, DROP .jsonl.gz, MMLU CSVs, GPQA CSV, ARC JSONs); GPQA
     alone may be fetched from the hub (gated) when this is unset."""
-    n_valid: int | None = Field(None, ge=1)
+    n_valid: int | None = Field(default=None, ge=1)
     """Validation items that every candidate is scored on (default: the benchmark's, e.g. 128)."""
-    n_test: int | None = Field(None, ge=0)
+    n_test: int | None = Field(default=None, ge=0)
     split_seed: int = 0
     """Seed of the fixed shuffle that cuts validation and test splits."""
     eval_seeds: list[int] = Field(default_factory=lambda: [0])
     """Repetitions of the validation pass (sampling seed of each task); fitness pools them."""
-    probe_items: int = Field(2, ge=1)
+    probe_items: int = Field(default=2, ge=1)
     """Validation items that the check runs the candidate on."""
-    check_max_calls: int = Field(60, ge=1)
-    task_timeout_s: float = Field(120.0, gt=0)
-    concurrency: int = Field(4, ge=1, le=16)
+    check_max_calls: int = Field(default=60, ge=1)
+    task_timeout_s: float = Field(default=120.0, gt=0)
+    concurrency: int = Field(default=4, ge=1, le=16)
     """Tasks run at once (each in its own process in the sandbox)."""
-    requests_per_s: float = Field(4.0, gt=0)
-    burst: int = Field(8, ge=1)
-    max_calls: int = Field(2000, ge=1)
+    requests_per_s: float = Field(default=4.0, gt=0)
+    burst: int = Field(default=8, ge=1)
+    max_calls: int = Field(default=2000, ge=1)
     """Inner-model calls one candidate may make per evaluation seed."""
     max_usd: float | None = None
     """Inner-model cost one candidate may spend per evaluation seed (needs the inner model's prices)."""
-    max_tokens_per_eval: int = Field(3_000_000, ge=1)
+    max_tokens_per_eval: int = Field(default=3_000_000, ge=1)
     """Inner-model tokens (prompt + completion) one candidate may use per evaluation seed, counted with or
     without prices (estimated from characters when the server reports no usage)."""
-    max_prompt_chars: int = Field(32_000, ge=1)
+    max_prompt_chars: int = Field(default=32_000, ge=1)
     """Longest prompt of one inner-model call (system + user, characters); a longer call is refused."""
-    max_prompt_tokens: int = Field(12_000, ge=1)
+    max_prompt_tokens: int = Field(default=12_000, ge=1)
     """Longest prompt of one call in estimated tokens (about three bytes each); a longer call is refused."""
     max_temperature: float = 1.2
     json_mode: bool = True
-    baseline_chains: int = Field(5, ge=0, le=12)
+    baseline_chains: int = Field(default=5, ge=0, le=12)
     """Chains of thought per validation item measured once for the standing baseline, CoT-SC at matched
     token cost (targets.agents.cotsc); 0: no baseline."""
-    bootstrap_samples: int = Field(2000, ge=100)
+    bootstrap_samples: int = Field(default=2000, ge=100)
     sandbox: str = "local"
 
 

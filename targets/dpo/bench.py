@@ -237,7 +237,7 @@ def plot_frontier(fitness: dict[str, LossFitness], path: Path, title: str = "Rew
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    colors = plt.get_cmap("tab20").colors
+    colors = plt.get_cmap("tab20")  # a listed map: colors(k) is its k-th colour, for k < colors.N
     markers = "osD^v<>pP*Xh"
     for i, (name, fit) in enumerate(fitness.items()):
         pts = [(p.kl, p.reward, p.beta) for p in fit.frontier if p.reward is not None and p.kl is not None]
@@ -250,7 +250,7 @@ def plot_frontier(fitness: dict[str, LossFitness], path: Path, title: str = "Rew
             xs,
             ys,
             marker=markers[i % len(markers)],
-            color=colors[i % len(colors)],
+            color=colors(i % colors.N),
             ms=4,
             lw=2.5 if name == BASELINE else 1.2,
             label=label,

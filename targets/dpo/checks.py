@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -30,6 +30,8 @@ from targets.dpo.candidate import (
 )
 from targets.dpo.loss_policy import check_loss_policy
 from targets.results import CheckReport, CheckResult
+
+T = TypeVar("T")
 
 BETAS: tuple[float, ...] = (0.01, 0.1, 0.5, 1.0, 5.0)
 """β values every numeric check sweeps: the range used in the DiscoPOP paper and beyond."""
@@ -99,7 +101,7 @@ class _Runner:
         self.code, self.deadline, self.per_call_s = code, deadline, per_call_s
         self.loss: CandidateLoss | None = None
 
-    def guarded(self, what: str, fn: Callable[[], Any]) -> Any:
+    def guarded(self, what: str, fn: Callable[[], T]) -> T:
         limit = min(self.per_call_s, self.deadline - time.monotonic())
         if limit <= 0:
             raise _Stop("the time budget for all checks ran out before this check could finish")

@@ -272,7 +272,7 @@ class _Commands:
 
         if preset not in ("default", "quick", "tiny"):
             raise typer.BadParameter(f"--preset is default, quick or tiny, not {preset!r}")
-        spec = sweep_spec(preset, workers, samples_per_prompt)  # type: ignore[arg-type]
+        spec = sweep_spec(preset, workers, samples_per_prompt)
         screening = len(spec.betas) * len(spec.seeds) if len(spec.betas) > 1 else 0
         total = len(PILOT_LOSSES) * (screening + seeds)
         losses = ", ".join(PILOT_LOSSES)

@@ -177,22 +177,32 @@ def _interval(point: float, samples: np.ndarray, confidence: float) -> Interval:
     return Interval(value=float(point), ci_low=float(lo), ci_high=float(hi))
 
 
+def _measured(run: RunResult) -> tuple[float, float]:
+    """The mean reward and KL of a run that succeeded (it was evaluated on at least one prompt)."""
+    reward, kl = run.mean_reward, run.mean_kl
+    if reward is None or kl is None:
+        raise ValueError(f"run {run.loss} at β={run.beta}, seed {run.seed} is ok but has no rewards or KLs")
+    return reward, kl
+
+
+def _objective(run: RunResult, cfg: FitnessConfig) -> float:
+    """reward − kl_penalty · KL for a run that succeeded, the failure score for one that did not."""
+    if run.status != "ok":
+        return cfg.failure_score
+    reward, kl = _measured(run)
+    return reward - cfg.kl_penalty * kl
+
+
 def frontier(runs: Sequence[RunResult], cfg: FitnessConfig) -> list[BetaPoint]:
     """The reward–KL points of one loss, one per β (means over the seeds that succeeded)."""
     points = []
     for beta in sorted({r.beta for r in runs}):
         at_beta = [r for r in runs if r.beta == beta]
         ok = [r for r in at_beta if r.status == "ok"]
-        reward = float(np.mean([r.mean_reward for r in ok])) if ok else None
-        kl = float(np.mean([r.mean_kl for r in ok])) if ok else None
-        objective = float(
-            np.mean(
-                [
-                    (r.mean_reward - cfg.kl_penalty * r.mean_kl) if r.status == "ok" else cfg.failure_score
-                    for r in at_beta
-                ]
-            )
-        )
+        measured = [_measured(r) for r in ok]  # (reward, KL) of each run that succeeded
+        reward = float(np.mean([m[0] for m in measured])) if ok else None
+        kl = float(np.mean([m[1] for m in measured])) if ok else None
+        objective = float(np.mean([_objective(r, cfg) for r in at_beta]))
         points.append(
             BetaPoint(
                 beta=beta,

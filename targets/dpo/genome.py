@@ -105,12 +105,12 @@ class Term(BaseModel):
     """One weighted loss term; parameters its kind does not use keep their defaults and are ignored."""
 
     kind: TermKind
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(default=1.0, ge=0)
     branch: Branch = "all"
     """`all`: ungated; `low`: times 1 - σ(z/τ) (mis-ordered pairs); `high`: times σ(z/τ) (ordered pairs)."""
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(default=1.0, gt=0)
     margin: float = 0.0
-    eps: float = Field(0.0, ge=0, lt=0.5)
+    eps: float = Field(default=0.0, ge=0, lt=0.5)
     """Label-noise rate of the smoothed and robust logistic terms; robust DPO divides by 1 - 2ε."""
     cap: float | None = None
     """Largest exponent of an exponential term; None renders the raw, overflowing exp (never proposed)."""
@@ -120,7 +120,7 @@ class Genome(BaseModel):
     """A loss as 1-3 terms of z = βρ, optionally split by LRML's gate σ(z/τ)."""
 
     terms: list[Term] = Field(min_length=1, max_length=MAX_TERMS)
-    tau: float = Field(TAU.default, gt=0)
+    tau: float = Field(default=TAU.default, gt=0)
 
     @property
     def gated(self) -> bool:

@@ -122,8 +122,9 @@ def surrogate(
     changed = state.changes()
     if changed:
         raise StateTampered(changed)
-    link = sum(
+    chosen, rejected = (
         (x * (torch.zeros_like(x) if g is None else g.detach().to(x.dtype))).sum()
         for x, g in zip(inputs, grads, strict=True)
     )
+    link = chosen + rejected
     return loss.detach() + (link - link.detach())  # value: loss exactly; gradient: the link's

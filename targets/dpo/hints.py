@@ -95,9 +95,10 @@ def _apply(reading: HintReading, what: str, negated: bool) -> str:
         reading.forbid |= GROWING
         reading.favour |= set(SATURATING)
         return "no exp or squared terms, favour sigmoid and tanh"
-    kind: TermKind = what  # type: ignore[assignment]
-    (reading.forbid if negated else reading.favour).add(kind)
-    return f"{'no' if negated else 'favour'} {VOCABULARY[kind].tag} terms"
+    if what not in VOCABULARY:  # every other mention in MENTIONS is a term kind
+        raise ValueError(f"MENTIONS names {what!r}, which is no term kind")
+    (reading.forbid if negated else reading.favour).add(what)
+    return f"{'no' if negated else 'favour'} {VOCABULARY[what].tag} terms"
 
 
 def honour(genome: Genome, reading: HintReading) -> tuple[Genome, list[str]]:
@@ -106,10 +107,10 @@ def honour(genome: Genome, reading: HintReading) -> tuple[Genome, list[str]]:
     Forbidden terms are swapped for a favoured kind (else DPO's logistic term, else any allowed kind),
     keeping weight and branch; with favoured kinds and none present, the first term becomes one; the
     gate is added or removed as asked."""
-    allowed = [k for k in VOCABULARY if k not in reading.forbid]
+    allowed: list[TermKind] = [k for k in VOCABULARY if k not in reading.forbid]
     if not allowed:
         return genome, []
-    favoured = [k for k in VOCABULARY if k in reading.favour and k in allowed]
+    favoured: list[TermKind] = [k for k in VOCABULARY if k in reading.favour and k in allowed]
     fallback: TermKind = favoured[0] if favoured else ("logistic" if "logistic" in allowed else allowed[0])
     terms: list[Term] = list(genome.terms)
     notes: list[str] = []
@@ -127,7 +128,8 @@ def honour(genome: Genome, reading: HintReading) -> tuple[Genome, list[str]]:
         notes.append("removed the gate")
     elif reading.gate is True and all(t.branch == "all" for t in terms):
         if len(terms) == 1:
-            second = next((k for k in [*favoured, *allowed] if k != terms[0].kind), terms[0].kind)
+            others: list[TermKind] = [k for k in (*favoured, *allowed) if k != terms[0].kind]
+            second = others[0] if others else terms[0].kind
             terms.append(default_term(second, terms[0].weight))
         terms = [t.model_copy(update={"branch": "low" if i == 0 else "high"}) for i, t in enumerate(terms)]
         notes.append(f"added LRML's gate σ(z/{tau:g})")

@@ -178,7 +178,8 @@ class _LossWalker(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:
         pass  # checked in collect_imports
 
-    visit_ImportFrom = visit_Import
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        pass  # checked in collect_imports
 
     # Statements -------------------------------------------------------------------------------------
     def generic_visit(self, node: ast.AST) -> None:

@@ -21,6 +21,7 @@ from targets.dpo.genome import (
     MAX_TERMS,
     SEEDS,
     VOCABULARY,
+    Branch,
     Genome,
     Term,
     TermKind,
@@ -40,6 +41,7 @@ CROSSOVER = 0.3
 IMMIGRATION = 0.1
 """Chance of restarting from a mutated zoo genome even with parents: keeps the archive from converging."""
 KINDS: tuple[TermKind, ...] = tuple(VOCABULARY)
+BRANCHES: tuple[Branch, ...] = ("all", "low", "high")
 FINITE_CHECKS = frozenset({"finite_ordinary", "finite_extreme", "finite_bfloat16"})
 STABLE_SEEDS = ("dpo", "cdpo", "robust_dpo", "slic", "dbaql")
 """Single, monotone, overflow-free terms: what a repair falls back to when nothing targeted is left."""
@@ -104,7 +106,8 @@ def swap_kind(genome: Genome, rng: random.Random) -> tuple[Genome, str]:
     """Replace a term by another kind with its zoo defaults, keeping its weight and branch."""
     i = rng.randrange(len(genome.terms))
     t = genome.terms[i]
-    kind = rng.choice([k for k in KINDS if k != t.kind])
+    others: list[TermKind] = [k for k in KINDS if k != t.kind]
+    kind = rng.choice(others)
     child = _replace(genome, i, default_term(kind, t.weight, t.branch))
     return child, f"swapped {_label(t)} for {kind}, to try {VOCABULARY[kind].source}"
 
@@ -114,8 +117,9 @@ def add_term(genome: Genome, rng: random.Random) -> tuple[Genome, str]:
     if len(genome.terms) >= MAX_TERMS:
         return swap_kind(genome, rng)
     present = {t.kind for t in genome.terms}
-    kind = rng.choice([k for k in KINDS if k not in present])
-    branch = rng.choice(["all", "low", "high"]) if genome.gated else "all"
+    absent: list[TermKind] = [k for k in KINDS if k not in present]
+    kind = rng.choice(absent)
+    branch = rng.choice(BRANCHES) if genome.gated else "all"
     term = default_term(kind, rng.uniform(0.1, 0.5), branch)
     child = normalise(genome.model_copy(update={"terms": [*genome.terms, term]}))
     return child, f"added a {_label(child.terms[-1])} term, to try {VOCABULARY[kind].source}"
@@ -136,7 +140,8 @@ def gate(genome: Genome, rng: random.Random) -> tuple[Genome, str]:
     if not genome.gated:
         terms = list(genome.terms)
         if len(terms) == 1:
-            kind = rng.choice([k for k in KINDS if k != terms[0].kind])
+            others: list[TermKind] = [k for k in KINDS if k != terms[0].kind]
+            kind = rng.choice(others)
             terms.append(default_term(kind, terms[0].weight))
         order = rng.sample(range(len(terms)), len(terms))
         branches = {i: ("low" if n == 0 else "high" if n == 1 else rng.choice(["all", "low", "high"]))

@@ -25,6 +25,7 @@ usable result raises `ChildFailed`, which says how.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -32,7 +33,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, cast
 
 import torch
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
@@ -167,6 +168,15 @@ class ChildReport(BaseModel):
     peak_gpu_memory_gib: float | None = Field(default=None, ge=0.0)
 
 
+class RefOptions(TypedDict):
+    """What `prepare_preference_dataset` is given besides the model, the pairs and the device."""
+
+    cache_dir: Path | None
+    max_length: int | None
+    batch_size: int
+    bf16: bool
+
+
 @dataclass
 class Prepared:
     """What the trusted process builds before any candidate runs (lives in memory; never crosses a
@@ -265,7 +275,9 @@ def load_model(spec: RealDPOSpec, device: str) -> Any:
             f"could not load the model {spec.model!r}: it is neither a local directory nor in the local "
             "Hugging Face cache."
         ) from exc
-    return model.to(device)
+    # transformers wraps `to` with functools.wraps(torch.nn.Module.to), which its typing reads as a call
+    # with no `self`: typed as the Module it is, the call is PreTrainedModel.to all the same.
+    return cast(torch.nn.Module, model).to(device)
 
 
 def load_model_and_tokenizer(spec: RealDPOSpec, device: str) -> tuple[Any, PreTrainedTokenizerBase]:
@@ -274,13 +286,12 @@ def load_model_and_tokenizer(spec: RealDPOSpec, device: str) -> tuple[Any, PreTr
 
 def require_peft() -> Any:
     """The peft module, or a one-sentence error naming the extra that provides it."""
-    try:
-        import peft
+    try:  # by name: peft is in the gpu extra, which the type checker's environment may lack
+        return importlib.import_module("peft")
     except ImportError as exc:
         raise RealDPOError(
             "LoRA needs the `peft` package: install the gpu extra, pip install -e '.[gpu]'."
         ) from exc
-    return peft
 
 
 def apply_lora(model: Any, lora: LoRASpec, seed: int) -> Any:
@@ -338,7 +349,7 @@ def prepare(spec: RealDPOSpec, workdir: Path) -> Prepared:
         eval_raw = eval_raw.select(range(min(spec.max_eval_pairs, len(eval_raw))))
 
     t0 = time.perf_counter()
-    options = dict(
+    options = RefOptions(
         cache_dir=spec.cache_dir, max_length=spec.train.max_length, batch_size=spec.ref_batch_size, bf16=bf16
     )
     if model is not None:
@@ -396,7 +407,7 @@ def _prepare_in_trusted_fork(
     train_raw: Dataset,
     eval_raw: Dataset,
     workdir: Path,
-    options: dict[str, Any],
+    options: RefOptions,
 ) -> tuple[Dataset, Dataset]:
     """Reference log-probs on the GPU, computed by a fork that runs only trusted code, so that this process
     stays free of CUDA until the jailed child has forked. Returns the prepared sets, memory-mapped."""
@@ -505,7 +516,7 @@ def train_in_child(
                 weights = {k: v.detach().to("cpu").contiguous() for k, v in _trainable(model).items()}
                 save_file(weights, scratch / WEIGHTS)
             stopped = [s for cb in callbacks if (s := getattr(cb, "stopped", None))]
-            fields = outcome.model_dump(include=REPORTED)
+            fields = outcome.model_dump(include=set(REPORTED))
             fields["reason"] = (outcome.reason or "")[:4000] or None
             fields["traceback"] = (outcome.traceback or "")[-16000:] or None
             report = ChildReport(
@@ -705,8 +716,13 @@ def run_real_dpo(
     scratch = scratch_dir(workdir)
     scratch.mkdir(parents=True, exist_ok=True)
     callbacks = list(callbacks or [])
+
+    def child() -> None:
+        torch.set_num_threads(1)
+        train_in_child(spec, prepared, code, callbacks, scratch)
+
     outcome = run_forked(
-        lambda: (torch.set_num_threads(1), train_in_child(spec, prepared, code, callbacks, scratch)),
+        child,
         _jail(prepared, scratch, memory_mb),
         scratch,
         timeout_s,
@@ -717,9 +733,11 @@ def run_real_dpo(
 
     t0 = time.perf_counter()
     margin = accuracy = None
+    eval_metrics: dict[str, float] = {}
     if report.status == "ok":
         policy = load_trained_policy(spec, prepared, scratch / WEIGHTS)
         margin, accuracy = score_policy(policy, spec, prepared)
+        eval_metrics = {"eval_rewards/margins": margin, "eval_rewards/accuracies": accuracy}
     score_seconds = time.perf_counter() - t0
 
     final = report.loss_history[-1] if report.loss_history and report.status == "ok" else None
@@ -727,9 +745,7 @@ def run_real_dpo(
         **report.model_dump(exclude={"stopped", "peak_gpu_memory_gib"}),
         steps_per_second=report.steps / report.seconds if report.seconds > 0 else 0.0,
         final_loss=final,
-        eval_metrics={}
-        if margin is None
-        else {"eval_rewards/margins": margin, "eval_rewards/accuracies": accuracy},
+        eval_metrics=eval_metrics,
     )
     pairs_per_step = spec.train.per_device_train_batch_size * spec.train.gradient_accumulation_steps
     tokens = report.steps * pairs_per_step * tokens_per_pair(prepared.train, spec.train.max_length)

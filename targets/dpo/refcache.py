@@ -23,7 +23,8 @@ import torch
 import trl
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from trl import DPOConfig, DPOTrainer
+from trl.trainer.dpo_config import DPOConfig
+from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.utils import hash_module
 
 from targets.cache_dirs import build_dir_once, verified_dir

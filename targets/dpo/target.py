@@ -77,7 +77,7 @@ class DPOTargetConfig(BaseModel):
     """Sandbox backend of the checks: local | docker | e2b."""
     workers: int | None = None
     """Training worker processes (default: up to 2)."""
-    samples_per_prompt: int = Field(1, ge=1, le=16)
+    samples_per_prompt: int = Field(default=1, ge=1, le=16)
     """Completions sampled per held-out prompt at evaluation (their mean is the prompt's score): less
     item-sampling noise for more evaluation time (evals/results/variance_levers). σ is shipped for 1
     only: measure it for another with `disco bench sigma --samples-per-prompt N`."""

@@ -28,11 +28,13 @@ import datasets
 import torch
 import transformers
 import trl.trainer.dpo_trainer as trl_dpo
+from accelerate.utils import is_peft_model
 from datasets import Dataset
 from pydantic import BaseModel, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
-from trl import DPOConfig, DPOTrainer
+from trl.trainer.dpo_config import DPOConfig
+from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.utils import add_fused_lm_head
 
 from targets.dpo.candidate import CandidateLoss, LossContext, format_candidate_traceback
@@ -174,7 +176,7 @@ class Diverged(Exception):
 class _LogAtLastStep(TrainerCallback):
     """Force a log entry at the final step, so `final_loss` is the loss at the end of training."""
 
-    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
             control.should_log = True
         return control
@@ -191,12 +193,27 @@ def preset_reference_hash(value: str | None) -> Iterator[None]:
     if value is None:
         yield
         return
-    original = trl_dpo.hash_module
-    trl_dpo.hash_module = lambda module: value
+    namespace = trl_dpo.__dict__  # the globals DPOTrainer.__init__ looks `hash_module` up in
+    original = namespace["hash_module"]
+    namespace["hash_module"] = lambda module: value
     try:
         yield
     finally:
-        trl_dpo.hash_module = original
+        namespace["hash_module"] = original
+
+
+def _base_model(model: Any) -> PreTrainedModel:
+    """The transformers model of the policy: PEFT's base model when it is a PeftModel (peft is optional,
+    so its types are not known here)."""
+    return model.get_base_model() if is_peft_model(model) else model
+
+
+def _as_module(model: object) -> torch.nn.Module:
+    """A trainer's model once the trainer is built. transformers types `model` and `ref_model` as
+    optional, and FSDP2's wrapper as a mixin; what they hold then is a module."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"the trainer's model is a {type(model).__name__}, not a torch module")
+    return model
 
 
 def _has_columns(dataset: Any, columns: frozenset[str]) -> bool:
@@ -224,7 +241,7 @@ class CandidateDPOTrainer(DPOTrainer):
             super().__init__(*args, **kwargs)
         self.loss_context = loss_context or LossContext(beta=self.beta, label_smoothing=self.label_smoothing)
         # Re-patch the policy's fused head to compute log-probs only: one vocab-wide pass instead of four.
-        base = self.model.get_base_model() if trl_dpo.is_peft_model(self.model) else self.model
+        base = _base_model(self.model)
         unpatch_fused_head(base)
         add_fused_lm_head(base)
         self._disco_stats: list[torch.Tensor] = []
@@ -233,22 +250,22 @@ class CandidateDPOTrainer(DPOTrainer):
         # With tqdm disabled, transformers prints every log dict to stdout instead.
         self.remove_callback(PrinterCallback)
 
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # type: ignore[no-untyped-def]
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         # TRL 1.16 re-tokenizes unconditionally; a prepared data set would be tokenized twice.
         if _has_columns(dataset, TOKENIZED_COLUMNS):
             return dataset
         return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
-    def _precompute_ref_logps(self, dataset, name, batch_size):  # type: ignore[no-untyped-def]
+    def _precompute_ref_logps(self, dataset, name, batch_size):
         if _has_columns(dataset, REF_COLUMNS):
             return dataset
         return super()._precompute_ref_logps(dataset, name, batch_size)
 
     def _reference_for_forward(self) -> torch.nn.Module:
         # With PEFT and no reference model, TRL's compute_ref_log_probs disables the adapter on the policy.
-        return self.ref_model if self.ref_model is not None else self.model
+        return _as_module(self.ref_model if self.ref_model is not None else self.model)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         completion_mask = inputs["completion_mask"]  # (2B, T): chosen rows first, right-padded
         model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
         model_kwargs["use_cache"] = False
@@ -301,7 +318,7 @@ class CandidateDPOTrainer(DPOTrainer):
             return loss, outputs
         return loss
 
-    def _get_grad_norm(self, model, grad_norm=None):  # type: ignore[no-untyped-def]
+    def _get_grad_norm(self, model, grad_norm=None):
         """The divergence check, between backward and the optimiser step, with one device sync.
 
         A non-finite loss, or a finite loss with a non-finite gradient (e.g. `torch.where` over a NaN
@@ -323,7 +340,7 @@ class CandidateDPOTrainer(DPOTrainer):
         if self._disco_stats:
             _, margin, accuracy = torch.stack(self._disco_stats).mean(dim=0).tolist()
             self._disco_stats.clear()
-            prefix = "" if self.model.training else "eval_"
+            prefix = "" if _as_module(self.model).training else "eval_"
             logs[f"{prefix}rewards/margins"] = margin
             logs[f"{prefix}rewards/accuracies"] = accuracy
         super().log(logs, start_time)

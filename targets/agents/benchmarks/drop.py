@@ -20,7 +20,7 @@ def score(answer: Any, item: Item) -> float:
 
 def _lines(file: Path) -> list[str]:
     opener = gzip.open if file.suffix == ".gz" else open
-    with opener(file, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+    with opener(file, "rt", encoding="utf-8") as fh:
         return fh.read().splitlines()
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from targets.dpo.toy import language as lang
 from targets.dpo.toy.sampling import draw_uniforms, sample, sequence_logps
 from targets.dpo.toy.task import ToyTask
+from targets.dpo.toy.tokenizer import eos_and_pad_ids
 
 UNGRAMMATICAL_LIMIT = 0.5
 
@@ -65,7 +66,7 @@ def evaluate_policy(
     # one-sample evaluation draws, whatever k.
     prompts = prompts * k
     tok = task.tokenizer
-    eos = tok.eos_token_id
+    eos, pad = eos_and_pad_ids(tok)
     max_new = task.config.eval_max_new_tokens
     modes = (policy.training, reference.training)
     policy.eval()
@@ -75,8 +76,8 @@ def evaluate_policy(
         completions, done = sample(
             policy, prompt_ids, draw_uniforms(seed, len(prompts), max_new), eos, task.config.eval_temperature
         )
-        pol = sequence_logps(policy, prompt_ids, completions, tok.pad_token_id)  # (N,)
-        ref = sequence_logps(reference, prompt_ids, completions, tok.pad_token_id)  # (N,)
+        pol = sequence_logps(policy, prompt_ids, completions, pad)  # (N,)
+        ref = sequence_logps(reference, prompt_ids, completions, pad)  # (N,)
     finally:
         policy.train(modes[0])
         reference.train(modes[1])

@@ -179,11 +179,11 @@ def _build_sft(config: ToyTaskConfig, out: Path) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from targets.dpo.toy.sampling import draw_uniforms, sample
-    from targets.dpo.toy.tokenizer import build_tokenizer
+    from targets.dpo.toy.tokenizer import build_tokenizer, eos_and_pad_ids
 
     t0 = time.time()
     tok = build_tokenizer()
-    eos = tok.eos_token_id
+    eos, pad = eos_and_pad_ids(tok)
     train_prompts, held_prompts = lang.split_prompts(config.data_seed)
     rng = random.Random(f"sft-corpus-{config.data_seed}")
     corpus = []  # (prompt ids, completion ids + eos)
@@ -204,7 +204,7 @@ def _build_sft(config: ToyTaskConfig, out: Path) -> None:
         attn_pdrop=0.0,
         bos_token_id=eos,
         eos_token_id=eos,
-        pad_token_id=tok.pad_token_id,
+        pad_token_id=pad,
     )
     with torch.random.fork_rng():
         torch.manual_seed(config.data_seed)
@@ -225,7 +225,7 @@ def _build_sft(config: ToyTaskConfig, out: Path) -> None:
         idx = torch.randint(len(corpus), (config.sft_batch_size,), generator=gen).tolist()
         batch = [corpus[i] for i in idx]
         width = max(len(p) + len(c) for p, c in batch)
-        ids = torch.full((len(batch), width), tok.pad_token_id)  # (B, L)
+        ids = torch.full((len(batch), width), pad)  # (B, L)
         labels = torch.full((len(batch), width), -100)  # (B, L): loss on completion tokens only
         attn = torch.zeros((len(batch), width), dtype=torch.long)
         for r, (p, c) in enumerate(batch):

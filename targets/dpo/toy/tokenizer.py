@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from targets.dpo.toy.language import EOS, vocabulary
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 PAD, UNK = "<pad>", "<unk>"
 SPECIALS = (PAD, EOS, UNK)
@@ -32,3 +32,12 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS, unk_token=UNK)
     tok.padding_side = "right"
     return tok
+
+
+def eos_and_pad_ids(tok: PreTrainedTokenizerBase) -> tuple[int, int]:
+    """The ids of `<eos>` and `<pad>`: one int each in the toy tokenizer (transformers types a special
+    token's id as an int, a list or a string)."""
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    if not isinstance(eos, int) or not isinstance(pad, int):
+        raise TypeError(f"the tokenizer's <eos> and <pad> ids are {eos!r} and {pad!r}, not one int each")
+    return eos, pad

@@ -76,7 +76,7 @@ def get_zoo_loss(name: str) -> ZooLoss:
     if name not in _ZOO:
         raise UnknownZooLoss(f"no zoo loss named {name!r}; valid names: {', '.join(_ZOO)}")
     title, notes = _ZOO[name]
-    code = resources.files(__package__).joinpath(f"{name}.py").read_text(encoding="utf-8")
+    code = resources.files(__name__).joinpath(f"{name}.py").read_text(encoding="utf-8")
     citation = code.splitlines()[0].removeprefix("#").strip()
     return ZooLoss(name=name, title=title, citation=citation, code=code, notes=notes)
 

@@ -16,6 +16,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from targets.dpo import zoo
 from targets.dpo.zoo import list_zoo
 
 FILE = "fingerprints.json"
@@ -33,7 +34,7 @@ def code_hash(code: str) -> str:
 def shipped() -> dict[str, list[float]]:
     """name → fingerprint, for every zoo loss whose shipped entry is current."""
     try:
-        saved = json.loads(resources.files(__package__).joinpath(FILE).read_text(encoding="utf-8"))
+        saved = json.loads(resources.files(zoo).joinpath(FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if saved.get("version") != VERSION:
