@@ -45,7 +45,8 @@ EventKind = Literal[
 class Payload(BaseModel):
     """What an event says, one model per kind. Every field has a default and unknown fields are kept: a log
     written by an older or newer disco still loads. Producers set only what they know (`exclude_unset`
-    on writing), so a line holds what was said, not a page of defaults."""
+    on writing), so a line holds what was said, not a page of defaults; fields are declared in the order
+    the producers have always written them, so a line is what it was, byte for byte."""
 
     model_config = ConfigDict(extra="allow")
     kind: ClassVar[EventKind]
@@ -71,18 +72,18 @@ class NodePayload(Payload):
     node: str = ""
     phase: Literal["enter", "leave", ""] = ""
     seconds: float | None = None
-    # design
-    name: str = ""
-    thought: str = ""
-    model: str = ""
-    hints_used: list[str] = Field(default_factory=list)
-    hints_ignored: list[str] = Field(default_factory=list)
-    parents: list[str] = Field(default_factory=list)
-    # reflect
+    # reflect (its round first; the revised draft's name last)
     round: int = 0
     skipped: bool = False
     why: str = ""
     reflection: str = ""
+    # design
+    name: str = ""
+    thought: str = ""
+    hints_used: list[str] = Field(default_factory=list)
+    hints_ignored: list[str] = Field(default_factory=list)
+    parents: list[str] = Field(default_factory=list)
+    model: str = ""
     # repair
     attempt: int = 0
     fed: list[str] = Field(default_factory=list)
@@ -179,9 +180,9 @@ class HumanPayload(Payload):
 
     kind: ClassVar[EventKind] = "human"
     command: Command | None = None
+    consumed: str | None = None
     message: str = ""
     question: Any = None
-    consumed: str | None = None
     auto: bool = False
 
 
@@ -192,12 +193,12 @@ class BudgetPayload(Payload):
 
 class ErrorPayload(Payload):
     kind: ClassVar[EventKind] = "error"
-    message: str = ""
-    error_kind: str | None = None
     step: str | None = None
     """The loop step whose model output was unusable (a candidate's failure, not the run's)."""
+    error_kind: str | None = None
     endpoint: str | None = None
     """slow | down | rate-limited: the runner's word on the model endpoint."""
+    message: str = ""
     attempt: int | None = None
     down_s: float | None = None
     traceback: str | None = None
