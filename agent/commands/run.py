@@ -139,7 +139,7 @@ class ConsoleProgress:
             case ErrorPayload() | BudgetPayload():
                 text = data.reason if isinstance(data, BudgetPayload) else data.message
                 self._print(f"[yellow]{event.kind}[/]: {escape(text)}")
-            case HumanPayload() if "message" in event.payload:
+            case HumanPayload() if data.message:
                 self._print(f"[yellow]human[/]: {escape(data.message)}")
 
 
