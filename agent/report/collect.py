@@ -42,23 +42,13 @@ class Point(BaseModel):
     objective: float | None = None
 
 
-class EvidenceItem(BaseModel):
-    """One paired comparison of a candidate with the incumbent (an `evidence` event)."""
+class EvidenceItem(EvidencePayload):
+    """One paired comparison of a candidate with the incumbent: an `evidence` event's payload (p_value:
+    the race's one-sided p of "no better", adjusted over the looks), with where and when it was logged."""
 
     seq: int
     time: datetime
     candidate: str
-    verdict: str
-    incumbent: str | None = None
-    diff: Interval | None = None
-    p_better: float | None = None
-    p_value: float | None = None
-    """race: the one-sided p of "no better", adjusted over the looks."""
-    rule: str = "bootstrap"
-    confidence: float | None = None
-    seeds: list[int] = Field(default_factory=list)
-    round: int = 0
-    final: bool = False
 
     @property
     def p_text(self) -> str:
@@ -299,18 +289,4 @@ def _jobs(state: RunState) -> list[Job]:
 
 
 def _evidence(event: Event, p: EvidencePayload) -> EvidenceItem:
-    return EvidenceItem(
-        seq=event.seq,
-        time=event.time,
-        candidate=event.candidate or "",
-        verdict=p.verdict,
-        incumbent=p.incumbent,
-        diff=p.diff,
-        p_better=p.p_better,
-        p_value=p.p_value,
-        rule=p.rule,
-        confidence=p.confidence,
-        seeds=p.seeds,
-        round=p.round,
-        final=p.final,
-    )
+    return EvidenceItem(seq=event.seq, time=event.time, candidate=event.candidate or "", **dict(p))
