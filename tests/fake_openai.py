@@ -161,6 +161,9 @@ class FakeOpenAI:
         self.probes: list[dict[str, Any]] = []
         """The capability probe's requests (agent.models.probe), answered by the server itself like a real
         server would, whatever the script: a run probes a new endpoint before its first step."""
+        self.count_reply = " ".join(str(n) for n in range(1, 301))
+        """What it answers the probe's count request: far longer than the probe's cap, unless a test makes
+        it a short reply that ends by itself (as a small sampled model's sometimes does)."""
         self.paths: list[str] = []
         """Every request as "METHOD /path"."""
         self.default: Responder | None = None
@@ -239,7 +242,7 @@ class FakeOpenAI:
 
     def _next(self, body: dict[str, Any]) -> Item:
         with self._lock:
-            probe = _probe_answer(body)
+            probe = _probe_answer(body, self.count_reply)
             (self.probes if probe is not None else self.requests).append(body)
             if self.reject_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
                 return Error(
@@ -291,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._json(400, _error_body("the request body is not JSON", "invalid_request_error"))
             return
-        if _probe_answer(body) is None:
+        if _probe_answer(body, self.fake.count_reply) is None:
             self.fake.paths.append(f"POST {self.path}")
         try:
             if self.path.endswith("/chat/completions"):
@@ -461,14 +464,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _probe_answer(body: dict[str, Any]) -> Item | None:
+def _probe_answer(body: dict[str, Any], count_reply: str = "") -> Item | None:
     """What a capable server answers to agent.models.probe's requests; None for any other request."""
     from agent.models.probe import COUNT_REQUEST, JSON_REQUEST, TOOL_REQUEST
 
     messages = body.get("messages") or [{}]
     asked = str(messages[-1].get("content") or "")
     if asked.startswith(COUNT_REQUEST):
-        return " ".join(str(n) for n in range(1, 301))
+        return count_reply
     if asked.startswith(TOOL_REQUEST):
         return ToolCalls([ToolCall("lookup", {"key": "alpha"})])
     if not asked.startswith(JSON_REQUEST):

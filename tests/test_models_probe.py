@@ -45,6 +45,20 @@ def test_probe_shows_each_fallback(tmp_path: Path, refused: dict[str, int], best
     assert (tmp_path / "models" / "capabilities.json").is_file()
 
 
+def test_a_count_reply_that_ends_by_itself_under_the_cap_proves_nothing(tmp_path: Path) -> None:
+    """A small model sampled at the server's temperature sometimes answers the count in a few tokens: a
+    reply that stopped by itself under the cap says nothing of the field (before, it read as "honoured",
+    so a field a server ignores could be chosen to cap every reply). It is asked again, then `unknown`."""
+    with FakeOpenAI(model="local-model") as server:
+        server.caps, server.count_reply = ("max_tokens",), "1 2 3."
+        args = ("models", "probe", "--base-url", server.base_url, "--model", "local-model", "--json")
+        found = json.loads(cli(tmp_path, *args, env=CLEAN_ENV).stdout)
+        counts = [b for b in server.probes if "Count from" in str(b["messages"][-1]["content"])]
+    assert found["caps"]["max_tokens"].startswith("unknown: 3 replies ended by themselves"), found
+    assert found["caps"]["max_completion_tokens"].startswith("unknown"), found
+    assert len(counts) == 6, "each field asked three times"
+
+
 def test_probe_without_a_model_uses_the_one_the_server_lists(tmp_path: Path) -> None:
     with FakeOpenAI(model="only-one") as server:
         proc = cli(tmp_path, "models", "probe", "--base-url", server.base_url, env=CLEAN_ENV)

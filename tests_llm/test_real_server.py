@@ -37,7 +37,9 @@ def test_probe_says_what_the_real_server_honours(llama: LlamaServer, tmp_path: P
     assert found["modes"]["json_schema"].startswith("refused"), found  # llama-cpp-python: HTTP 500
     assert found["best_mode"] != "json_schema"
     assert found["caps"]["max_tokens"] == "ok", found
-    assert found["caps"]["max_completion_tokens"].startswith("ignored"), found
+    # ignored: a reply ran past the cap; unknown, rarely: the small model, sampled, stopped by itself under
+    # it three times. Never ok: the server does not cut a reply at that field.
+    assert found["caps"]["max_completion_tokens"].startswith(("ignored", "unknown")), found
     assert found["tools_auto"].startswith("ignored: answered in text"), found  # chatml: no tool calls on auto
 
 

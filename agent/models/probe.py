@@ -171,18 +171,25 @@ def _tools_auto(settings: ModelSettings) -> str:
     return f"ignored: answered in text ({' '.join(str(reply.content).split())[:60]!r})"
 
 
-def _cap_honoured(settings: ModelSettings) -> str:
+def _cap_honoured(settings: ModelSettings, tries: int = 3) -> str:
+    """`ok` when the server cut the reply at the cap (finish_reason `length`), `ignored` when the reply ran
+    past it. A reply that ended by itself under the cap says neither (a small model sampled at the server's
+    default temperature sometimes stops after a few tokens): it is asked again, up to `tries` times."""
     count = [{"role": "user", "content": COUNT_REQUEST}]
     import openai
 
-    try:
-        reply = build_chat_openai(settings).invoke(count)
-    except openai.OpenAIError as exc:  # a refusal of the field is an answer: not honoured
-        return f"refused: {' '.join(str(exc).split())[:120]}"
-    used = (reply.usage_metadata or {}).get("output_tokens") or 0
-    if used <= PROBE_CAP:
-        return "ok"
-    return f"ignored: the reply ran to {used} tokens"
+    used = 0
+    for _ in range(tries):
+        try:
+            reply = build_chat_openai(settings).invoke(count)
+        except openai.OpenAIError as exc:  # a refusal of the field is an answer: not honoured
+            return f"refused: {' '.join(str(exc).split())[:120]}"
+        used = (reply.usage_metadata or {}).get("output_tokens") or 0
+        if used > PROBE_CAP:
+            return f"ignored: the reply ran to {used} tokens"
+        if reply.response_metadata.get("finish_reason") == "length":
+            return "ok"
+    return f"unknown: {tries} replies ended by themselves within the cap ({used} tokens the last)"
 
 
 # --- the cache --------------------------------------------------------------------------------------------
