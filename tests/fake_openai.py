@@ -162,8 +162,8 @@ class FakeOpenAI:
         """The capability probe's requests (agent.models.probe), answered by the server itself like a real
         server would, whatever the script: a run probes a new endpoint before its first step."""
         self.count_reply = " ".join(str(n) for n in range(1, 301))
-        """What it answers the probe's count request: far longer than the probe's cap, unless a test makes
-        it a short reply that ends by itself (as a small sampled model's sometimes does)."""
+        """What it answers the probe's cap request (a long story asked for): far longer than the probe's
+        cap, unless a test makes it a short reply that ends by itself (as a small sampled model's can)."""
         self.paths: list[str] = []
         """Every request as "METHOD /path"."""
         self.default: Responder | None = None
@@ -466,11 +466,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _probe_answer(body: dict[str, Any], count_reply: str = "") -> Item | None:
     """What a capable server answers to agent.models.probe's requests; None for any other request."""
-    from agent.models.probe import COUNT_REQUEST, JSON_REQUEST, TOOL_REQUEST
+    from agent.models.probe import JSON_REQUEST, LONG_REQUEST, TOOL_REQUEST
 
     messages = body.get("messages") or [{}]
     asked = str(messages[-1].get("content") or "")
-    if asked.startswith(COUNT_REQUEST):
+    if asked.startswith(LONG_REQUEST):
         return count_reply
     if asked.startswith(TOOL_REQUEST):
         return ToolCalls([ToolCall("lookup", {"key": "alpha"})])

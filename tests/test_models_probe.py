@@ -13,7 +13,7 @@ from agent_helpers import cli
 from fake_openai import FakeOpenAI
 
 from agent.models import ModelSettings
-from agent.models.probe import cached, probed, with_probed
+from agent.models.probe import LONG_REQUEST, cached, probed, with_probed
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DISCO_"))}
 
@@ -45,15 +45,15 @@ def test_probe_shows_each_fallback(tmp_path: Path, refused: dict[str, int], best
     assert (tmp_path / "models" / "capabilities.json").is_file()
 
 
-def test_a_count_reply_that_ends_by_itself_under_the_cap_proves_nothing(tmp_path: Path) -> None:
-    """A small model sampled at the server's temperature sometimes answers the count in a few tokens: a
+def test_a_reply_that_ends_by_itself_under_the_cap_proves_nothing(tmp_path: Path) -> None:
+    """A small model sampled at the server's temperature sometimes answers in a few tokens: a
     reply that stopped by itself under the cap says nothing of the field (before, it read as "honoured",
     so a field a server ignores could be chosen to cap every reply). It is asked again, then `unknown`."""
     with FakeOpenAI(model="local-model") as server:
         server.caps, server.count_reply = ("max_tokens",), "1 2 3."
         args = ("models", "probe", "--base-url", server.base_url, "--model", "local-model", "--json")
         found = json.loads(cli(tmp_path, *args, env=CLEAN_ENV).stdout)
-        counts = [b for b in server.probes if "Count from" in str(b["messages"][-1]["content"])]
+        counts = [b for b in server.probes if b["messages"][-1]["content"] == LONG_REQUEST]
     assert found["caps"]["max_tokens"].startswith("unknown: 3 replies ended by themselves"), found
     assert found["caps"]["max_completion_tokens"].startswith("unknown"), found
     assert len(counts) == 6, "each field asked three times"

@@ -23,7 +23,9 @@ from agent.models.settings import OPENAI_DEFAULT_BASE_URL, ModelSettings
 PREFERENCE: tuple[Mode, ...] = ("json_schema", "json_object", "function_calling", "prompt")
 """The modes in the order auto mode prefers them: the more the server enforces, the fewer fix rounds."""
 JSON_REQUEST = "Reply with exactly this JSON object and nothing else:"
-COUNT_REQUEST = "Count from 1 to 300, the numbers separated by spaces."
+LONG_REQUEST = "Write a story of about 300 words about a lighthouse keeper."
+"""What the cap-field probe asks: a reply far past the cap from any chat model (a small one, asked to count,
+sometimes answered in seven tokens)."""
 PROBE_CAP = 8
 """The cap a cap-field probe sets; the reply it asks for is far longer."""
 CACHE_FILE = Path("models") / "capabilities.json"
@@ -175,7 +177,7 @@ def _cap_honoured(settings: ModelSettings, tries: int = 3) -> str:
     """`ok` when the server cut the reply at the cap (finish_reason `length`), `ignored` when the reply ran
     past it. A reply that ended by itself under the cap says neither (a small model sampled at the server's
     default temperature sometimes stops after a few tokens): it is asked again, up to `tries` times."""
-    count = [{"role": "user", "content": COUNT_REQUEST}]
+    count = [{"role": "user", "content": LONG_REQUEST}]
     import openai
 
     used = 0
